@@ -1,0 +1,461 @@
+"""The Python API embedding stacks use; the CLI is a thin layer over it.
+
+>>> vn = Virtnet(state_dir="/tmp/vn/state", run_dir="/tmp/vn/run")    # doctest: +SKIP
+>>> vn.define_network(open("default.xml").read())                      # doctest: +SKIP
+>>> vn.start_network("default")                                        # doctest: +SKIP
+
+Every method that changes something takes the host lock, checks its input before touching the
+host, and either completes or rolls back. Errors are :mod:`virtnet.errors` classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid as uuidlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from virtnet.apply import ApplyContext, Journal, apply_plan, rollback
+from virtnet.backend import FEATURE_BANDWIDTH, FEATURE_PORT_ISOLATION, FEATURE_VLAN, BackendInfo
+from virtnet.errors import Conflict, InvalidInput, NotFound, Unsupported
+from virtnet.events import Event, EventKind
+from virtnet.hookspecs import hookimpl
+from virtnet.host import enter_netns, host_lock, make_host
+from virtnet.model import (
+    Bridge,
+    Network,
+    NetworkPort,
+    complete_network,
+    format_network,
+    parse_network,
+    random_mac,
+    validate_against,
+    validate_network,
+)
+from virtnet.model.codec import from_dict, to_dict
+from virtnet.model.names import check_mac, check_uuid
+from virtnet.plan import Plan
+from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
+from virtnet.store import ActiveNetwork, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NetworkSummary:
+    """One row of ``net-list``."""
+
+    name: str
+    uuid: str
+    active: bool
+    persistent: bool
+    autostart: bool
+    backend: str | None
+    bridge: str | None
+
+
+class _Subscriber:
+    """Adapts a plain callback to the ``virtnet_event`` hook."""
+
+    def __init__(self, callback: Callable[[Event], None]) -> None:
+        self.callback = callback
+
+    @hookimpl
+    def virtnet_event(self, event: Event) -> None:
+        self.callback(event)
+
+
+class Virtnet:
+    """One host's virtual networks.
+
+    ``netns`` enters that network namespace first (the calling thread's); ``plugins`` are
+    extra plugin objects (observers, policies, a private backend) beside the installed ones.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path | None = None,
+        run_dir: str | Path | None = None,
+        netns: str | None = None,
+        plugins: Iterable[object] = (),
+        autoload: bool | None = None,
+    ) -> None:
+        if netns:
+            enter_netns(netns)
+        self.host = make_host(state_dir, run_dir, netns)
+        self.pm = make_plugin_manager(plugins, autoload=autoload)
+        self.hooks = Hooks(self.pm, self.host)
+        self.store = Store(self.host)
+        self._services: Any = None
+        with host_lock(self.host):
+            self._recover()
+
+    def close(self) -> None:
+        if self._services is not None and hasattr(self._services, "close"):
+            self._services.close()
+        self.store.close()
+
+    def __enter__(self) -> Virtnet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # plugins and events ---------------------------------------------------------------------
+    def register(self, plugin: object) -> None:
+        """Add a plugin object (observer, policy, fault injector) at run time."""
+        self.pm.register(plugin)
+        self.hooks = Hooks(self.pm, self.host)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` with every lifecycle event this object causes."""
+        self.register(_Subscriber(callback))
+
+    def backends(self) -> list[BackendInfo]:
+        return sorted(self.hooks.backends().values(), key=lambda b: b.name)
+
+    # definitions ----------------------------------------------------------------------------
+    def define_network(self, xml: str, backend: str | None = None) -> Network:
+        """Define (or redefine) a persistent network from libvirt network XML."""
+        net = self._parse(xml, backend)
+        with host_lock(self.host):
+            self._complete_and_check(net)
+            assert net.uuid is not None
+            self.store.put_definition(net.name, net.uuid, format_network(net))
+        self.hooks.emit(Event(EventKind.NETWORK_DEFINED, net.name))
+        return net
+
+    def undefine_network(self, name: str) -> None:
+        """Forget a definition; an active network keeps running as a transient one."""
+        with host_lock(self.host):
+            if self.store.definition(name) is None:
+                raise NotFound(f"network {name!r} is not defined")
+            self.store.delete_definition(name)
+        self.hooks.emit(Event(EventKind.NETWORK_UNDEFINED, name))
+
+    def set_autostart(self, name: str, enabled: bool = True) -> None:
+        with host_lock(self.host):
+            if self.store.definition(name) is None:
+                raise NotFound(
+                    f"network {name!r} is not defined (transient networks have no autostart)"
+                )
+            self.store.set_autostart(name, enabled)
+
+    # lifecycle ------------------------------------------------------------------------------
+    def create_network(self, xml: str, backend: str | None = None) -> Network:
+        """Start a transient network: it is gone once destroyed."""
+        net = self._parse(xml, backend)
+        with host_lock(self.host):
+            if self.store.definition(net.name) is not None:
+                raise Conflict(f"network {net.name!r} is already defined; use net-start")
+            self._complete_and_check(net)
+            self._start(net)
+        return net
+
+    def start_network(self, name: str) -> Network:
+        with host_lock(self.host):
+            definition = self.store.definition(name)
+            if definition is None:
+                raise NotFound(f"network {name!r} is not defined")
+            net = parse_network(definition.xml)
+            self._start(net)
+        return net
+
+    def plan_start(self, name: str) -> tuple[str, Plan]:
+        """The backend and steps ``start_network`` would run (``--dry-run``)."""
+        definition = self.store.definition(name)
+        if definition is None:
+            raise NotFound(f"network {name!r} is not defined")
+        net = parse_network(definition.xml)
+        backend = self._resolve_backend(net)
+        return backend, self.hooks.plan_start(backend, net)
+
+    def destroy_network(self, name: str) -> None:
+        with host_lock(self.host):
+            active = self.store.active_network(name)
+            if active is None:
+                raise Conflict(f"network {name!r} is not active")
+            ctx = self._context()
+            for port in self.store.ports(name):
+                rollback(ctx, self._port_journal(port["uuid"]))
+            problems = rollback(ctx, self._network_journal(name))
+            self.store.delete_active(name)
+        for problem in problems:
+            log.warning("destroy %s: %s", name, problem)
+        self.hooks.emit(Event(EventKind.NETWORK_STOPPED, name))
+
+    def _start(self, net: Network) -> None:
+        if self.store.active_network(net.name) is not None:
+            raise Conflict(f"network {net.name!r} is already active")
+        validate_network(net)
+        validate_against(net, [parse_network(a.xml) for a in self.store.active()])
+        self.hooks.validate(net)
+        backend = self._resolve_backend(net)
+        plan = self.hooks.plan_start(backend, net)
+        journal = self._network_journal(net.name)
+        apply_plan(self._context(), plan, journal)
+        assert net.uuid is not None
+        try:
+            self.store.put_active(
+                ActiveNetwork(net.name, net.uuid, format_network(net), backend, plan.info)
+            )
+        except BaseException:
+            rollback(self._context(), journal)
+            raise
+        self.hooks.emit(Event(EventKind.NETWORK_STARTED, net.name, detail={"backend": backend}))
+
+    # queries --------------------------------------------------------------------------------
+    def list_networks(self, *, active: bool = True, inactive: bool = True) -> list[NetworkSummary]:
+        running = {a.name: a for a in self.store.active()}
+        defined = {d.name: d for d in self.store.definitions()}
+        rows = []
+        for name in sorted(set(running) | set(defined)):
+            is_active = name in running
+            if (is_active and not active) or (not is_active and not inactive):
+                continue
+            d, a = defined.get(name), running.get(name)
+            source = a.xml if a else d.xml if d else ""
+            net = parse_network(source)
+            rows.append(
+                NetworkSummary(
+                    name=name,
+                    uuid=net.uuid or "",
+                    active=is_active,
+                    persistent=d is not None,
+                    autostart=bool(d and d.autostart),
+                    backend=a.backend if a else None,
+                    bridge=net.bridge.name if net.bridge else None,
+                )
+            )
+        return rows
+
+    def get_network(self, name: str, *, inactive: bool = False) -> Network:
+        """The live definition of an active network (or with ``inactive`` the stored one)."""
+        return parse_network(self.dumpxml(name, inactive=inactive))
+
+    def dumpxml(self, name: str, *, inactive: bool = False) -> str:
+        active = None if inactive else self.store.active_network(name)
+        if active is not None:
+            return active.xml
+        definition = self.store.definition(name)
+        if definition is not None:
+            return definition.xml
+        if inactive and self.store.active_network(name) is not None:
+            raise NotFound(f"network {name!r} is transient: it has no inactive definition")
+        raise NotFound(f"network {name!r} does not exist")
+
+    def network_info(self, name: str) -> dict[str, Any]:
+        """``net-info``: identity, state, backend and what the backend recorded."""
+        summary = next((s for s in self.list_networks() if s.name == name), None)
+        if summary is None:
+            raise NotFound(f"network {name!r} does not exist")
+        info: dict[str, Any] = dataclasses.asdict(summary)
+        active = self.store.active_network(name)
+        if active is not None:
+            info["started"] = active.started
+            info["status"] = active.info
+            info["ports"] = len(self.store.ports(name))
+        return info
+
+    def lookup_uuid(self, uuid: str) -> str:
+        """The name of the network with this uuid."""
+        wanted = check_uuid(uuid, "uuid")
+        for row in self.list_networks():
+            if row.uuid == wanted:
+                return row.name
+        raise NotFound(f"no network has uuid {wanted}")
+
+    def check_network(self, name: str) -> list[str]:
+        """Drift between the running network and the host, one line per finding."""
+        active = self.store.active_network(name)
+        if active is None:
+            raise Conflict(f"network {name!r} is not active")
+        return self.hooks.check(active.backend, parse_network(active.xml), active.info)
+
+    # ports ----------------------------------------------------------------------------------
+    def create_port(self, network: str, port: NetworkPort | None = None) -> NetworkPort:
+        """Plug a guest port into an active network; returns it with its plug result."""
+        port = port or NetworkPort(network=network)
+        port.network = network
+        with host_lock(self.host):
+            active = self.store.active_network(network)
+            if active is None:
+                raise Conflict(f"network {network!r} is not active")
+            net = parse_network(active.xml)
+            self._complete_port(net, port)
+            info = self.hooks.backend_info(active.backend)
+            if port.vlan and FEATURE_VLAN not in info.features:
+                raise Unsupported(f"backend {info.name!r} cannot tag VLANs", subject="port/vlan")
+            if port.isolated and FEATURE_PORT_ISOLATION not in info.features:
+                raise Unsupported(
+                    f"backend {info.name!r} cannot isolate ports", subject="port/isolated"
+                )
+            plan = self.hooks.plan_plug(active.backend, net, port, active.info)
+            assert port.uuid is not None
+            journal = self._port_journal(port.uuid)
+            apply_plan(self._context(), plan, journal)
+            try:
+                self.store.put_port(port.uuid, network, to_dict(port))
+            except BaseException:
+                rollback(self._context(), journal)
+                raise
+        self.hooks.emit(Event(EventKind.PORT_PLUGGED, network, port.uuid))
+        return port
+
+    def list_ports(self, network: str) -> list[NetworkPort]:
+        if self.store.active_network(network) is None and self.store.definition(network) is None:
+            raise NotFound(f"network {network!r} does not exist")
+        return [from_dict(NetworkPort, p) for p in self.store.ports(network)]
+
+    def get_port(self, uuid: str) -> NetworkPort:
+        data = self.store.port(check_uuid(uuid, "port uuid"))
+        if data is None:
+            raise NotFound(f"no port has uuid {uuid}")
+        return from_dict(NetworkPort, data)
+
+    def delete_port(self, uuid: str) -> None:
+        with host_lock(self.host):
+            port = self.get_port(uuid)
+            problems = rollback(self._context(), self._port_journal(port.uuid or uuid))
+            self.store.delete_port(port.uuid or uuid)
+        for problem in problems:
+            log.warning("unplug %s: %s", uuid, problem)
+        self.hooks.emit(Event(EventKind.PORT_UNPLUGGED, port.network, port.uuid))
+
+    # internals ------------------------------------------------------------------------------
+    def _parse(self, xml: str, backend: str | None) -> Network:
+        net = parse_network(xml)
+        if backend is not None:
+            self.hooks.backend_info(backend)
+            set_backend_override(net, backend)
+        validate_network(net)
+        return net
+
+    def _complete_and_check(self, net: Network) -> None:
+        """Fill libvirt's defaults and check against every other network (lock held)."""
+        existing = self.store.definition(net.name)
+        if existing is not None and net.uuid and net.uuid != existing.uuid:
+            raise Conflict(
+                f"network {net.name!r} is already defined with uuid {existing.uuid}",
+                subject="network/uuid",
+            )
+        if existing is not None and not net.uuid:
+            net.uuid = existing.uuid
+            old = parse_network(existing.xml)
+            if (
+                old.bridge
+                and old.bridge.name
+                and net.mode.has_own_bridge
+                and not (net.bridge and net.bridge.name)
+            ):
+                net.bridge = net.bridge or Bridge()
+                net.bridge.name = old.bridge.name
+            if not net.mac and net.mode.has_own_bridge:
+                net.mac = old.mac
+        others = [parse_network(d.xml) for d in self.store.definitions() if d.name != net.name]
+        others += [
+            parse_network(a.xml)
+            for a in self.store.active()
+            if a.name != net.name and self.store.definition(a.name) is None
+        ]
+        bridges = {o.bridge.name for o in others if o.bridge and o.bridge.name}
+        macs = {o.mac for o in others if o.mac}
+        complete_network(net, bridges, macs)
+        validate_network(net)
+        validate_against(net, others)
+        self.hooks.validate(net)
+
+    def _resolve_backend(self, net: Network) -> str:
+        """The backend that serves ``net``, checked against its capabilities and readiness."""
+        backends = self.hooks.backends()
+        name = self.hooks.claim(net)
+        if name is None:
+            installed = ", ".join(sorted(backends)) or "none"
+            raise Unsupported(
+                f"no installed backend serves forward mode '{net.mode.value}' "
+                f"(installed backends: {installed})",
+                subject=f"network {net.name!r}",
+            )
+        info = self.hooks.backend_info(name)
+        if net.mode not in info.forward_modes:
+            raise Unsupported(
+                f"backend {name!r} does not serve forward mode '{net.mode.value}'",
+                subject=f"network {net.name!r}",
+            )
+        needs = []
+        if net.vlan or any(g.vlan for g in net.portgroups):
+            needs.append(FEATURE_VLAN)
+        if net.port_isolated:
+            needs.append(FEATURE_PORT_ISOLATION)
+        if net.bandwidth or any(g.bandwidth for g in net.portgroups):
+            needs.append(FEATURE_BANDWIDTH)
+        for feature in needs:
+            if feature not in info.features:
+                raise Unsupported(
+                    f"backend {name!r} does not support {feature}", subject=f"network {net.name!r}"
+                )
+        if not info.readiness.ok:
+            raise Unsupported(
+                f"backend {name!r} cannot run on this host: " + "; ".join(info.readiness.problems),
+                subject=f"network {net.name!r}",
+            )
+        return name
+
+    def _complete_port(self, net: Network, port: NetworkPort) -> None:
+        port.uuid = check_uuid(port.uuid, "port/uuid") if port.uuid else str(uuidlib.uuid4())
+        if self.store.port(port.uuid) is not None:
+            raise Conflict(f"port {port.uuid} already exists", subject="port/uuid")
+        taken = {p.get("mac") for p in self.store.ports()}
+        if port.mac:
+            port.mac = check_mac(port.mac, "port/mac")
+            if port.mac in taken:
+                raise Conflict(
+                    f"MAC {port.mac} is already used by another port", subject="port/mac"
+                )
+        else:
+            port.mac = random_mac({m for m in taken if m})
+        group = net.portgroup(port.portgroup)
+        if port.portgroup is not None and group is None:
+            raise InvalidInput(
+                f"network {net.name!r} has no portgroup {port.portgroup!r}",
+                subject="port/portgroup",
+            )
+        if group is not None:
+            port.portgroup = group.name
+            port.vlan = port.vlan or group.vlan
+            port.virtualport = port.virtualport or group.virtualport
+            port.bandwidth = port.bandwidth or group.bandwidth
+        port.vlan = port.vlan or net.vlan
+        port.virtualport = port.virtualport or net.virtualport
+        if port.isolated is None:
+            port.isolated = net.port_isolated
+
+    def _context(self) -> ApplyContext:
+        return ApplyContext(self.host, self.hooks.undo_actions(), services=self._services)
+
+    def _network_journal(self, name: str) -> Journal:
+        return Journal(self.host.run_path("journal", f"network-{name}.jsonl"))
+
+    def _port_journal(self, uuid: str) -> Journal:
+        return Journal(self.host.run_path("journal", f"port-{uuid}.jsonl"))
+
+    def _recover(self) -> None:
+        """Undo what a killed process left half-built (journals with no active object)."""
+        directory = self.host.run_path("journal")
+        if not directory.is_dir():
+            return
+        active = {a.name for a in self.store.active()}
+        ports = {p["uuid"] for p in self.store.ports()}
+        for path in sorted(directory.glob("*.jsonl")):
+            kind, _, ident = path.stem.partition("-")
+            if (kind == "network" and ident not in active) or (
+                kind == "port" and ident not in ports
+            ):
+                log.warning("undoing %s left by an interrupted operation", path.name)
+                rollback(self._context(), Journal(path))
+
+
+__all__ = ["NetworkSummary", "Virtnet"]

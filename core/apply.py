@@ -1,0 +1,123 @@
+"""The executor: runs a plan's steps, journalling each step's undo first.
+
+The journal is a JSON-lines file under the run dir, one per network or port. It is the
+object's teardown record while the object is up, and its crash-recovery record while it is
+being built: whatever a killed process left in a journal is undone by the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from virtnet.backend import Host
+from virtnet.errors import OperationFailed, VirtnetError
+from virtnet.plan import Plan, Undo, UndoAction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApplyContext:
+    """What a step or an undo action may use: the host, the core's services, undo actions.
+
+    ``services`` is the object that gives drivers the core's shared datapath services
+    (netlink, firewall, dnsmasq, OVSDB); ``scratch`` lets steps of one plan pass values on
+    (e.g. an ifindex) without globals.
+    """
+
+    host: Host
+    undo_actions: dict[str, UndoAction]
+    services: Any = None
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+
+class Journal:
+    """Append-only undo records of one object; each record is on disk before its step runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, undo: Undo) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        line = json.dumps(undo.as_dict(), sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[Undo]:
+        if not self.path.exists():
+            return []
+        records = []
+        for line in self.path.read_text().splitlines():
+            if line.strip():
+                try:
+                    records.append(Undo.from_dict(json.loads(line)))
+                except (ValueError, KeyError):
+                    log.warning("%s: skipping a torn journal line %r", self.path, line)
+        return records
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
+    """Run ``plan``; on failure undo everything it did (and the journal), then raise.
+
+    Raises :class:`OperationFailed` naming the step that failed; a :class:`VirtnetError`
+    raised by a step keeps its class (an ``Unsupported`` stays ``Unsupported``).
+    """
+    undos = [step.undo() for step in plan]
+    for step, undo in zip(plan, undos, strict=True):
+        if undo is not None and undo.action not in ctx.undo_actions:
+            raise OperationFailed(
+                f"step {step.describe()!r} needs undo action {undo.action!r}, which no plugin "
+                "registers (virtnet_undo_actions)"
+            )
+    for step, undo in zip(plan, undos, strict=True):
+        if undo is not None:
+            journal.append(undo)
+        try:
+            log.debug("apply: %s", step.describe())
+            step.apply(ctx)
+        except BaseException as exc:
+            problems = rollback(ctx, journal)
+            if isinstance(exc, VirtnetError):
+                if problems:
+                    exc.add_note("rollback: " + "; ".join(problems))
+                raise
+            if not isinstance(exc, Exception):
+                raise
+            extra = f" (rollback problems: {'; '.join(problems)})" if problems else ""
+            raise OperationFailed(f"{step.describe()}: {exc}{extra}") from exc
+
+
+def rollback(ctx: ApplyContext, journal: Journal) -> list[str]:
+    """Undo every journalled record, newest first; returns the problems met (and logs them).
+
+    Undo keeps going past a failed record: leaving the rest of the objects behind would be
+    worse than a partial teardown. The journal is removed at the end.
+    """
+    problems = []
+    for undo in reversed(journal.records()):
+        action = ctx.undo_actions.get(undo.action)
+        if action is None:
+            problems.append(f"no undo action {undo.action!r} is registered")
+            continue
+        try:
+            action(ctx, undo.args)
+        except Exception as exc:  # keep undoing the rest
+            problems.append(f"{undo.action} {undo.args}: {exc}")
+            log.warning("undo %s %s failed: %s", undo.action, undo.args, exc)
+    journal.remove()
+    return problems

@@ -1,0 +1,282 @@
+"""``virtnet``: virsh's network verbs over :class:`virtnet.api.Virtnet`.
+
+No logic lives here: each command parses its arguments, calls one API method and prints the
+result. Exit codes: 0 success, 1 operation failed, 2 bad usage or invalid input. Errors are
+one line on stderr; ``-v`` adds the traceback and debug logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from virtnet.errors import InvalidInput, VirtnetError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    def __init__(
+        self, state_dir: str | None, run_dir: str | None, netns: str | None, verbose: bool
+    ):
+        self.state_dir, self.run_dir, self.netns, self.verbose = state_dir, run_dir, netns, verbose
+        self._api: Any = None
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            from virtnet.api import Virtnet
+
+            self._api = Virtnet(self.state_dir, self.run_dir, self.netns)
+        return self._api
+
+
+def _api() -> Any:
+    return click.get_current_context().find_object(_State).api
+
+
+def _read(path: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", subject="FILE") from None
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """virsh's table layout: a leading space, columns padded, a dashed rule."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = lambda cells: " " + "   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    click.echo(line(headers).rstrip())
+    click.echo("-" * (sum(widths) + 3 * len(widths)))
+    for row in rows:
+        click.echo(line(row).rstrip())
+    click.echo()
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--state-dir", envvar="VIRTNET_STATE_DIR", help="Persistent definitions [/var/lib/virtnet]."
+)
+@click.option("--run-dir", envvar="VIRTNET_RUN_DIR", help="Runtime state [/run/virtnet].")
+@click.option("--netns", help="Act inside this network namespace (it must exist).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
+@click.version_option(package_name="virtnet")
+@click.pass_context
+def cli(
+    ctx: click.Context, state_dir: str | None, run_dir: str | None, netns: str | None, verbose: bool
+) -> None:
+    """Virtual networks for VMs and containers (libvirt's network XML, pluggable backends)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="virtnet: %(levelname)s: %(message)s",
+    )
+    ctx.obj = _State(state_dir, run_dir, netns, verbose)
+
+
+@cli.command("net-define")
+@click.argument("file")
+@click.option("--backend", help="Serve this network with the named backend (stored in <metadata>).")
+def net_define(file: str, backend: str | None) -> None:
+    """Define a persistent network from an XML FILE ('-' for stdin)."""
+    net = _api().define_network(_read(file), backend=backend)
+    click.echo(f"Network {net.name} defined from {file}")
+
+
+@cli.command("net-create")
+@click.argument("file")
+@click.option("--backend", help="Serve this network with the named backend.")
+def net_create(file: str, backend: str | None) -> None:
+    """Create and start a transient network from an XML FILE."""
+    net = _api().create_network(_read(file), backend=backend)
+    click.echo(f"Network {net.name} created from {file}")
+
+
+@cli.command("net-undefine")
+@click.argument("name")
+def net_undefine(name: str) -> None:
+    """Remove a network's persistent definition."""
+    _api().undefine_network(name)
+    click.echo(f"Network {name} has been undefined")
+
+
+@cli.command("net-start")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Print the backend and the steps; change nothing.")
+def net_start(name: str, dry_run: bool) -> None:
+    """Start a defined network."""
+    if dry_run:
+        backend, plan = _api().plan_start(name)
+        click.echo(f"backend: {backend}")
+        for number, text in enumerate(plan.describe(), 1):
+            click.echo(f"{number:3}. {text}")
+        return
+    _api().start_network(name)
+    click.echo(f"Network {name} started")
+
+
+@cli.command("net-destroy")
+@click.argument("name")
+def net_destroy(name: str) -> None:
+    """Stop an active network (a transient one disappears)."""
+    _api().destroy_network(name)
+    click.echo(f"Network {name} destroyed")
+
+
+@cli.command("net-list")
+@click.option("--all", "show_all", is_flag=True, help="Active and inactive networks.")
+@click.option("--inactive", is_flag=True, help="Inactive networks only.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def net_list(show_all: bool, inactive: bool, as_json: bool) -> None:
+    """List networks (active ones unless --all or --inactive)."""
+    rows = _api().list_networks(active=not inactive, inactive=show_all or inactive)
+    if as_json:
+        _emit_json([r.__dict__ for r in rows])
+        return
+    _table(
+        ["Name", "State", "Autostart", "Persistent"],
+        [
+            [r.name, "active" if r.active else "inactive", _yes(r.autostart), _yes(r.persistent)]
+            for r in rows
+        ],
+    )
+
+
+@cli.command("net-info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def net_info(name: str, as_json: bool) -> None:
+    """Show a network's identity, state and backend."""
+    info = _api().network_info(name)
+    if as_json:
+        _emit_json(info)
+        return
+    for label, value in (
+        ("Name", info["name"]),
+        ("UUID", info["uuid"]),
+        ("Active", _yes(info["active"])),
+        ("Persistent", _yes(info["persistent"])),
+        ("Autostart", _yes(info["autostart"])),
+        ("Bridge", info["bridge"] or ""),
+        ("Backend", info["backend"] or ""),
+    ):
+        click.echo(f"{label + ':':<16}{value}")
+
+
+@cli.command("net-dumpxml")
+@click.argument("name")
+@click.option("--inactive", is_flag=True, help="The stored definition, not the live one.")
+def net_dumpxml(name: str, inactive: bool) -> None:
+    """Print a network's XML in libvirt's canonical form."""
+    click.echo(_api().dumpxml(name, inactive=inactive), nl=False)
+
+
+@cli.command("net-autostart")
+@click.argument("name")
+@click.option("--disable", is_flag=True, help="Do not start it automatically.")
+def net_autostart(name: str, disable: bool) -> None:
+    """Mark a network to start when virtnet's service starts."""
+    _api().set_autostart(name, not disable)
+    click.echo(f"Network {name} {'unmarked' if disable else 'marked'} as autostarted")
+
+
+@cli.command("net-uuid")
+@click.argument("name")
+def net_uuid(name: str) -> None:
+    """Print a network's UUID."""
+    click.echo(_api().network_info(name)["uuid"])
+
+
+@cli.command("net-name")
+@click.argument("uuid")
+def net_name(uuid: str) -> None:
+    """Print the name of the network with this UUID."""
+    click.echo(_api().lookup_uuid(uuid))
+
+
+@cli.command("net-check")
+@click.argument("name")
+def net_check(name: str) -> None:
+    """Report drift between an active network and the host (exit 1 if any)."""
+    drift = _api().check_network(name)
+    for line in drift:
+        click.echo(f"drift: {line}")
+    if drift:
+        sys.exit(1)
+    click.echo(f"Network {name} is in sync")
+
+
+@cli.command("drivers")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def drivers(as_json: bool) -> None:
+    """List installed backends with their capabilities and host readiness."""
+    backends = _api().backends()
+    if as_json:
+        _emit_json([b.as_dict() for b in backends])
+        return
+    if not backends:
+        click.echo("No backends installed (entry-point group 'virtnet.drivers').")
+        return
+    for b in backends:
+        state = "ready" if b.readiness.ok else "NOT READY"
+        click.echo(f"{b.name} {b.version} ({state}): {b.summary}")
+        click.echo(f"  forward modes: {', '.join(sorted(m.value for m in b.forward_modes))}")
+        click.echo(f"  attachments:   {', '.join(sorted(a.value for a in b.attachments))}")
+        click.echo(f"  features:      {', '.join(sorted(b.features)) or '-'}")
+        for problem in b.readiness.problems:
+            click.echo(f"  problem: {problem}")
+        for note in b.readiness.notes:
+            click.echo(f"  note: {note}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the CLI and map errors to exit codes and one-line messages."""
+    verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (
+        argv if argv is not None else sys.argv[1:]
+    )
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="virtnet",
+            standalone_mode=False,
+        )
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except VirtnetError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # a bug: still one line unless -v
+        if verbose:
+            traceback.print_exc()
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {exc} (run with -v for details)",
+            err=True,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Where virtnet acts: picking the directories, entering a network namespace, locking.
+
+``--netns NAME`` makes a whole process act inside that namespace (how tests and labs make a
+throw-away "host"); each namespace then gets its own state and run directories, so two
+"hosts" on one machine never see each other's networks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from virtnet.backend import Host
+from virtnet.errors import NotFound, OperationFailed
+
+DEFAULT_STATE_DIR = Path("/var/lib/virtnet")
+DEFAULT_RUN_DIR = Path("/run/virtnet")
+NETNS_DIR = Path("/run/netns")
+_CLONE_NEWNET = 0x40000000
+
+
+def make_host(
+    state_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    netns: str | None = None,
+) -> Host:
+    """Resolve directories: argument, then ``VIRTNET_STATE_DIR``/``VIRTNET_RUN_DIR``, then
+    the defaults (with a per-namespace sub-directory when ``netns`` is given)."""
+    state = state_dir or os.environ.get("VIRTNET_STATE_DIR")
+    run = run_dir or os.environ.get("VIRTNET_RUN_DIR")
+    suffix = Path("netns", netns) if netns else Path()
+    return Host(
+        state_dir=Path(state) if state else DEFAULT_STATE_DIR / suffix,
+        run_dir=Path(run) if run else DEFAULT_RUN_DIR / suffix,
+        netns=netns,
+    )
+
+
+def prepare_dirs(host: Host) -> None:
+    """Create the state and run directories, private to their owner (root)."""
+    for directory in (host.state_dir, host.run_dir):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def netns_path(name: str) -> Path:
+    if not name or "/" in name or name in (".", ".."):
+        raise NotFound(f"{name!r} is not a network namespace name", subject="--netns")
+    return NETNS_DIR / name
+
+
+def enter_netns(name: str) -> None:
+    """Move the calling thread (the whole process, if single-threaded) into namespace ``name``.
+
+    The namespace must exist; virtnet never creates one implicitly (pyroute2's
+    ``IPRoute(netns=...)`` would).
+    """
+    path = netns_path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"network namespace {name!r} does not exist", subject="--netns") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OperationFailed(f"cannot enter network namespace {name!r}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def host_lock(host: Host) -> Iterator[None]:
+    """Serialise every change on one host: one writer at a time, across processes.
+
+    Operations take milliseconds, so one lock keeps reasoning simple (a define sees every
+    other definition; a start sees the final state of the one before it).
+    """
+    prepare_dirs(host)
+    fd = os.open(host.run_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                break
+            except OSError as exc:  # pragma: no cover - EINTR on signals
+                if exc.errno != errno.EINTR:
+                    raise
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,328 @@
+"""Semantic checks of a network definition, alone and against the other defined networks.
+
+Every check raises :class:`InvalidInput` (or :class:`Conflict` for clashes with other
+networks) whose subject is the XML path of the offending element or attribute. Nothing here
+touches the host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from virtnet.errors import Conflict, InvalidInput
+from virtnet.model.names import (
+    check_dns_name,
+    check_ifname,
+    check_ip,
+    check_mac,
+    check_network_name,
+    check_uuid,
+)
+from virtnet.model.network import IP, ForwardMode, Network, Vlan
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _path(tag: str, index: int, count: int) -> str:
+    return f"{tag}[{index}]" if count > 1 else tag
+
+
+def validate_network(net: Network) -> None:
+    """Check one definition on its own."""
+    check_network_name(net.name)
+    if net.uuid:
+        net.uuid = check_uuid(net.uuid, "network/uuid")
+    if net.mac:
+        net.mac = check_mac(net.mac, "network/mac/@address")
+    if net.bridge and net.bridge.name and "%d" not in net.bridge.name:
+        check_ifname(net.bridge.name, "network/bridge/@name")
+    for i, dev in enumerate(net.forward_devices):
+        check_ifname(dev, "network/forward/@dev" if i == 0 else "network/forward/interface/@dev")
+    if net.domain:
+        check_dns_name(net.domain.name, "network/domain/@name")
+    _check_mode_fits(net)
+    _check_nat(net)
+    v4_dhcp = v6_dhcp = 0
+    for i, ip in enumerate(net.ips, 1):
+        path = "network/" + _path("ip", i, len(net.ips))
+        _check_ip(ip, path)
+        if ip.dhcp and (ip.dhcp.ranges or ip.dhcp.hosts):
+            if ip.version == 4:
+                v4_dhcp += 1
+            else:
+                v6_dhcp += 1
+            if v4_dhcp > 1 or v6_dhcp > 1:
+                raise InvalidInput(
+                    f"only one IPv{ip.version} <ip> may have DHCP", subject=f"{path}/dhcp"
+                )
+    _check_overlaps_within(net)
+    _check_routes(net)
+    _check_dns(net)
+    if net.vlan:
+        _check_vlan(net.vlan, "network/vlan")
+    defaults = [g.name for g in net.portgroups if g.default]
+    if len(defaults) > 1:
+        raise InvalidInput(
+            f"more than one default portgroup ({', '.join(defaults)})", subject="network/portgroup"
+        )
+    seen: set[str] = set()
+    for group in net.portgroups:
+        if group.name in seen:
+            raise InvalidInput(f"duplicate name {group.name!r}", subject="network/portgroup/@name")
+        seen.add(group.name)
+        if group.vlan:
+            _check_vlan(group.vlan, f"network/portgroup[@name='{group.name}']/vlan")
+
+
+def validate_against(net: Network, others: Iterable[Network]) -> None:
+    """Check ``net`` does not clash with the other defined networks (names, uuids, subnets)."""
+    own = [ip.subnet for ip in net.ips]
+    for other in others:
+        if other.name == net.name:
+            continue
+        if other.uuid and other.uuid == net.uuid:
+            raise Conflict(
+                f"uuid {net.uuid} is already used by network {other.name!r}", subject="network/uuid"
+            )
+        if (
+            net.mode.has_own_bridge
+            and other.mode.has_own_bridge
+            and net.bridge
+            and other.bridge
+            and net.bridge.name
+            and net.bridge.name == other.bridge.name
+        ):
+            raise Conflict(
+                f"bridge {net.bridge.name!r} is already used by network {other.name!r}",
+                subject="network/bridge/@name",
+            )
+        for index, subnet in enumerate(own, 1):
+            for theirs in other.ips:
+                if subnet.version == theirs.subnet.version and subnet.overlaps(theirs.subnet):
+                    raise InvalidInput(
+                        f"subnet {subnet} overlaps {theirs.subnet} of network {other.name!r}",
+                        subject="network/" + _path("ip", index, len(own)) + "/@address",
+                    )
+
+
+def _check_mode_fits(net: Network) -> None:
+    mode = net.mode
+    where = f"forward mode '{mode.value}'"
+    if mode.has_own_bridge:
+        if mode in (ForwardMode.NAT, ForwardMode.ROUTE) and len(net.forward_devices) > 1:
+            raise InvalidInput(f"{where} takes at most one interface", subject="network/forward")
+        if mode in (ForwardMode.ISOLATED, ForwardMode.OPEN) and net.forward_devices:
+            raise InvalidInput(f"{where} takes no forward device", subject="network/forward/@dev")
+        if net.virtualport is not None:
+            raise InvalidInput(f"not allowed with {where}", subject="network/virtualport")
+        return
+    # bridge, private, vepa, passthrough, hostdev: the host has no address or services here.
+    for present, field in (
+        (net.ips, "ip"),
+        (net.dns, "dns"),
+        (net.domain, "domain"),
+        (net.mac, "mac"),
+        (net.routes, "route"),
+        (net.forward and net.forward.nat, "forward/nat"),
+    ):
+        if present:
+            raise InvalidInput(
+                f"not allowed with {where}: the host does not serve this network",
+                subject=f"network/{field}",
+            )
+    has_bridge = bool(net.bridge and net.bridge.name)
+    if mode == ForwardMode.BRIDGE:
+        if has_bridge and net.forward_devices:
+            raise InvalidInput(
+                "give either <bridge name=...> or a forward device, not both",
+                subject="network/forward/@dev",
+            )
+        if not has_bridge and not net.forward_devices:
+            raise InvalidInput(
+                f"{where} needs <bridge name=...> or <forward dev=...>",
+                subject="network/bridge/@name",
+            )
+        return
+    if net.bridge is not None:
+        raise InvalidInput(f"not allowed with {where}", subject="network/bridge")
+    if mode.is_direct and not net.forward_devices:
+        raise InvalidInput(
+            f"{where} needs a device: <forward dev=...> or <interface dev=...>",
+            subject="network/forward/@dev",
+        )
+    if net.mtu is not None:
+        raise InvalidInput(f"not allowed with {where}", subject="network/mtu")
+
+
+def _check_nat(net: Network) -> None:
+    nat = net.forward.nat if net.forward else None
+    if nat is None:
+        return
+    if nat.address_start is not None:
+        start = check_ip(nat.address_start, "network/forward/nat/address/@start", 4)
+        end = check_ip(nat.address_end or "", "network/forward/nat/address/@end", 4)
+        if start > end:
+            raise InvalidInput(
+                f"start {start} is after end {end}", subject="network/forward/nat/address"
+            )
+    if nat.port_start is not None and nat.port_end is not None and nat.port_start > nat.port_end:
+        raise InvalidInput(
+            f"start {nat.port_start} is after end {nat.port_end}",
+            subject="network/forward/nat/port",
+        )
+
+
+def _check_ip(ip: IP, path: str) -> None:
+    addr = check_ip(ip.address, f"{path}/@address", ip.version)
+    if ip.prefix is not None and ip.netmask is not None:
+        raise InvalidInput("give prefix or netmask, not both", subject=f"{path}/@netmask")
+    if ip.netmask is not None:
+        if ip.version == 6:
+            raise InvalidInput("IPv6 takes prefix, not netmask", subject=f"{path}/@netmask")
+        try:
+            ipaddress.IPv4Network(f"0.0.0.0/{ip.netmask}")
+        except ValueError:
+            raise InvalidInput(
+                f"{ip.netmask!r} is not a netmask", subject=f"{path}/@netmask"
+            ) from None
+    if ip.prefix is not None and ip.prefix > addr.max_prefixlen:
+        raise InvalidInput(
+            f"{ip.prefix} is longer than {addr.max_prefixlen}", subject=f"{path}/@prefix"
+        )
+    subnet = ip.subnet
+    if subnet.num_addresses > 2 and addr in (subnet.network_address, subnet.broadcast_address):
+        which = "network" if addr == subnet.network_address else "broadcast"
+        raise InvalidInput(
+            f"{addr} is the subnet's {which} address, not a host address",
+            subject=f"{path}/@address",
+        )
+    if ip.dhcp is None:
+        return
+    taken: list[tuple[IPAddress, IPAddress, str]] = []
+    for i, r in enumerate(ip.dhcp.ranges, 1):
+        rpath = f"{path}/dhcp/" + _path("range", i, len(ip.dhcp.ranges))
+        start = _in_subnet(r.start, subnet, f"{rpath}/@start")
+        end = _in_subnet(r.end, subnet, f"{rpath}/@end")
+        if start > end:
+            raise InvalidInput(f"start {start} is after end {end}", subject=rpath)
+        if start <= addr <= end:
+            raise InvalidInput(f"{start}-{end} contains the host's address {addr}", subject=rpath)
+        for other_start, other_end, other_path in taken:
+            if start <= other_end and other_start <= end:
+                raise InvalidInput(f"{start}-{end} overlaps {other_path}", subject=rpath)
+        taken.append((start, end, rpath))
+    macs: set[str] = set()
+    ips: set[IPAddress] = set()
+    names: set[str] = set()
+    for i, h in enumerate(ip.dhcp.hosts, 1):
+        hpath = f"{path}/dhcp/" + _path("host", i, len(ip.dhcp.hosts))
+        if ip.version == 4 and not (h.mac or h.name):
+            raise InvalidInput("an IPv4 host needs mac or name", subject=hpath)
+        if ip.version == 6 and not (h.id or h.name):
+            raise InvalidInput("an IPv6 host needs id or name", subject=hpath)
+        if ip.version == 6 and h.mac:
+            raise InvalidInput(
+                "IPv6 hosts are matched by id or name, not mac", subject=f"{hpath}/@mac"
+            )
+        if h.mac:
+            mac = h.mac = check_mac(h.mac, f"{hpath}/@mac")
+            if mac in macs:
+                raise InvalidInput(f"duplicate MAC {mac}", subject=f"{hpath}/@mac")
+            macs.add(mac)
+        if h.name:
+            check_dns_name(h.name, f"{hpath}/@name")
+            if h.name in names and not h.mac:
+                raise InvalidInput(f"duplicate name {h.name!r}", subject=f"{hpath}/@name")
+            names.add(h.name)
+        if h.ip:
+            host_ip = _in_subnet(h.ip, subnet, f"{hpath}/@ip")
+            if host_ip == addr:
+                raise InvalidInput(f"{host_ip} is the host's own address", subject=f"{hpath}/@ip")
+            if host_ip in ips:
+                raise InvalidInput(f"duplicate IP {host_ip}", subject=f"{hpath}/@ip")
+            ips.add(host_ip)
+    if ip.dhcp.bootp and ip.dhcp.bootp.server:
+        check_ip(ip.dhcp.bootp.server, f"{path}/dhcp/bootp/@server")
+
+
+def _in_subnet(
+    value: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network, subject: str
+) -> IPAddress:
+    addr = check_ip(value, subject, subnet.version)
+    if addr not in subnet:
+        raise InvalidInput(f"{addr} is outside {subnet}", subject=subject)
+    return addr
+
+
+def _check_overlaps_within(net: Network) -> None:
+    for i, a in enumerate(net.ips):
+        for j, b in enumerate(net.ips[i + 1 :], i + 2):
+            if a.version == b.version and a.subnet.overlaps(b.subnet):
+                raise InvalidInput(
+                    f"subnet {b.subnet} overlaps {a.subnet} of the same network",
+                    subject="network/" + _path("ip", j, len(net.ips)) + "/@address",
+                )
+
+
+def _check_routes(net: Network) -> None:
+    for i, route in enumerate(net.routes, 1):
+        path = "network/" + _path("route", i, len(net.routes))
+        version = 6 if route.family == "ipv6" else 4
+        check_ip(route.address, f"{path}/@address", version)
+        gateway = check_ip(route.gateway, f"{path}/@gateway", version)
+        if not any(ip.version == version and gateway in ip.subnet for ip in net.ips):
+            raise InvalidInput(
+                f"gateway {gateway} is not on any of the network's subnets",
+                subject=f"{path}/@gateway",
+            )
+
+
+def _check_dns(net: Network) -> None:
+    dns = net.dns
+    if dns is None:
+        return
+    for f in dns.forwarders:
+        if f.addr:
+            check_ip(f.addr, "network/dns/forwarder/@addr")
+        if f.domain:
+            check_dns_name(f.domain, "network/dns/forwarder/@domain")
+        if not (f.addr or f.domain):
+            raise InvalidInput("needs addr or domain", subject="network/dns/forwarder")
+    for t in dns.txts:
+        check_dns_name(t.name, "network/dns/txt/@name")
+        if any(ord(c) < 32 for c in t.value):
+            raise InvalidInput(
+                "must not contain control characters", subject="network/dns/txt/@value"
+            )
+    for s in dns.srvs:
+        if s.protocol not in ("tcp", "udp"):
+            raise InvalidInput(
+                f"{s.protocol!r} is not 'tcp' or 'udp'", subject="network/dns/srv/@protocol"
+            )
+        check_dns_name(s.service, "network/dns/srv/@service")
+        if s.domain:
+            check_dns_name(s.domain, "network/dns/srv/@domain")
+        if s.target and s.target != ".":
+            check_dns_name(s.target, "network/dns/srv/@target")
+    for h in dns.hosts:
+        check_ip(h.ip, "network/dns/host/@ip")
+        if not h.hostnames:
+            raise InvalidInput("needs at least one <hostname>", subject="network/dns/host")
+        for name in h.hostnames:
+            check_dns_name(name, "network/dns/host/hostname")
+
+
+def _check_vlan(vlan: Vlan, path: str) -> None:
+    if not vlan.tags:
+        raise InvalidInput("needs at least one <tag>", subject=path)
+    if len(vlan.tags) > 1 and vlan.trunk is False:
+        raise InvalidInput("several tags need trunk='yes'", subject=f"{path}/@trunk")
+    native = [t for t in vlan.tags if t.native_mode]
+    if len(native) > 1:
+        raise InvalidInput("only one tag may have nativeMode", subject=f"{path}/tag/@nativeMode")
+    if native and len(vlan.tags) == 1 and not vlan.trunk:
+        raise InvalidInput("nativeMode needs a trunk", subject=f"{path}/tag/@nativeMode")
+    ids = [t.id for t in vlan.tags]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("duplicate tag id", subject=f"{path}/tag/@id")

@@ -1,0 +1,189 @@
+"""State: persistent definitions and runtime status, in SQLite.
+
+``<state_dir>/virtnet.db`` keeps what must survive a reboot (definitions, autostart);
+``<run_dir>/runtime.db`` keeps what a reboot must forget, like libvirt's /run status files
+(which networks are active with which live definition and backend, their ports). SQLite gives
+atomic, crash-safe updates and lets many processes read while one writes; the host lock
+(:func:`virtnet.host.host_lock`) orders the writers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from virtnet.backend import Host
+from virtnet.host import prepare_dirs
+
+_DEFINITIONS = """
+CREATE TABLE IF NOT EXISTS networks (
+    name TEXT PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    xml TEXT NOT NULL,
+    autostart INTEGER NOT NULL DEFAULT 0
+);
+"""
+_RUNTIME = """
+CREATE TABLE IF NOT EXISTS active (
+    name TEXT PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    xml TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    info TEXT NOT NULL,
+    started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ports (
+    uuid TEXT PRIMARY KEY,
+    network TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ports_by_network ON ports (network);
+"""
+
+
+@dataclass
+class Definition:
+    name: str
+    uuid: str
+    xml: str
+    autostart: bool
+
+
+@dataclass
+class ActiveNetwork:
+    name: str
+    uuid: str
+    xml: str  # the live definition, as started
+    backend: str
+    info: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+
+
+def _connect(path: Path, schema: str) -> sqlite3.Connection:
+    new = not path.exists()
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    if new:
+        path.chmod(0o600)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(schema)
+    return conn
+
+
+class Store:
+    """Typed access to both databases; every write is one transaction."""
+
+    def __init__(self, host: Host) -> None:
+        prepare_dirs(host)
+        self._defs = _connect(host.state_dir / "virtnet.db", _DEFINITIONS)
+        self._run = _connect(host.run_dir / "runtime.db", _RUNTIME)
+
+    def close(self) -> None:
+        self._defs.close()
+        self._run.close()
+
+    @contextmanager
+    def _tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # definitions ------------------------------------------------------------------------
+    def definitions(self) -> list[Definition]:
+        rows = self._defs.execute("SELECT name, uuid, xml, autostart FROM networks ORDER BY name")
+        return [Definition(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def definition(self, name: str) -> Definition | None:
+        row = self._defs.execute(
+            "SELECT name, uuid, xml, autostart FROM networks WHERE name = ?", (name,)
+        ).fetchone()
+        return Definition(row[0], row[1], row[2], bool(row[3])) if row else None
+
+    def put_definition(self, name: str, uuid: str, xml: str) -> None:
+        with self._tx(self._defs) as tx:
+            tx.execute(
+                "INSERT INTO networks (name, uuid, xml) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET xml = excluded.xml, uuid = excluded.uuid",
+                (name, uuid, xml),
+            )
+
+    def delete_definition(self, name: str) -> None:
+        with self._tx(self._defs) as tx:
+            tx.execute("DELETE FROM networks WHERE name = ?", (name,))
+
+    def set_autostart(self, name: str, autostart: bool) -> None:
+        with self._tx(self._defs) as tx:
+            tx.execute("UPDATE networks SET autostart = ? WHERE name = ?", (int(autostart), name))
+
+    # runtime ----------------------------------------------------------------------------
+    def active(self) -> list[ActiveNetwork]:
+        rows = self._run.execute(
+            "SELECT name, uuid, xml, backend, info, started FROM active ORDER BY name"
+        )
+        return [ActiveNetwork(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def active_network(self, name: str) -> ActiveNetwork | None:
+        row = self._run.execute(
+            "SELECT name, uuid, xml, backend, info, started FROM active WHERE name = ?", (name,)
+        ).fetchone()
+        return (
+            ActiveNetwork(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
+            if row
+            else None
+        )
+
+    def put_active(self, net: ActiveNetwork) -> None:
+        with self._tx(self._run) as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO active (name, uuid, xml, backend, info, started) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    net.name,
+                    net.uuid,
+                    net.xml,
+                    net.backend,
+                    json.dumps(net.info),
+                    net.started or time.time(),
+                ),
+            )
+
+    def delete_active(self, name: str) -> None:
+        with self._tx(self._run) as tx:
+            tx.execute("DELETE FROM active WHERE name = ?", (name,))
+            tx.execute("DELETE FROM ports WHERE network = ?", (name,))
+
+    # ports ------------------------------------------------------------------------------
+    def ports(self, network: str | None = None) -> list[dict[str, Any]]:
+        if network is None:
+            rows = self._run.execute("SELECT data FROM ports ORDER BY created")
+        else:
+            rows = self._run.execute(
+                "SELECT data FROM ports WHERE network = ? ORDER BY created", (network,)
+            )
+        return [json.loads(r[0]) for r in rows]
+
+    def port(self, uuid: str) -> dict[str, Any] | None:
+        row = self._run.execute("SELECT data FROM ports WHERE uuid = ?", (uuid,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_port(self, uuid: str, network: str, data: dict[str, Any]) -> None:
+        with self._tx(self._run) as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO ports (uuid, network, data, created) VALUES (?, ?, ?, ?)",
+                (uuid, network, json.dumps(data), time.time()),
+            )
+
+    def delete_port(self, uuid: str) -> None:
+        with self._tx(self._run) as tx:
+            tx.execute("DELETE FROM ports WHERE uuid = ?", (uuid,))
