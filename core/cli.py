@@ -39,7 +39,9 @@ class _State:
 
 
 def _api() -> Any:
-    return click.get_current_context().find_object(_State).api
+    state = click.get_current_context().find_object(_State)
+    assert state is not None
+    return state.api
 
 
 def _read(path: str) -> str:
@@ -56,7 +58,10 @@ def _emit_json(data: Any) -> None:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """virsh's table layout: a leading space, columns padded, a dashed rule."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = lambda cells: " " + "   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+
+    def line(cells: Sequence[str]) -> str:
+        return " " + "   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
     click.echo(line(headers).rstrip())
     click.echo("-" * (sum(widths) + 3 * len(widths)))
     for row in rows:
@@ -255,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             standalone_mode=False,
         )
     except click.exceptions.Exit as exc:
-        return exc.exit_code
+        return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

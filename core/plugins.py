@@ -15,13 +15,12 @@ from typing import Any
 import pluggy
 
 from virtnet import hookspecs
-from virtnet.apply import UndoAction
 from virtnet.backend import BackendInfo, Host
 from virtnet.errors import OperationFailed, Unsupported
 from virtnet.events import Event
 from virtnet.model.network import Network
 from virtnet.model.port import NetworkPort
-from virtnet.plan import Plan, Step
+from virtnet.plan import Plan, Step, UndoAction
 
 log = logging.getLogger(__name__)
 

@@ -162,7 +162,7 @@ def _check_nat(net: Network) -> None:
     if nat.address_start is not None:
         start = check_ip(nat.address_start, "network/forward/nat/address/@start", 4)
         end = check_ip(nat.address_end or "", "network/forward/nat/address/@end", 4)
-        if start > end:
+        if int(start) > int(end):
             raise InvalidInput(
                 f"start {start} is after end {end}", subject="network/forward/nat/address"
             )
@@ -199,19 +199,20 @@ def _check_ip(ip: IP, path: str) -> None:
         )
     if ip.dhcp is None:
         return
-    taken: list[tuple[IPAddress, IPAddress, str]] = []
+    taken: list[tuple[int, int, str]] = []
     for i, r in enumerate(ip.dhcp.ranges, 1):
         rpath = f"{path}/dhcp/" + _path("range", i, len(ip.dhcp.ranges))
         start = _in_subnet(r.start, subnet, f"{rpath}/@start")
         end = _in_subnet(r.end, subnet, f"{rpath}/@end")
-        if start > end:
+        first, last = int(start), int(end)
+        if first > last:
             raise InvalidInput(f"start {start} is after end {end}", subject=rpath)
-        if start <= addr <= end:
+        if first <= int(addr) <= last:
             raise InvalidInput(f"{start}-{end} contains the host's address {addr}", subject=rpath)
-        for other_start, other_end, other_path in taken:
-            if start <= other_end and other_start <= end:
+        for other_first, other_last, other_path in taken:
+            if first <= other_last and other_first <= last:
                 raise InvalidInput(f"{start}-{end} overlaps {other_path}", subject=rpath)
-        taken.append((start, end, rpath))
+        taken.append((first, last, rpath))
     macs: set[str] = set()
     ips: set[IPAddress] = set()
     names: set[str] = set()

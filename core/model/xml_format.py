@@ -26,6 +26,7 @@ from virtnet.model.network import (
 
 _ESCAPES = {"'": "&apos;", '"': "&quot;"}
 Attrs = Iterable[tuple[str, object]]
+AttrList = list[tuple[str, object]]
 
 
 def _yes_no(value: bool | None) -> str | None:
@@ -126,7 +127,7 @@ def format_network(net: Network) -> str:
 def _forward(w: XmlWriter, net: Network) -> None:
     fwd = net.forward
     assert fwd is not None
-    attrs = [("dev", fwd.dev), ("mode", fwd.mode.value)]
+    attrs: AttrList = [("dev", fwd.dev), ("mode", fwd.mode.value)]
     nat = fwd.nat
     has_nat = nat is not None and (
         nat.ipv6 is not None or nat.address_start is not None or nat.port_start is not None
@@ -151,7 +152,7 @@ def _forward(w: XmlWriter, net: Network) -> None:
 
 
 def _dns(w: XmlWriter, dns: Dns) -> None:
-    attrs = [
+    attrs: AttrList = [
         ("enable", _yes_no(dns.enable)),
         ("forwardPlainNames", _yes_no(dns.forward_plain_names)),
     ]
@@ -222,7 +223,7 @@ def _lease_attrs(lease: Lease) -> Attrs:
 def _dhcp(w: XmlWriter, dhcp: Dhcp) -> None:
     w.open("dhcp")
     for r in dhcp.ranges:
-        attrs = [("start", r.start), ("end", r.end)]
+        attrs: AttrList = [("start", r.start), ("end", r.end)]
         if r.lease is None:
             w.empty("range", attrs)
         else:
@@ -279,7 +280,7 @@ _PARAM_ORDER = ("managerid", "typeid", "typeidversion", "instanceid", "interface
 
 
 def format_virtualport(w: XmlWriter, vp: VirtualPort) -> None:
-    attrs = [("type", vp.type)]
+    attrs: AttrList = [("type", vp.type)]
     if not vp.parameters:
         w.empty("virtualport", attrs)
         return
@@ -289,7 +290,7 @@ def format_virtualport(w: XmlWriter, vp: VirtualPort) -> None:
 
 
 def _portgroup(w: XmlWriter, group: PortGroup) -> None:
-    attrs = [
+    attrs: AttrList = [
         ("name", group.name),
         ("default", "yes" if group.default else None),
         ("trustGuestRxFilters", _yes_no(group.trust_guest_rx_filters)),

@@ -118,7 +118,8 @@ class Node:
 
     def finish(self) -> None:
         """Reject any attribute or child element that no reader asked for."""
-        for name in self.element.attrib:
+        for raw_name in self.element.attrib:
+            name = str(raw_name)
             if name not in self._read_attrs:
                 raise InvalidInput(
                     "attribute is not supported by virtnet", subject=f"{self.path}/@{name}"

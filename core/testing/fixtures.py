@@ -1,0 +1,78 @@
+"""pytest fixtures: ``lab`` (namespaces removed after the test, even on failure),
+``host_ns`` (a namespace playing a virtnet host), and ``virtnet_cli`` (runs the CLI inside it
+with private state and run directories)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from virtnet.testing.netns import Lab, Namespace
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2"
+)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    made = Lab()
+    try:
+        yield made
+    finally:
+        made.cleanup()
+
+
+@pytest.fixture
+def host_ns(lab: Lab) -> Namespace:
+    return lab.netns("host")
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def virtnet_cli(host_ns: Namespace, tmp_path: Path) -> Iterator[CliRunner]:
+    """``virtnet_cli("net-list", "--all")`` runs ``virtnet --netns <host>`` as a process."""
+    state, run = tmp_path / "state", tmp_path / "run"
+
+    def call(
+        *args: str, input: str | None = None, check: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "virtnet.cli",
+            "--netns",
+            host_ns.name,
+            "--state-dir",
+            str(state),
+            "--run-dir",
+            str(run),
+            *args,
+        ]
+        return subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+            env={**os.environ, **(env or {})},
+        )
+
+    call.state_dir = state  # type: ignore[attr-defined]
+    call.run_dir = run  # type: ignore[attr-defined]
+
+    yield call
+    # Tear down whatever the test left active, through virtnet itself.
+    listed = call("net-list", "--json", env=getattr(call, "env", None))
+    for row in json.loads(listed.stdout or "[]") if listed.returncode == 0 else []:
+        call("net-destroy", row["name"])

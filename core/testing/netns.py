@@ -1,0 +1,94 @@
+"""Uniquely named network namespaces, veth "cables" between them, and guaranteed cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+
+
+def run(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class Namespace:
+    """A network namespace this test made; ``ip(...)``/``exec(...)`` run commands in it."""
+
+    name: str
+
+    def exec(
+        self, *args: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        return run("ip", "netns", "exec", self.name, *args, check=check, timeout=timeout)
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("ip", "-n", self.name, *args, check=check)
+
+    def popen(self, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *args], text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    def links(self) -> set[str]:
+        out = self.ip("-o", "link", "show").stdout
+        return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
+
+    def pids(self) -> list[int]:
+        out = run("ip", "netns", "pids", self.name, check=False).stdout
+        return [int(p) for p in out.split()]
+
+    def nft_tables(self) -> list[str]:
+        out = self.exec("nft", "list", "tables", check=False).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+@dataclass
+class Lab:
+    """A set of namespaces made for one test, all removed by :meth:`cleanup`.
+
+    Names are ``vt<random>-<role>`` so parallel runs and leftovers never collide.
+    """
+
+    prefix: str = field(default_factory=lambda: "vt" + uuid.uuid4().hex[:6])
+    namespaces: list[Namespace] = field(default_factory=list)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def netns(self, role: str) -> Namespace:
+        ns = Namespace(f"{self.prefix}-{role}")
+        run("ip", "netns", "add", ns.name)
+        self.namespaces.append(ns)
+        ns.ip("link", "set", "lo", "up")
+        return ns
+
+    def cable(self, a: Namespace, a_if: str, b: Namespace, b_if: str) -> None:
+        """A veth pair from ``a`` (named ``a_if``) to ``b`` (``b_if``), both ends up."""
+        tmp = "vc" + uuid.uuid4().hex[:8]
+        a.ip("link", "add", tmp, "type", "veth", "peer", "name", b_if, "netns", b.name)
+        a.ip("link", "set", tmp, "name", a_if)
+        a.ip("link", "set", a_if, "up")
+        b.ip("link", "set", b_if, "up")
+
+    def address(self, ns: Namespace, ifname: str, cidr: str) -> None:
+        ns.ip("addr", "add", cidr, "dev", ifname)
+
+    def track(self, proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+        self.processes.append(proc)
+        return proc
+
+    def cleanup(self) -> list[str]:
+        """Kill what runs in our namespaces (by pid) and delete them; returns what it removed."""
+        removed = []
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        for ns in reversed(self.namespaces):
+            for pid in ns.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            run("ip", "netns", "del", ns.name, check=False)
+            removed.append(ns.name)
+        self.namespaces.clear()
+        return removed

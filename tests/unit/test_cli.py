@@ -1,0 +1,155 @@
+"""The CLI as a user meets it: real processes, exit codes, one-line errors, concurrency."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+
+def virtnet(
+    tmp_path: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "virtnet.cli",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--run-dir",
+        str(tmp_path / "r"),
+        *args,
+    ]
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+NAT = "<network><name>{}</name><forward mode='nat'/><ip address='{}' prefix='24'/></network>"
+
+
+def test_define_list_dumpxml_autostart_undefine(tmp_path: Path) -> None:
+    (tmp_path / "d.xml").write_text(NAT.format("default", "192.168.122.1"))
+    done = virtnet(tmp_path, "net-define", str(tmp_path / "d.xml"))
+    assert done.returncode == 0 and "Network default defined" in done.stdout
+    listed = virtnet(tmp_path, "net-list", "--all")
+    assert listed.stdout.splitlines()[0].split() == ["Name", "State", "Autostart", "Persistent"]
+    assert listed.stdout.splitlines()[2].split() == ["default", "inactive", "no", "yes"]
+    assert virtnet(tmp_path, "net-list").stdout.count("default") == 0  # active only
+    xml = virtnet(tmp_path, "net-dumpxml", "default").stdout
+    assert "<bridge name='virbr0' stp='on' delay='0'/>" in xml and "<uuid>" in xml
+    assert virtnet(tmp_path, "net-dumpxml", "--inactive", "default").stdout == xml
+    assert virtnet(tmp_path, "net-autostart", "default").returncode == 0
+    rows = json.loads(virtnet(tmp_path, "net-list", "--inactive", "--json").stdout)
+    assert rows[0]["autostart"] is True and rows[0]["bridge"] == "virbr0"
+    uuid = virtnet(tmp_path, "net-uuid", "default").stdout.strip()
+    assert virtnet(tmp_path, "net-name", uuid).stdout.strip() == "default"
+    info = virtnet(tmp_path, "net-info", "default").stdout
+    assert "Persistent:     yes" in info and f"UUID:           {uuid}" in info
+    assert virtnet(tmp_path, "net-autostart", "--disable", "default").returncode == 0
+    assert virtnet(tmp_path, "net-undefine", "default").returncode == 0
+    assert json.loads(virtnet(tmp_path, "net-list", "--all", "--json").stdout) == []
+
+
+def test_define_from_stdin(tmp_path: Path) -> None:
+    assert virtnet(tmp_path, "net-define", "-", stdin=NAT.format("s", "10.0.0.1")).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("xml", "message"),
+    [
+        ("<network><name>x", "error: network: malformed XML"),
+        ("<network><name>a/b</name></network>", "error: network/name: 'a/b' must not contain '/'"),
+        (
+            "<network><name>n</name><bridge name='waytoolongbridgename'/></network>",
+            "error: network/bridge/@name: interface name 'waytoolongbridgename' is longer than 15 bytes",
+        ),
+        (
+            NAT.format("other", "192.168.122.77").replace("24", "16"),
+            "error: network/ip/@address: subnet 192.168.0.0/16 overlaps 192.168.122.0/24 of network 'base'",
+        ),
+    ],
+    ids=["malformed", "bad-name", "bad-ifname", "overlap"],
+)
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(
+    tmp_path: Path, xml: str, message: str
+) -> None:
+    virtnet(tmp_path, "net-define", "-", stdin=NAT.format("base", "192.168.122.1"))
+    before = virtnet(tmp_path, "net-list", "--all", "--json").stdout
+    done = virtnet(tmp_path, "net-define", "-", stdin=xml)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert virtnet(tmp_path, "net-list", "--all", "--json").stdout == before
+
+
+def test_usage_errors_exit_2_and_operation_errors_exit_1(tmp_path: Path) -> None:
+    assert virtnet(tmp_path, "net-frob").returncode == 2
+    assert virtnet(tmp_path, "net-start").returncode == 2
+    missing = virtnet(tmp_path, "net-start", "ghost")
+    assert missing.returncode == 1 and missing.stderr == "error: network 'ghost' is not defined\n"
+    assert virtnet(tmp_path, "net-name", "nope").returncode == 2
+    assert virtnet(tmp_path, "net-define", str(tmp_path / "absent.xml")).returncode == 2
+
+
+def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
+    done = virtnet(tmp_path, "-v", "net-start", "ghost")
+    assert done.returncode == 1 and "Traceback" in done.stderr
+
+
+def test_netns_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    done = virtnet(tmp_path, "--netns", "no-such-ns-virtnet", "net-list")
+    assert done.returncode == 1
+    assert "network namespace 'no-such-ns-virtnet' does not exist" in done.stderr
+    assert not Path("/run/netns/no-such-ns-virtnet").exists()
+
+
+def test_twenty_processes_at_once_lose_nothing(tmp_path: Path) -> None:
+    def define(i: int) -> int:
+        return virtnet(
+            tmp_path, "net-define", "-", stdin=NAT.format(f"n{i}", f"10.{i}.0.1")
+        ).returncode
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(define, range(20)))
+    assert codes == [0] * 20
+    rows = json.loads(virtnet(tmp_path, "net-list", "--all", "--json").stdout)
+    assert sorted(r["name"] for r in rows) == sorted(f"n{i}" for i in range(20))
+    bridges = [r["bridge"] for r in rows]
+    assert len(set(bridges)) == 20  # each define saw the others: no bridge name handed out twice
+
+
+def test_twenty_processes_racing_for_one_subnet_let_exactly_one_win(tmp_path: Path) -> None:
+    def define(i: int) -> int:
+        return virtnet(
+            tmp_path, "net-define", "-", stdin=NAT.format(f"n{i}", "10.77.0.1")
+        ).returncode
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(define, range(20)))
+    assert sorted(codes) == [0] + [2] * 19
+
+
+def test_drivers_lists_none_without_backends(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "VIRTNET_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "virtnet.cli",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--run-dir",
+            str(tmp_path / "r"),
+            "drivers",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout) == []

@@ -1,0 +1,26 @@
+"""The card's layout is packaged whole: every folder under core/ is a listed package."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_every_core_subpackage_is_listed_in_pyproject() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {
+        "virtnet" + ".".join(["", *list(p.parent.relative_to(ROOT / "core").parts)])
+        for p in (ROOT / "core").rglob("__init__.py")
+    }
+    missing = on_disk - listed
+    assert not missing, f"add to [tool.setuptools] packages: {sorted(missing)}"
+
+
+def test_core_never_imports_a_driver() -> None:
+    for path in (ROOT / "core").rglob("*.py"):
+        text = path.read_text()
+        for driver in ("virtnet_linuxbridge", "virtnet_ovs", "virtnet_macvtap"):
+            assert f"import {driver}" not in text and f"from {driver}" not in text, path
