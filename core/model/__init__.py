@@ -28,6 +28,7 @@ from virtnet.model.network import (
     VlanTag,
 )
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort, Plug, PortOwner
+from virtnet.model.port_xml import format_port, parse_port
 from virtnet.model.validate import validate_against, validate_network
 from virtnet.model.xml_format import format_network
 from virtnet.model.xml_parse import parse_network
@@ -64,7 +65,9 @@ __all__ = [
     "VlanTag",
     "complete_network",
     "format_network",
+    "format_port",
     "parse_network",
+    "parse_port",
     "random_mac",
     "validate_against",
     "validate_network",
