@@ -88,7 +88,7 @@ def parse_network(text: str | bytes) -> Network:
     if (dns := root.child("dns")) is not None:
         net.dns = _dns(dns)
     if (vlan := root.child("vlan")) is not None:
-        net.vlan = _vlan(vlan)
+        net.vlan = parse_vlan(vlan)
     if (bw := root.child("bandwidth")) is not None:
         net.bandwidth = parse_bandwidth(bw)
     if (port := root.child("port")) is not None:
@@ -232,7 +232,7 @@ def _dns(node: Node) -> Dns:
     return dns
 
 
-def _vlan(node: Node) -> Vlan:
+def parse_vlan(node: Node) -> Vlan:
     vlan = Vlan(trunk=node.bool_attr("trunk"))
     for t in node.children("tag"):
         tag_id = t.int_attr("id", maximum=4095, required=True)
@@ -243,10 +243,6 @@ def _vlan(node: Node) -> Vlan:
         t.finish()
     node.finish()
     return vlan
-
-
-def parse_vlan(node: Node) -> Vlan:
-    return _vlan(node)
 
 
 def parse_virtualport(node: Node) -> VirtualPort:
@@ -283,7 +279,7 @@ def _portgroup(node: Node) -> PortGroup:
         trust_guest_rx_filters=node.bool_attr("trustGuestRxFilters"),
     )
     if (vlan := node.child("vlan")) is not None:
-        group.vlan = _vlan(vlan)
+        group.vlan = parse_vlan(vlan)
     if (vp := node.child("virtualport")) is not None:
         group.virtualport = parse_virtualport(vp)
     if (bw := node.child("bandwidth")) is not None:

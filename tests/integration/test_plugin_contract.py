@@ -47,7 +47,10 @@ def test_start_and_destroy_make_and_remove_real_links(
     assert virtnet_cli("net-define", str(xml), env=vendor_env).returncode == 0
     dry = virtnet_cli("net-start", "--dry-run", "iso", env=vendor_env)
     assert dry.stdout.splitlines() == [
-        "backend: vendor", "  1. create bridge vbrt1", "  2. create veth vbrt1x", "  3. set vbrt1 up",
+        "backend: vendor",
+        "  1. create bridge vbrt1",
+        "  2. create veth vbrt1x",
+        "  3. set vbrt1 up",
     ]
     assert host_ns.links() == before  # a dry run changes nothing
     started = virtnet_cli("net-start", "iso", env=vendor_env)
