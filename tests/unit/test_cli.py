@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ import pytest
 
 
 def virtnet(
-    tmp_path: Path, *args: str, stdin: str | None = None
+    tmp_path: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable,
@@ -24,7 +25,14 @@ def virtnet(
         str(tmp_path / "r"),
         *args,
     ]
-    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        cmd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 NAT = "<network><name>{}</name><forward mode='nat'/><ip address='{}' prefix='24'/></network>"
@@ -133,23 +141,5 @@ def test_twenty_processes_racing_for_one_subnet_let_exactly_one_win(tmp_path: Pa
 
 
 def test_drivers_lists_none_without_backends(tmp_path: Path) -> None:
-    import os
-
-    env = {**os.environ, "VIRTNET_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "virtnet.cli",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--run-dir",
-            str(tmp_path / "r"),
-            "drivers",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    done = virtnet(tmp_path, "drivers", "--json", env={"VIRTNET_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert done.returncode == 0 and json.loads(done.stdout) == []
