@@ -23,7 +23,7 @@ from virtnet.backend import FEATURE_BANDWIDTH, FEATURE_PORT_ISOLATION, FEATURE_V
 from virtnet.errors import Conflict, InvalidInput, NotFound, Unsupported
 from virtnet.events import Event, EventKind
 from virtnet.hookspecs import hookimpl
-from virtnet.host import enter_netns, host_lock, make_host
+from virtnet.host import host_lock, make_host
 from virtnet.model import (
     Bridge,
     Network,
@@ -71,8 +71,11 @@ class _Subscriber:
 class Virtnet:
     """One host's virtual networks.
 
-    ``netns`` enters that network namespace first (the calling thread's); ``plugins`` are
-    extra plugin objects (observers, policies, a private backend) beside the installed ones.
+    ``netns`` names the network namespace this host lives in: it picks the per-namespace state
+    and run directories, and is passed to backends in ``Host.netns``. The API never moves the
+    calling thread into it (that would surprise an embedder or a test runner); the CLI's
+    ``--netns`` does that for its whole process. ``plugins`` are extra plugin objects
+    (observers, policies, a private backend) beside the installed ones.
     """
 
     def __init__(
@@ -83,8 +86,6 @@ class Virtnet:
         plugins: Iterable[object] = (),
         autoload: bool | None = None,
     ) -> None:
-        if netns:
-            enter_netns(netns)
         self.host = make_host(state_dir, run_dir, netns)
         self.pm = make_plugin_manager(plugins, autoload=autoload)
         self.hooks = Hooks(self.pm, self.host)

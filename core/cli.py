@@ -33,7 +33,11 @@ class _State:
     def api(self) -> Any:
         if self._api is None:
             from virtnet.api import Virtnet
+            from virtnet.host import enter_netns
 
+            if self.netns:
+                # The whole process moves, so plugins that run tools act in the namespace too.
+                enter_netns(self.netns)
             self._api = Virtnet(self.state_dir, self.run_dir, self.netns)
         return self._api
 
