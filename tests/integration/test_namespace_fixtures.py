@@ -38,3 +38,18 @@ def test_virtnet_acts_inside_the_host_namespace_only(virtnet_cli, host_ns) -> No
     xml = "<network><name>inns</name></network>"
     assert virtnet_cli("net-define", "-", input=xml).returncode == 0
     assert "inns" in virtnet_cli("net-list", "--all").stdout
+
+
+def test_the_api_records_the_namespace_but_never_moves_the_caller(host_ns, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from virtnet.api import Virtnet
+    from virtnet.host import make_host
+
+    before = os.readlink("/proc/thread-self/ns/net")
+    with Virtnet(tmp_path / "s", tmp_path / "r", netns=host_ns.name) as vn:
+        assert vn.host.netns == host_ns.name
+    assert os.readlink("/proc/thread-self/ns/net") == before
+    default = make_host(netns=host_ns.name)
+    assert str(default.state_dir).endswith(f"/netns/{host_ns.name}")
+    assert str(default.run_dir).endswith(f"/netns/{host_ns.name}")
