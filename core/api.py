@@ -39,7 +39,7 @@ from virtnet.model.codec import from_dict, to_dict
 from virtnet.model.names import check_mac, check_uuid
 from virtnet.plan import Plan
 from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
-from virtnet.store import ActiveNetwork, Store
+from virtnet.store import ActiveNetwork, Definition, Store
 
 log = logging.getLogger(__name__)
 
@@ -212,26 +212,24 @@ class Virtnet:
     def list_networks(self, *, active: bool = True, inactive: bool = True) -> list[NetworkSummary]:
         running = {a.name: a for a in self.store.active()}
         defined = {d.name: d for d in self.store.definitions()}
-        rows = []
-        for name in sorted(set(running) | set(defined)):
-            is_active = name in running
-            if (is_active and not active) or (not is_active and not inactive):
-                continue
-            d, a = defined.get(name), running.get(name)
-            source = a.xml if a else d.xml if d else ""
-            net = parse_network(source)
-            rows.append(
-                NetworkSummary(
-                    name=name,
-                    uuid=net.uuid or "",
-                    active=is_active,
-                    persistent=d is not None,
-                    autostart=bool(d and d.autostart),
-                    backend=a.backend if a else None,
-                    bridge=net.bridge.name if net.bridge else None,
-                )
-            )
-        return rows
+        return [
+            self._summary(name, defined.get(name), running.get(name))
+            for name in sorted(set(running) | set(defined))
+            if (active and name in running) or (inactive and name not in running)
+        ]
+
+    @staticmethod
+    def _summary(name: str, d: Definition | None, a: ActiveNetwork | None) -> NetworkSummary:
+        net = parse_network(a.xml if a else d.xml if d else "")
+        return NetworkSummary(
+            name=name,
+            uuid=net.uuid or "",
+            active=a is not None,
+            persistent=d is not None,
+            autostart=bool(d and d.autostart),
+            backend=a.backend if a else None,
+            bridge=net.bridge.name if net.bridge else None,
+        )
 
     def get_network(self, name: str, *, inactive: bool = False) -> Network:
         """The live definition of an active network (or with ``inactive`` the stored one)."""
@@ -250,11 +248,10 @@ class Virtnet:
 
     def network_info(self, name: str) -> dict[str, Any]:
         """``net-info``: identity, state, backend and what the backend recorded."""
-        summary = next((s for s in self.list_networks() if s.name == name), None)
-        if summary is None:
+        definition, active = self.store.definition(name), self.store.active_network(name)
+        if definition is None and active is None:
             raise NotFound(f"network {name!r} does not exist")
-        info: dict[str, Any] = dataclasses.asdict(summary)
-        active = self.store.active_network(name)
+        info: dict[str, Any] = dataclasses.asdict(self._summary(name, definition, active))
         if active is not None:
             info["started"] = active.started
             info["status"] = active.info
@@ -356,16 +353,17 @@ class Virtnet:
                 net.bridge.name = old.bridge.name
             if not net.mac and net.mode.has_own_bridge:
                 net.mac = old.mac
-        others = [parse_network(d.xml) for d in self.store.definitions() if d.name != net.name]
-        others += [
+        definitions = self.store.definitions()
+        defined = {d.name for d in definitions}
+        others = [parse_network(d.xml) for d in definitions if d.name != net.name]
+        others += [  # transient networks: active without a definition
             parse_network(a.xml)
             for a in self.store.active()
-            if a.name != net.name and self.store.definition(a.name) is None
+            if a.name != net.name and a.name not in defined
         ]
         bridges = {o.bridge.name for o in others if o.bridge and o.bridge.name}
         macs = {o.mac for o in others if o.mac}
-        complete_network(net, bridges, macs)
-        validate_network(net)
+        complete_network(net, bridges, macs)  # adds only values valid by construction
         validate_against(net, others)
         self.hooks.validate(net)
 

@@ -73,6 +73,6 @@ def virtnet_cli(host_ns: Namespace, tmp_path: Path) -> Iterator[CliRunner]:
 
     yield call
     # Tear down whatever the test left active, through virtnet itself.
-    listed = call("net-list", "--json", env=getattr(call, "env", None))
+    listed = call("net-list", "--json")
     for row in json.loads(listed.stdout or "[]") if listed.returncode == 0 else []:
         call("net-destroy", row["name"])

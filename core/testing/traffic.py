@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 from virtnet.testing.netns import Namespace
 
@@ -78,4 +77,3 @@ def can_tcp(
         if server.poll() is None:
             server.kill()
         server.wait(timeout=5)
-        time.sleep(0)
