@@ -26,13 +26,14 @@ $(STAMP): $(SOURCES)
 	@# python3-openvswitch, which match the system's libnftables and OVS (docs/architecture.md).
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check '.[test]'
-	@mkdir -p .typecheck && ln -sfn ../core .typecheck/virtnet
+	@mkdir -p .typecheck && ln -sfn ../core .typecheck/virtnet \
+	  && ln -sfn ../drivers/linuxbridge .typecheck/virtnet_linuxbridge
 	@touch $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check core tests
-	$(VENV)/bin/ruff format --check core tests
-	$(VENV)/bin/mypy -p virtnet
+	$(VENV)/bin/ruff check core drivers tests bench
+	$(VENV)/bin/ruff format --check core drivers tests bench
+	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge
 
 unit: install
 	$(PY) -m pytest -q tests/unit

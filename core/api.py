@@ -37,8 +37,13 @@ from virtnet.model import (
 )
 from virtnet.model.codec import from_dict, to_dict
 from virtnet.model.names import check_mac, check_uuid
+from virtnet.model.update import RELOADABLE, apply_update
 from virtnet.plan import Plan
 from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
+from virtnet.services import Services
+from virtnet.services.dnsmasq import DhcpLease, Dnsmasq
+from virtnet.services.dnsmasq_conf import DnsmasqFiles
+from virtnet.services.recipes import refresh_dnsmasq
 from virtnet.store import ActiveNetwork, Definition, Store
 
 log = logging.getLogger(__name__)
@@ -90,13 +95,21 @@ class Virtnet:
         self.pm = make_plugin_manager(plugins, autoload=autoload)
         self.hooks = Hooks(self.pm, self.host)
         self.store = Store(self.host)
-        self._services: Any = None
+        self._services: Services | None = None
         with host_lock(self.host):
             self._recover()
 
+    @property
+    def services(self) -> Services:
+        """The core's datapath services for this host, created on first use."""
+        if self._services is None:
+            self._services = Services(self.host)
+        return self._services
+
     def close(self) -> None:
-        if self._services is not None and hasattr(self._services, "close"):
+        if self._services is not None:
             self._services.close()
+            self._services = None
         self.store.close()
 
     def __enter__(self) -> Virtnet:
@@ -179,10 +192,10 @@ class Virtnet:
             active = self.store.active_network(name)
             if active is None:
                 raise Conflict(f"network {name!r} is not active")
-            ctx = self._context()
+            problems = []
             for port in self.store.ports(name):
-                rollback(ctx, self._port_journal(port["uuid"]))
-            problems = rollback(ctx, self._network_journal(name))
+                problems += self._rollback(self._port_journal(port["uuid"]))
+            problems += self._rollback(self._network_journal(name))
             self.store.delete_active(name)
         for problem in problems:
             log.warning("destroy %s: %s", name, problem)
@@ -197,14 +210,14 @@ class Virtnet:
         backend = self._resolve_backend(net)
         plan = self.hooks.plan_start(backend, net)
         journal = self._network_journal(net.name)
-        apply_plan(self._context(), plan, journal)
+        self._apply(plan, journal)
         assert net.uuid is not None
         try:
             self.store.put_active(
                 ActiveNetwork(net.name, net.uuid, format_network(net), backend, plan.info)
             )
         except BaseException:
-            rollback(self._context(), journal)
+            self._rollback(journal)
             raise
         self.hooks.emit(Event(EventKind.NETWORK_STARTED, net.name, detail={"backend": backend}))
 
@@ -294,11 +307,11 @@ class Virtnet:
             plan = self.hooks.plan_plug(active.backend, net, port, active.info)
             assert port.uuid is not None
             journal = self._port_journal(port.uuid)
-            apply_plan(self._context(), plan, journal)
+            self._apply(plan, journal)
             try:
                 self.store.put_port(port.uuid, network, to_dict(port))
             except BaseException:
-                rollback(self._context(), journal)
+                self._rollback(journal)
                 raise
         self.hooks.emit(Event(EventKind.PORT_PLUGGED, network, port.uuid))
         return port
@@ -317,11 +330,73 @@ class Virtnet:
     def delete_port(self, uuid: str) -> None:
         with host_lock(self.host):
             port = self.get_port(uuid)
-            problems = rollback(self._context(), self._port_journal(port.uuid or uuid))
+            problems = self._rollback(self._port_journal(port.uuid or uuid))
             self.store.delete_port(port.uuid or uuid)
         for problem in problems:
             log.warning("unplug %s: %s", uuid, problem)
         self.hooks.emit(Event(EventKind.PORT_UNPLUGGED, port.network, port.uuid))
+
+    # live changes and leases ----------------------------------------------------------------
+    def update_network(
+        self,
+        name: str,
+        command: str,
+        section: str,
+        xml: str,
+        *,
+        live: bool | None = None,
+        config: bool | None = None,
+        parent_index: int | None = None,
+    ) -> None:
+        """``net-update``: change one element of the live network and/or its definition.
+
+        Neither flag means virsh's ``--current``: the live network if it is active, else the
+        definition. DHCP reservations and DNS host records reach dnsmasq with a SIGHUP; ranges,
+        SRV and TXT records with a dnsmasq restart. Leases are kept either way.
+        """
+        with host_lock(self.host):
+            active = self.store.active_network(name)
+            definition = self.store.definition(name)
+            if active is None and definition is None:
+                raise NotFound(f"network {name!r} does not exist")
+            if live is None and config is None:
+                live, config = active is not None, active is None
+            if live and active is None:
+                raise Conflict(f"network {name!r} is not active: no live update", subject="--live")
+            if config and definition is None:
+                raise Conflict(f"network {name!r} is transient: no definition", subject="--config")
+            new_live = new_config = None
+            if live and active is not None:
+                new_live = apply_update(
+                    parse_network(active.xml), command, section, xml, parent_index
+                )
+                validate_network(new_live)
+            if config and definition is not None:
+                new_config = apply_update(
+                    parse_network(definition.xml), command, section, xml, parent_index
+                )
+                validate_network(new_config)
+            if new_live is not None and active is not None:
+                self.services.call(
+                    refresh_dnsmasq, self.services, new_live, active.info, section in RELOADABLE
+                )
+                self.store.put_active(dataclasses.replace(active, xml=format_network(new_live)))
+            if new_config is not None and definition is not None:
+                self.store.put_definition(name, definition.uuid, format_network(new_config))
+
+    def dhcp_leases(self, name: str, mac: str | None = None) -> list[DhcpLease]:
+        """The network's current DHCP leases (from its dnsmasq's lease file)."""
+        active = self.store.active_network(name)
+        if active is None:
+            raise Conflict(f"network {name!r} is not active")
+        files = active.info.get("dnsmasq")
+        if not isinstance(files, dict):
+            return []
+        leases = Dnsmasq().leases(DnsmasqFiles.from_dict(files))
+        if mac is not None:
+            wanted = check_mac(mac, "--mac")
+            leases = [lease for lease in leases if lease.mac == wanted]
+        return leases
 
     # internals ------------------------------------------------------------------------------
     def _parse(self, xml: str, backend: str | None) -> Network:
@@ -433,7 +508,16 @@ class Virtnet:
             port.isolated = net.port_isolated
 
     def _context(self) -> ApplyContext:
-        return ApplyContext(self.host, self.hooks.undo_actions(), services=self._services)
+        return ApplyContext(self.host, self.hooks.undo_actions(), services=self.services)
+
+    def _apply(self, plan: Plan, journal: Journal) -> None:
+        """Run ``plan`` in the host's namespace (see :class:`~virtnet.services.Services`)."""
+        self.services.call(apply_plan, self._context(), plan, journal)
+
+    def _rollback(self, journal: Journal) -> list[str]:
+        if not journal.exists():
+            return []
+        return self.services.call(rollback, self._context(), journal)
 
     def _network_journal(self, name: str) -> Journal:
         return Journal(self.host.run_path("journal", f"network-{name}.jsonl"))
@@ -454,7 +538,7 @@ class Virtnet:
                 kind == "port" and ident not in ports
             ):
                 log.warning("undoing %s left by an interrupted operation", path.name)
-                rollback(self._context(), Journal(path))
+                self._rollback(Journal(path))
 
 
 __all__ = ["NetworkSummary", "Virtnet"]

@@ -85,9 +85,10 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
                 "registers (virtnet_undo_actions)"
             )
     for step, undo in zip(plan, undos, strict=True):
-        if undo is not None:
-            journal.append(undo)
         try:
+            step.check(ctx)
+            if undo is not None:
+                journal.append(undo)
             log.debug("apply: %s", step.describe())
             step.apply(ctx)
         except BaseException as exc:

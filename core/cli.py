@@ -7,74 +7,17 @@ one line on stderr; ``-v`` adds the traceback and debug logging.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import click
 
-from virtnet.errors import InvalidInput, VirtnetError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _State:
-    def __init__(
-        self, state_dir: str | None, run_dir: str | None, netns: str | None, verbose: bool
-    ):
-        self.state_dir, self.run_dir, self.netns, self.verbose = state_dir, run_dir, netns, verbose
-        self._api: Any = None
-
-    @property
-    def api(self) -> Any:
-        if self._api is None:
-            from virtnet.api import Virtnet
-            from virtnet.host import enter_netns
-
-            if self.netns:
-                # The whole process moves, so plugins that run tools act in the namespace too.
-                enter_netns(self.netns)
-            self._api = Virtnet(self.state_dir, self.run_dir, self.netns)
-        return self._api
-
-
-def _api() -> Any:
-    state = click.get_current_context().find_object(_State)
-    assert state is not None
-    return state.api
-
-
-def _read(path: str) -> str:
-    try:
-        return sys.stdin.read() if path == "-" else Path(path).read_text()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", subject="FILE") from None
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """virsh's table layout: a leading space, columns padded, a dashed rule."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return " " + "   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
-
-    click.echo(line(headers).rstrip())
-    click.echo("-" * (sum(widths) + 3 * len(widths)))
-    for row in rows:
-        click.echo(line(row).rstrip())
-    click.echo()
-
-
-def _yes(value: bool) -> str:
-    return "yes" if value else "no"
+from virtnet.cli_dhcp import net_dhcp_leases, net_update
+from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
+from virtnet.cli_util import State, api, emit_json, read_input, table, yes_no
+from virtnet.errors import VirtnetError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,7 +37,7 @@ def cli(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="virtnet: %(levelname)s: %(message)s",
     )
-    ctx.obj = _State(state_dir, run_dir, netns, verbose)
+    ctx.obj = State(state_dir, run_dir, netns, verbose)
 
 
 @cli.command("net-define")
@@ -102,7 +45,7 @@ def cli(
 @click.option("--backend", help="Serve this network with the named backend (stored in <metadata>).")
 def net_define(file: str, backend: str | None) -> None:
     """Define a persistent network from an XML FILE ('-' for stdin)."""
-    net = _api().define_network(_read(file), backend=backend)
+    net = api().define_network(read_input(file), backend=backend)
     click.echo(f"Network {net.name} defined from {file}")
 
 
@@ -111,7 +54,7 @@ def net_define(file: str, backend: str | None) -> None:
 @click.option("--backend", help="Serve this network with the named backend.")
 def net_create(file: str, backend: str | None) -> None:
     """Create and start a transient network from an XML FILE."""
-    net = _api().create_network(_read(file), backend=backend)
+    net = api().create_network(read_input(file), backend=backend)
     click.echo(f"Network {net.name} created from {file}")
 
 
@@ -119,7 +62,7 @@ def net_create(file: str, backend: str | None) -> None:
 @click.argument("name")
 def net_undefine(name: str) -> None:
     """Remove a network's persistent definition."""
-    _api().undefine_network(name)
+    api().undefine_network(name)
     click.echo(f"Network {name} has been undefined")
 
 
@@ -129,12 +72,12 @@ def net_undefine(name: str) -> None:
 def net_start(name: str, dry_run: bool) -> None:
     """Start a defined network."""
     if dry_run:
-        backend, plan = _api().plan_start(name)
+        backend, plan = api().plan_start(name)
         click.echo(f"backend: {backend}")
         for number, text in enumerate(plan.describe(), 1):
             click.echo(f"{number:3}. {text}")
         return
-    _api().start_network(name)
+    api().start_network(name)
     click.echo(f"Network {name} started")
 
 
@@ -142,7 +85,7 @@ def net_start(name: str, dry_run: bool) -> None:
 @click.argument("name")
 def net_destroy(name: str) -> None:
     """Stop an active network (a transient one disappears)."""
-    _api().destroy_network(name)
+    api().destroy_network(name)
     click.echo(f"Network {name} destroyed")
 
 
@@ -152,14 +95,19 @@ def net_destroy(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def net_list(show_all: bool, inactive: bool, as_json: bool) -> None:
     """List networks (active ones unless --all or --inactive)."""
-    rows = _api().list_networks(active=not inactive, inactive=show_all or inactive)
+    rows = api().list_networks(active=not inactive, inactive=show_all or inactive)
     if as_json:
-        _emit_json([r.__dict__ for r in rows])
+        emit_json([r.__dict__ for r in rows])
         return
-    _table(
+    table(
         ["Name", "State", "Autostart", "Persistent"],
         [
-            [r.name, "active" if r.active else "inactive", _yes(r.autostart), _yes(r.persistent)]
+            [
+                r.name,
+                "active" if r.active else "inactive",
+                yes_no(r.autostart),
+                yes_no(r.persistent),
+            ]
             for r in rows
         ],
     )
@@ -170,16 +118,16 @@ def net_list(show_all: bool, inactive: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def net_info(name: str, as_json: bool) -> None:
     """Show a network's identity, state and backend."""
-    info = _api().network_info(name)
+    info = api().network_info(name)
     if as_json:
-        _emit_json(info)
+        emit_json(info)
         return
     for label, value in (
         ("Name", info["name"]),
         ("UUID", info["uuid"]),
-        ("Active", _yes(info["active"])),
-        ("Persistent", _yes(info["persistent"])),
-        ("Autostart", _yes(info["autostart"])),
+        ("Active", yes_no(info["active"])),
+        ("Persistent", yes_no(info["persistent"])),
+        ("Autostart", yes_no(info["autostart"])),
         ("Bridge", info["bridge"] or ""),
         ("Backend", info["backend"] or ""),
     ):
@@ -191,7 +139,7 @@ def net_info(name: str, as_json: bool) -> None:
 @click.option("--inactive", is_flag=True, help="The stored definition, not the live one.")
 def net_dumpxml(name: str, inactive: bool) -> None:
     """Print a network's XML in libvirt's canonical form."""
-    click.echo(_api().dumpxml(name, inactive=inactive), nl=False)
+    click.echo(api().dumpxml(name, inactive=inactive), nl=False)
 
 
 @cli.command("net-autostart")
@@ -199,7 +147,7 @@ def net_dumpxml(name: str, inactive: bool) -> None:
 @click.option("--disable", is_flag=True, help="Do not start it automatically.")
 def net_autostart(name: str, disable: bool) -> None:
     """Mark a network to start when virtnet's service starts."""
-    _api().set_autostart(name, not disable)
+    api().set_autostart(name, not disable)
     click.echo(f"Network {name} {'unmarked' if disable else 'marked'} as autostarted")
 
 
@@ -207,21 +155,21 @@ def net_autostart(name: str, disable: bool) -> None:
 @click.argument("name")
 def net_uuid(name: str) -> None:
     """Print a network's UUID."""
-    click.echo(_api().network_info(name)["uuid"])
+    click.echo(api().network_info(name)["uuid"])
 
 
 @cli.command("net-name")
 @click.argument("uuid")
 def net_name(uuid: str) -> None:
     """Print the name of the network with this UUID."""
-    click.echo(_api().lookup_uuid(uuid))
+    click.echo(api().lookup_uuid(uuid))
 
 
 @cli.command("net-check")
 @click.argument("name")
 def net_check(name: str) -> None:
     """Report drift between an active network and the host (exit 1 if any)."""
-    drift = _api().check_network(name)
+    drift = api().check_network(name)
     for line in drift:
         click.echo(f"drift: {line}")
     if drift:
@@ -233,9 +181,9 @@ def net_check(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def drivers(as_json: bool) -> None:
     """List installed backends with their capabilities and host readiness."""
-    backends = _api().backends()
+    backends = api().backends()
     if as_json:
-        _emit_json([b.as_dict() for b in backends])
+        emit_json([b.as_dict() for b in backends])
         return
     if not backends:
         click.echo("No backends installed (entry-point group 'virtnet.drivers').")
@@ -250,6 +198,17 @@ def drivers(as_json: bool) -> None:
             click.echo(f"  problem: {problem}")
         for note in b.readiness.notes:
             click.echo(f"  note: {note}")
+
+
+for _command in (
+    net_port_create,
+    net_port_list,
+    net_port_dumpxml,
+    net_port_delete,
+    net_update,
+    net_dhcp_leases,
+):
+    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,9 +42,13 @@ def make_host(
 
 
 def prepare_dirs(host: Host) -> None:
-    """Create the state and run directories, private to their owner (root)."""
-    for directory in (host.state_dir, host.run_dir):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create the state directory (private to root) and the run directory."""
+    host.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # searchable (not listable) by others: dnsmasq, after dropping to its own user, re-reads
+    # its hosts files under run_dir/dnsmasq on SIGHUP; everything else in it stays 0600/0700
+    host.run_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    host.run_dir.chmod(0o711)
+    (host.run_dir / "journal").mkdir(exist_ok=True, mode=0o700)
 
 
 def netns_path(name: str) -> Path:

@@ -60,6 +60,14 @@ class Step(ABC):
     def apply(self, ctx: ApplyContext) -> None:
         """Make the change, through ``ctx``'s services."""
 
+    def check(self, ctx: ApplyContext) -> None:  # noqa: B027 - optional, no-op by default
+        """Refuse, read-only, before anything is journalled (e.g. the bridge name is taken).
+
+        A step whose precondition fails must not leave an undo record behind: undoing
+        "create bridge br0" after finding a *foreign* br0 would delete someone else's bridge.
+        The executor runs ``check`` right before the step, after the earlier steps applied.
+        """
+
 
 @dataclass
 class Plan:

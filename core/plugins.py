@@ -35,6 +35,9 @@ def make_plugin_manager(
     """A plugin manager with virtnet's hookspecs, entry-point plugins and ``plugins``."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    from virtnet.services.actions import CoreActions  # the core's own undo actions
+
+    pm.register(CoreActions(), name="virtnet.core")
     if autoload is None:
         autoload = os.environ.get("VIRTNET_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
     if autoload:

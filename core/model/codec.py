@@ -26,7 +26,7 @@ def to_dict(obj: Any) -> Any:
         }
     if isinstance(obj, Enum):
         return obj.value
-    if isinstance(obj, list):
+    if isinstance(obj, list | tuple):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
@@ -53,6 +53,11 @@ def _build(tp: Any, data: Any) -> Any:
     if origin is list:
         (item,) = typing.get_args(tp)
         return [_build(item, v) for v in data]
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v) for v in data)
+        return tuple(_build(a, v) for a, v in zip(args, data, strict=True))
     if origin is dict:
         _, value = typing.get_args(tp)
         return {k: _build(value, v) for k, v in data.items()}

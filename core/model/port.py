@@ -39,6 +39,7 @@ class Attachment:
     guest_ifname: str | None = None  # the link's name inside the guest namespace
     owner_uid: int | None = None  # the tap's owner, so an unprivileged QEMU may open it
     device: str | None = None  # a character device to open (macvtap's /dev/tapN)
+    spoof_check: bool | None = None  # False: no anti-spoofing on this port (default: on)
 
 
 @dataclass

@@ -60,7 +60,7 @@ def format_port(port: NetworkPort) -> str:
             ],
         )
     a = port.attachment
-    if a.kind != AttachmentKind.NONE:
+    if a.kind != AttachmentKind.NONE or a.spoof_check is not None:
         w.empty(
             "virtnet:attachment",
             [
@@ -71,6 +71,7 @@ def format_port(port: NetworkPort) -> str:
                 ("guestIfname", a.guest_ifname),
                 ("ownerUid", a.owner_uid),
                 ("device", a.device),
+                ("spoofCheck", None if a.spoof_check is None else "yes" if a.spoof_check else "no"),
             ],
         )
     w.close("networkport")
@@ -128,6 +129,7 @@ def parse_port(text: str | bytes, network: str) -> NetworkPort:
             guest_ifname=att.attr("guestIfname"),
             owner_uid=att.int_attr("ownerUid"),
             device=att.attr("device"),
+            spoof_check=att.bool_attr("spoofCheck"),
         )
         for field, value in (
             ("ifname", port.attachment.ifname),

@@ -9,12 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from virtnet.testing.netns import Lab, Namespace
+from virtnet.testing.world import World, make_world
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2"
@@ -41,7 +43,7 @@ CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def virtnet_cli(host_ns: Namespace, tmp_path: Path) -> Iterator[CliRunner]:
     """``virtnet_cli("net-list", "--all")`` runs ``virtnet --netns <host>`` as a process."""
-    state, run = tmp_path / "state", tmp_path / "run"
+    state, run = tmp_path / "state", run_dir_for_test()
 
     def call(
         *args: str, input: str | None = None, check: bool = False, env: dict[str, str] | None = None
@@ -76,3 +78,19 @@ def virtnet_cli(host_ns: Namespace, tmp_path: Path) -> Iterator[CliRunner]:
     listed = call("net-list", "--json")
     for row in json.loads(listed.stdout or "[]") if listed.returncode == 0 else []:
         call("net-destroy", row["name"])
+    shutil.rmtree(run, ignore_errors=True)
+
+
+def run_dir_for_test() -> Path:
+    """A fresh run dir under /run: dnsmasq, after dropping privileges, must be able to reach
+    its files there (pytest's tmp_path is private to root)."""
+    made = Path(tempfile.mkdtemp(prefix="virtnet-test-", dir="/run"))
+    made.chmod(0o711)
+    return made
+
+
+@pytest.fixture
+def world(lab: Lab) -> Iterator[World]:
+    """A host namespace with an uplink to an outside peer, and a Virtnet acting in it."""
+    with make_world(lab, run_dir_for_test()) as made:
+        yield made

@@ -249,5 +249,7 @@ def test_state_survives_a_new_process_object(tmp_path: Path) -> None:
 
 def test_state_files_are_private(tmp_path: Path) -> None:
     make(tmp_path).define_network("<network><name>a</name></network>")
-    for path in (tmp_path / "s", tmp_path / "s" / "virtnet.db", tmp_path / "r"):
+    for path in (tmp_path / "s", tmp_path / "s" / "virtnet.db", tmp_path / "r" / "journal"):
         assert path.stat().st_mode & 0o077 == 0, path
+    # searchable, not listable or writable: dnsmasq's own user reaches its files below it
+    assert (tmp_path / "r").stat().st_mode & 0o777 == 0o711

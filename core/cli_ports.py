@@ -1,0 +1,102 @@
+"""``net-port-*``: guest ports (a tap for a VM, a veth into a container's namespace)."""
+
+from __future__ import annotations
+
+import click
+
+from virtnet.cli_util import api, emit_json, table, yes_no
+from virtnet.errors import InvalidInput
+from virtnet.model.codec import to_dict
+from virtnet.model.names import check_ifname
+from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
+from virtnet.model.port_xml import format_port
+
+
+@click.command("net-port-create")
+@click.argument("network")
+@click.option("--tap", "tap", metavar="IFNAME", help="Make a tap with this name (the default).")
+@click.option("--owner", type=int, metavar="UID", help="The tap's owner, so QEMU can open it.")
+@click.option("--netns", "guest_netns", metavar="NS", help="Make a veth into this namespace.")
+@click.option("--ifname", metavar="NAME", help="The veth's name inside NS [eth0].")
+@click.option("--mac", help="The guest's MAC [52:54:00:xx:xx:xx, unique on this host].")
+@click.option("--portgroup", help="Take VLAN, bandwidth and isolation from this portgroup.")
+@click.option("--isolated", is_flag=True, help="Isolated ports cannot reach each other.")
+@click.option("--no-spoof-check", is_flag=True, help="Let the guest use any MAC and IP.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole port as JSON.")
+def net_port_create(
+    network: str,
+    tap: str | None,
+    owner: int | None,
+    guest_netns: str | None,
+    ifname: str | None,
+    mac: str | None,
+    portgroup: str | None,
+    isolated: bool,
+    no_spoof_check: bool,
+    as_json: bool,
+) -> None:
+    """Create a guest's link and plug it into an active NETWORK; prints the port's uuid."""
+    if tap and guest_netns:
+        raise InvalidInput("give --tap or --netns, not both", subject="--netns")
+    if owner is not None and guest_netns:
+        raise InvalidInput("--owner applies to taps only", subject="--owner")
+    if ifname and not guest_netns:
+        raise InvalidInput("--ifname needs --netns", subject="--ifname")
+    attachment = Attachment(
+        kind=AttachmentKind.VETH if guest_netns else AttachmentKind.TAP,
+        ifname=check_ifname(tap, "--tap") if tap else None,
+        netns=guest_netns,
+        guest_ifname=check_ifname(ifname, "--ifname") if ifname else None,
+        owner_uid=owner,
+        spoof_check=False if no_spoof_check else None,
+    )
+    request = NetworkPort(
+        network=network,
+        mac=mac,
+        portgroup=portgroup,
+        isolated=True if isolated else None,
+        attachment=attachment,
+    )
+    port = api().create_port(network, request)
+    if as_json:
+        emit_json(to_dict(port))
+    else:
+        click.echo(port.uuid)
+
+
+@click.command("net-port-list")
+@click.argument("network")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def net_port_list(network: str, as_json: bool) -> None:
+    """List the ports of NETWORK."""
+    ports = api().list_ports(network)
+    if as_json:
+        emit_json([to_dict(p) for p in ports])
+        return
+    rows = [
+        [
+            p.uuid or "",
+            p.attachment.kind.value,
+            p.attachment.ifname or "-",
+            p.mac or "-",
+            p.attachment.netns or "-",
+            yes_no(bool(p.isolated)),
+        ]
+        for p in ports
+    ]
+    table(["UUID", "Kind", "Interface", "MAC", "Namespace", "Isolated"], rows)
+
+
+@click.command("net-port-dumpxml")
+@click.argument("uuid")
+def net_port_dumpxml(uuid: str) -> None:
+    """Print a port as libvirt <networkport> XML."""
+    click.echo(format_port(api().get_port(uuid)), nl=False)
+
+
+@click.command("net-port-delete")
+@click.argument("uuid")
+def net_port_delete(uuid: str) -> None:
+    """Unplug a port and remove the link virtnet made for it."""
+    api().delete_port(uuid)
+    click.echo(f"Network port {uuid} deleted")

@@ -1,0 +1,92 @@
+"""The core's shared datapath services, offered to every backend through ``ctx.services``.
+
+:class:`Services` owns one netlink socket, one libnftables context and the dnsmasq manager for
+one host (network namespace). They are created on first use, so commands that only read
+state never import pyroute2. Kernel state is per namespace and per *thread*, so every use goes
+through :meth:`Services.call`: when the host is another namespace than the caller's, the call
+runs on a worker thread that entered it once; otherwise it runs inline. The caller's own
+namespace never changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from virtnet.backend import Host
+from virtnet.host import enter_netns, netns_path
+
+if TYPE_CHECKING:
+    from virtnet.services.dnsmasq import Dnsmasq
+    from virtnet.services.firewall import Firewall
+    from virtnet.services.netlink import Netlink
+    from virtnet.services.nft import Nft
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _in_netns(name: str) -> bool:
+    """Is the calling thread already in namespace ``name``?"""
+    try:
+        mine = os.stat("/proc/thread-self/ns/net")
+        theirs = os.stat(netns_path(name))
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+class Services:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._worker: ThreadPoolExecutor | None = None
+        if host.netns is not None and not _in_netns(host.netns):
+            netns = host.netns
+            self._worker = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix=f"virtnet-{netns}",
+                initializer=enter_netns,
+                initargs=(netns,),
+            )
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` in the host's namespace (inline when the caller is already there)."""
+        if self._worker is None:
+            return fn(*args, **kwargs)
+        return self._worker.submit(fn, *args, **kwargs).result()
+
+    @cached_property
+    def netlink(self) -> Netlink:
+        from virtnet.services.netlink import Netlink
+
+        return Netlink()
+
+    @cached_property
+    def nft(self) -> Nft:
+        from virtnet.services.nft import Nft
+
+        return Nft()
+
+    @cached_property
+    def firewall(self) -> Firewall:
+        from virtnet.services.firewall import Firewall
+
+        return Firewall(self.nft)
+
+    @cached_property
+    def dnsmasq(self) -> Dnsmasq:
+        from virtnet.services.dnsmasq import Dnsmasq
+
+        return Dnsmasq()
+
+    def close(self) -> None:
+        if "netlink" in self.__dict__:
+            self.call(self.netlink.close)
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+
+
+__all__ = ["Services"]

@@ -1,0 +1,68 @@
+"""The core's undo actions, registered like any plugin's (``virtnet_undo_actions``).
+
+Each reverses one kind of step from the plain arguments its ``Step.undo()`` journalled, and
+succeeds when the object is already gone: these also run after a crash, on whatever the
+killed process managed to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from virtnet.apply import ApplyContext
+from virtnet.hookspecs import hookimpl
+from virtnet.model.codec import from_dict
+from virtnet.plan import UndoAction
+from virtnet.services.dnsmasq_conf import DnsmasqFiles
+from virtnet.services.firewall_rules import NetworkRules, PortGuard
+from virtnet.services.steps import services
+
+
+def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).netlink.delete(args["ifname"])
+
+
+def delete_route(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).netlink.delete_route(args["dst"], args["gateway"])
+
+
+def remove_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).firewall.remove_network(from_dict(NetworkRules, args["rules"]))
+
+
+def remove_port_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).firewall.remove_port_guard(from_dict(PortGuard, args["guard"]))
+
+
+def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    files = DnsmasqFiles.from_dict(args)
+    services(ctx).dnsmasq.stop(files)
+    for path in (files.conf, files.hosts, files.addn_hosts, files.leases, files.pid):
+        path.unlink(missing_ok=True)
+    if files.directory.is_dir() and not any(files.directory.iterdir()):
+        files.directory.rmdir()
+    parent = files.directory.parent
+    if parent.is_dir() and [p.name for p in parent.iterdir()] == [files.script.name]:
+        files.script.unlink(missing_ok=True)  # the last network: leave the run dir as it was
+        parent.rmdir()
+
+
+def remove_shaping(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    from virtnet.services import shaping
+
+    shaping.unshape(services(ctx).netlink, args["ifname"], args.get("ifb"))
+
+
+class CoreActions:
+    """Registered by :func:`virtnet.plugins.make_plugin_manager` on every plugin manager."""
+
+    @hookimpl
+    def virtnet_undo_actions(self) -> dict[str, UndoAction]:
+        return {
+            "core.link.delete": delete_link,
+            "core.route.delete": delete_route,
+            "core.firewall.network.remove": remove_network_firewall,
+            "core.firewall.port.remove": remove_port_guard,
+            "core.dnsmasq.stop": stop_dnsmasq,
+            "core.tc.remove": remove_shaping,
+        }

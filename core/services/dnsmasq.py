@@ -1,0 +1,215 @@
+"""Running one dnsmasq per network: start, reload, stop, and its leases as data.
+
+dnsmasq daemonises itself and its parent exits only once the child has bound its sockets
+and written its pid file, so :meth:`Dnsmasq.start` knows synchronously (about 10 ms) whether
+the service came up, and reports dnsmasq's own reason when not (an address already in use,
+an unusable interface). It drops privileges to an unprivileged user after binding; its lease
+script keeps running as root, which is what lets it update the anti-spoofing sets.
+
+A pid is only ever signalled after checking that ``/proc/PID/cmdline`` still names this
+network's configuration file, so a recycled pid never hits a stranger.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from virtnet.errors import OperationFailed, Unsupported
+from virtnet.services.dnsmasq_conf import DnsmasqFiles
+
+#: Users dnsmasq may run as, best first (Debian's dnsmasq-base creates ``dnsmasq``).
+USERS = ("dnsmasq", "nobody")
+
+LEASE_SCRIPT = """#!/bin/sh
+# Written by virtnet. dnsmasq runs this as root on every lease change (add, old, del). It keeps
+# a guarded port's allowed-address set in step with the port's lease. The values come from
+# the guest's DHCP request, so each is checked against a strict pattern before it is used.
+action=$1 mac=$2 ip=$3
+case "$action" in add|old) verb=add ;; del) verb=delete ;; *) exit 0 ;; esac
+case "$ip" in *:*) family=6; mac=${{DNSMASQ_MAC:-}} ;; *) family=4 ;; esac
+x='[0-9a-f][0-9a-f]'
+case "$mac" in $x:$x:$x:$x:$x:$x) ;; *) exit 0 ;; esac
+case "$ip" in ""|*[!0-9a-f.:]*) exit 0 ;; esac
+key=m$(printf %s "$mac" | tr -d :)
+{nft} "$verb element bridge virtnet ${{key}}_$family {{ $ip }}" 2>/dev/null
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class DhcpLease:
+    """One line of dnsmasq's lease file."""
+
+    expiry: int  # unix time; 0 means never
+    mac: str | None
+    ip: str
+    hostname: str | None
+    client_id: str | None
+    iaid: str | None = None  # DHCPv6 only
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "expiry": self.expiry,
+            "mac": self.mac,
+            "ip": self.ip,
+            "hostname": self.hostname,
+            "client_id": self.client_id,
+            "iaid": self.iaid,
+        }
+
+
+def parse_leases(text: str) -> list[DhcpLease]:
+    """dnsmasq's lease file: IPv4 lines, then a ``duid`` line and IPv6 lines (IAID for MAC)."""
+    leases = []
+    v6 = False
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "duid":
+            v6 = True
+            continue
+        if len(fields) < 4 or not fields[0].isdigit():
+            continue
+        name = None if fields[3] == "*" else fields[3]
+        client = None if len(fields) < 5 or fields[4] == "*" else fields[4]
+        if v6:
+            leases.append(DhcpLease(int(fields[0]), None, fields[2], name, client, fields[1]))
+        else:
+            leases.append(DhcpLease(int(fields[0]), fields[1], fields[2], name, client))
+    return leases
+
+
+def service_user() -> tuple[str, str]:
+    for name in USERS:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name, grp.getgrgid(entry.pw_gid).gr_name
+    raise Unsupported("no unprivileged user to run dnsmasq as (tried: " + ", ".join(USERS) + ")")
+
+
+def binary() -> str:
+    path = shutil.which("dnsmasq") or (
+        "/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None
+    )
+    if path is None:
+        raise Unsupported("dnsmasq is not installed (Debian: apt-get install dnsmasq-base)")
+    return path
+
+
+class Dnsmasq:
+    def write_files(self, files: DnsmasqFiles, conf: str, hosts: str, addn_hosts: str) -> None:
+        """Write the configuration; the directory is readable by dnsmasq's unprivileged user,
+        which re-reads the hosts files on SIGHUP."""
+        files.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        files.directory.parent.chmod(0o711)
+        _check_reachable(files.directory, service_user()[0])
+        self._write_script(files.script)
+        for path, text in (
+            (files.conf, conf),
+            (files.hosts, hosts),
+            (files.addn_hosts, addn_hosts),
+        ):
+            _write(path, text, 0o644)
+        if not files.leases.exists():
+            _write(files.leases, "", 0o644)
+
+    def start(self, files: DnsmasqFiles) -> int:
+        proc = subprocess.run(
+            [binary(), f"--conf-file={files.conf}"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if proc.returncode != 0:
+            reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            raise OperationFailed(f"dnsmasq did not start: {reason.removeprefix('dnsmasq: ')}")
+        pid = self.pid(files)
+        if pid is None:
+            raise OperationFailed(f"dnsmasq started but wrote no pid file {files.pid}")
+        return pid
+
+    def pid(self, files: DnsmasqFiles) -> int | None:
+        """The running dnsmasq of ``files``, or None (no pid file, dead, or a recycled pid)."""
+        try:
+            pid = int(files.pid.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if f"--conf-file={files.conf}".encode() in cmdline.split(b"\0") else None
+
+    def reload(self, files: DnsmasqFiles) -> None:
+        """SIGHUP: dnsmasq re-reads the hosts files; leases and sockets stay."""
+        pid = self.pid(files)
+        if pid is None:
+            raise OperationFailed(f"dnsmasq of {files.directory.name} is not running")
+        os.kill(pid, signal.SIGHUP)
+
+    def stop(self, files: DnsmasqFiles, timeout: float = 2.0) -> None:
+        pid = self.pid(files)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+        files.pid.unlink(missing_ok=True)
+
+    def leases(self, files: DnsmasqFiles) -> list[DhcpLease]:
+        try:
+            return parse_leases(files.leases.read_text())
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def _write_script(path: Path) -> None:
+        nft = shutil.which("nft") or "/usr/sbin/nft"
+        text = LEASE_SCRIPT.format(nft=nft)
+        if path.exists() and path.read_text() == text:
+            return
+        _write(path, text, 0o755)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a daemon's parent may be slow to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _check_reachable(directory: Path, user: str) -> None:
+    """dnsmasq re-reads its files as ``user``: every parent must be searchable by others."""
+    for parent in [directory, *directory.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            raise OperationFailed(
+                f"dnsmasq runs as {user!r} and cannot reach {directory}: {parent} is not "
+                f"searchable by others (mode {mode & 0o777:o}); choose a run dir whose parents "
+                "are (e.g. under /run)"
+            )
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -1,0 +1,230 @@
+"""dnsmasq's configuration for one network, rendered from the validated model (pure).
+
+Every value that reaches a file was checked by the model's validation (names are DNS names,
+addresses parse, MACs are MACs); what dnsmasq's grammar could still misread is refused here
+with :class:`InvalidInput`: a line break anywhere, and ``"`` or ``\\`` in a TXT value. Nothing
+from the user is ever put on a command line: dnsmasq gets ``--conf-file`` only.
+
+Reservations (``<host>``) go to ``dhcp-hostsfile`` and DNS host records to ``addn-hosts``:
+dnsmasq re-reads both on SIGHUP, so adding a reservation needs no restart and keeps leases.
+The choices follow libvirt's (strict-order, except-interface=lo, dhcp-no-override,
+dhcp-authoritative, router and RA suppressed on isolated networks), plus ``no-ping``: on a
+bridge virtnet owns the DHCP range belongs to DHCP, and the ping check delays every first
+lease by 3 s.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from virtnet.errors import InvalidInput
+from virtnet.model.network import IP, DhcpHost, ForwardMode, Lease, Network
+
+
+@dataclass(frozen=True)
+class DnsmasqFiles:
+    """Where one network's dnsmasq keeps its files (a directory of its own)."""
+
+    directory: Path
+    script: Path  # the lease script, shared by every network of the host
+
+    @property
+    def conf(self) -> Path:
+        return self.directory / "dnsmasq.conf"
+
+    @property
+    def hosts(self) -> Path:
+        return self.directory / "dhcp-hosts"
+
+    @property
+    def addn_hosts(self) -> Path:
+        return self.directory / "addn-hosts"
+
+    @property
+    def leases(self) -> Path:
+        return self.directory / "leases"
+
+    @property
+    def pid(self) -> Path:
+        return self.directory / "dnsmasq.pid"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"directory": str(self.directory), "script": str(self.script)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> DnsmasqFiles:
+        return cls(Path(data["directory"]), Path(data["script"]))
+
+
+def needs_dnsmasq(net: Network) -> bool:
+    """libvirt runs dnsmasq for every network with an address, unless it has DNS off and
+    neither DHCP nor IPv6 (router advertisements)."""
+    if not net.ips or not net.mode.has_own_bridge:
+        return False
+    dns_on = not (net.dns and net.dns.enable is False)
+    return dns_on or any(ip.dhcp for ip in net.ips) or any(ip.version == 6 for ip in net.ips)
+
+
+def _line_safe(value: str, subject: str) -> str:
+    if any(c in value for c in "\n\r\0"):
+        raise InvalidInput("must not contain line breaks", subject=subject)
+    return value
+
+
+def _lease(lease: Lease | None) -> str:
+    if lease is None:
+        return ""
+    return ",infinite" if lease.expiry == 0 else f",{lease.seconds}"
+
+
+def render_conf(net: Network, bridge: str, files: DnsmasqFiles, user: str, group: str) -> str:
+    lines = [
+        "# Written by virtnet from the network's definition; changes here are overwritten.",
+        f"# network uuid {net.uuid}",
+        "strict-order",
+        "bind-interfaces",
+        "except-interface=lo",
+        f"interface={_line_safe(bridge, 'network/bridge/@name')}",
+    ]
+    lines += [f"listen-address={ip.address}" for ip in net.ips]
+    lines += _dns_lines(net)
+    lines += _dhcp_lines(net)
+    lines += [
+        f"dhcp-hostsfile={files.hosts}",
+        f"addn-hosts={files.addn_hosts}",
+        f"dhcp-leasefile={files.leases}",
+        f"dhcp-script={files.script}",
+        f"pid-file={files.pid}",
+        f"user={user}",
+        f"group={group}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _dns_lines(net: Network) -> list[str]:
+    dns = net.dns
+    if dns is not None and dns.enable is False:
+        return ["port=0"]
+    out = []
+    if net.domain is not None:
+        out += [f"domain={net.domain.name}", "expand-hosts"]
+        if net.domain.local_only:
+            out.append(f"local=/{net.domain.name}/")
+    if dns is None:
+        return out
+    if dns.forward_plain_names is False:
+        out.append("domain-needed")
+    if any(f.addr and not f.domain for f in dns.forwarders):
+        out.append("no-resolv")
+    for f in dns.forwarders:
+        if f.domain:
+            out.append(f"server=/{f.domain}/{f.addr or ''}")
+        else:
+            out.append(f"server={f.addr}")
+    for s in dns.srvs:
+        name = f"_{s.service}._{s.protocol}" + (f".{s.domain}" if s.domain else "")
+        fields = [name]
+        if s.target:
+            fields.append(s.target)
+            for value in (s.port, s.priority, s.weight):
+                if value is None:
+                    break
+                fields.append(str(value))
+        out.append("srv-host=" + ",".join(fields))
+    for t in dns.txts:
+        if any(c in t.value for c in '"\\\n\r\0'):
+            raise InvalidInput(
+                "must not contain quotes, backslashes or line breaks",
+                subject="network/dns/txt/@value",
+            )
+        out.append(f'txt-record={t.name},"{t.value}"')
+    return out
+
+
+def _dhcp_lines(net: Network) -> list[str]:
+    out: list[str] = []
+    lease_max = 0
+    has_v6 = False
+    for ip in net.ips:
+        subnet = ipaddress.ip_network(f"{ip.address}/{ip.prefixlen}", strict=False)
+        if ip.version == 6:
+            has_v6 = True
+        ranges = ip.dhcp.ranges if ip.dhcp else []
+        for r in ranges:
+            if ip.version == 4:
+                mask = str(subnet.netmask)
+                out.append(f"dhcp-range={r.start},{r.end},{mask}{_lease(r.lease)}")
+            else:
+                out.append(f"dhcp-range={r.start},{r.end},{ip.prefixlen}{_lease(r.lease)}")
+            lease_max += int(ipaddress.ip_address(r.end)) - int(ipaddress.ip_address(r.start)) + 1
+        if ip.dhcp and ip.dhcp.hosts:
+            if not ranges:  # reservations only: dnsmasq needs a static range to serve them
+                out.append(f"dhcp-range={subnet.network_address},static")
+            lease_max += len(ip.dhcp.hosts)
+        if ip.version == 6 and not ranges:
+            out.append(f"dhcp-range={subnet.network_address},ra-only")
+        if ip.dhcp and ip.dhcp.bootp:
+            bootp = ip.dhcp.bootp
+            file = _line_safe(bootp.file, "network/ip/dhcp/bootp/@file")
+            out.append(f"dhcp-boot={file}" + (f",,{bootp.server}" if bootp.server else ""))
+        if ip.tftp_root:
+            root = _line_safe(ip.tftp_root, "network/ip/tftp/@root")
+            out += ["enable-tftp", f"tftp-root={root}"]
+    if lease_max:
+        out += ["dhcp-no-override", "dhcp-authoritative", "no-ping"]
+        out.append(f"dhcp-lease-max={min(lease_max, 1 << 24)}")
+    if has_v6:
+        out.append("enable-ra")
+    if net.mode is ForwardMode.ISOLATED:
+        if lease_max:
+            out.append("dhcp-option=3")  # no router: nothing is reachable through the host
+        if has_v6:
+            out.append("ra-param=*,0,0")  # router lifetime 0: not a default router
+    return out
+
+
+def render_dhcp_hosts(net: Network) -> str:
+    """One ``dhcp-host`` line per reservation, for ``dhcp-hostsfile``."""
+    lines = []
+    for ip in net.ips:
+        for host in ip.dhcp.hosts if ip.dhcp else []:
+            lines.append(_host_line(ip, host))
+    return "".join(line + "\n" for line in lines)
+
+
+def _host_line(ip: IP, host: DhcpHost) -> str:
+    fields = []
+    if ip.version == 4:
+        if host.mac:
+            fields.append(host.mac)
+        if host.ip:
+            fields.append(host.ip)
+    else:
+        if host.id:
+            fields.append(f"id:{_line_safe(host.id, 'network/ip/dhcp/host/@id')}")
+        if host.ip:
+            fields.append(f"[{host.ip}]")
+    if host.name:
+        fields.append(host.name)
+    if host.lease is not None:
+        fields.append(_lease(host.lease)[1:])
+    return ",".join(fields)
+
+
+def render_addn_hosts(net: Network) -> str:
+    """``<dns><host>`` records, hosts-file style, for ``addn-hosts``."""
+    if net.dns is None:
+        return ""
+    return "".join(f"{h.ip} {' '.join(h.hostnames)}\n" for h in net.dns.hosts)
+
+
+def reserved_ip(net: Network, mac: str) -> list[str]:
+    """The IPv4 addresses reserved for ``mac`` (for a guarded port's allowed set)."""
+    return [
+        host.ip
+        for ip in net.ips
+        for host in (ip.dhcp.hosts if ip.dhcp else [])
+        if host.mac == mac and host.ip
+    ]

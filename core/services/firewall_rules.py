@@ -1,0 +1,254 @@
+"""virtnet's nftables ruleset, rendered from the model (pure: no kernel, unit-tested).
+
+Layout: two tables of virtnet's own, never anyone else's.
+
+``table inet virtnet`` (routed traffic of networks with their own bridge)::
+
+    forward     (hook forward)      oifname vmap @fwd_out ; iifname vmap @fwd_in
+    postrouting (hook nat srcnat)   ip saddr vmap @nat4 ; ip6 saddr vmap @nat6
+
+Each network adds its own chains (``n<uuid>_from``, ``_to``, ``_nat4``, ``_nat6``) and one
+element per map pointing at them. A packet costs two hash lookups however many networks exist,
+and adding or removing a network changes only its own chains and elements. The rules mirror
+libvirt's: traffic between a bridge and itself is accepted; from the bridge only the
+network's own source addresses are forwarded; towards the bridge NAT allows replies only and
+route allows the subnet; anything else is rejected; NAT leaves multicast and broadcast alone.
+libvirt's input/output accepts for DHCP and DNS are not copied: an accept in one nftables
+table cannot override a drop in another, so they would change nothing.
+
+``table bridge virtnet`` (per-port anti-spoofing)::
+
+    prerouting (hook bridge prerouting)   iifname vmap @port_in
+
+Each guarded port's chain drops frames whose source MAC (Ethernet or ARP) is not the port's,
+and whose IPv4 (or ARP) source is not in the port's address set (filled from its reservation
+at plug time and from dnsmasq's lease script after DHCP); IPv6 sources must be link-local,
+unspecified, or in the port's IPv6 set. VLAN-tagged frames from a guarded port are dropped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from virtnet.model.network import ForwardMode, Network
+from virtnet.services.nft import quote
+
+TABLE = "virtnet"
+INET = f"inet {TABLE}"
+BRIDGE = f"bridge {TABLE}"
+DEFAULT_NAT_PORTS = (1024, 65535)
+
+
+@dataclass(frozen=True)
+class NetworkRules:
+    """What the firewall needs to know about one network."""
+
+    key: str  # the network's uuid without dashes: chain names
+    bridge: str
+    mode: ForwardMode  # NAT, ROUTE or ISOLATED
+    subnets4: tuple[str, ...] = ()
+    subnets6: tuple[str, ...] = ()
+    forward_dev: str | None = None
+    nat_addresses: tuple[str, str] | None = None
+    nat_ports: tuple[int, int] = DEFAULT_NAT_PORTS
+    nat_ipv6: bool = False
+
+    @property
+    def chains(self) -> list[str]:
+        names = [f"n{self.key}_from", f"n{self.key}_to"]
+        if self.mode is ForwardMode.NAT:
+            names += [f"n{self.key}_nat4"] if self.subnets4 else []
+            names += [f"n{self.key}_nat6"] if self.subnets6 and self.nat_ipv6 else []
+        return names
+
+
+def network_rules(net: Network, bridge: str) -> NetworkRules | None:
+    """The firewall's view of ``net``; None when virtnet adds no rules (open, bridge, direct)."""
+    mode = net.mode
+    if mode not in (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED):
+        return None
+    assert net.uuid is not None
+    subnets = [ipaddress.ip_network(f"{ip.address}/{ip.prefixlen}", strict=False) for ip in net.ips]
+    nat = net.forward.nat if net.forward else None
+    addresses = None
+    ports = DEFAULT_NAT_PORTS
+    if nat is not None:
+        if nat.address_start:
+            addresses = (nat.address_start, nat.address_end or nat.address_start)
+        if nat.port_start:
+            ports = (nat.port_start, nat.port_end or nat.port_start)
+    return NetworkRules(
+        key=net.uuid.replace("-", ""),
+        bridge=bridge,
+        mode=mode,
+        subnets4=tuple(str(s) for s in subnets if s.version == 4),
+        subnets6=tuple(str(s) for s in subnets if s.version == 6),
+        forward_dev=net.forward.dev if net.forward else None,
+        nat_addresses=addresses,
+        nat_ports=ports,
+        nat_ipv6=bool(nat and nat.ipv6),
+    )
+
+
+def inet_base() -> list[str]:
+    """The shared table, maps and dispatch chains (only when the table does not exist)."""
+    return [
+        f"add table {INET}",
+        f"add map {INET} fwd_in {{ type ifname : verdict ; }}",
+        f"add map {INET} fwd_out {{ type ifname : verdict ; }}",
+        f"add map {INET} nat4 {{ type ipv4_addr : verdict ; flags interval ; }}",
+        f"add map {INET} nat6 {{ type ipv6_addr : verdict ; flags interval ; }}",
+        f"add chain {INET} forward "
+        "{ type filter hook forward priority filter ; policy accept ; }",
+        f"add rule {INET} forward oifname vmap @fwd_out",
+        f"add rule {INET} forward iifname vmap @fwd_in",
+        f"add chain {INET} postrouting "
+        "{ type nat hook postrouting priority srcnat ; policy accept ; }",
+        f"add rule {INET} postrouting ip saddr vmap @nat4",
+        f"add rule {INET} postrouting ip6 saddr vmap @nat6",
+    ]
+
+
+def add_network(r: NetworkRules) -> list[str]:
+    """Statements adding one network's chains and map elements."""
+    br = quote(r.bridge, "network/bridge/@name")
+    dev_out = f"oifname {quote(r.forward_dev, 'network/forward/@dev')} " if r.forward_dev else ""
+    dev_in = f"iifname {quote(r.forward_dev, 'network/forward/@dev')} " if r.forward_dev else ""
+    frm, to = f"n{r.key}_from", f"n{r.key}_to"
+    out = [f"add chain {INET} {frm}", f"add chain {INET} {to}"]
+    out.append(f"add rule {INET} {frm} oifname {br} accept")
+    out.append(f"add rule {INET} {to} iifname {br} accept")
+    if r.mode is not ForwardMode.ISOLATED:
+        for family, subnets in (("ip", r.subnets4), ("ip6", r.subnets6)):
+            for subnet in subnets:
+                out.append(f"add rule {INET} {frm} {dev_out}{family} saddr {subnet} accept")
+                natted = r.mode is ForwardMode.NAT and (family == "ip" or r.nat_ipv6)
+                state = "ct state established,related " if natted else ""
+                out.append(f"add rule {INET} {to} {dev_in}{family} daddr {subnet} {state}accept")
+    out.append(f"add rule {INET} {frm} reject")
+    out.append(f"add rule {INET} {to} reject")
+    out.append(f"add element {INET} fwd_in {{ {br} : jump {frm} }}")
+    out.append(f"add element {INET} fwd_out {{ {br} : jump {to} }}")
+    if r.mode is ForwardMode.NAT:
+        if r.subnets4:
+            out += _nat_chain(r, "ip", "4", r.subnets4, dev_out)
+        if r.subnets6 and r.nat_ipv6:
+            out += _nat_chain(r, "ip6", "6", r.subnets6, dev_out)
+    return out
+
+
+def _nat_chain(
+    r: NetworkRules, family: str, v: str, subnets: tuple[str, ...], dev_out: str
+) -> list[str]:
+    chain = f"n{r.key}_nat{v}"
+    out = [f"add chain {INET} {chain}"]
+    if v == "4":  # libvirt leaves local multicast and broadcast alone
+        out.append(f"add rule {INET} {chain} ip daddr 224.0.0.0/24 return")
+        out.append(f"add rule {INET} {chain} ip daddr 255.255.255.255 return")
+    else:
+        out.append(f"add rule {INET} {chain} ip6 daddr ff00::/8 return")
+    for subnet in subnets:
+        out.append(f"add rule {INET} {chain} {family} daddr {subnet} return")
+    low, high = r.nat_ports
+    if r.nat_addresses and v == "4":
+        start, end = r.nat_addresses
+        target = start if start == end else f"{start}-{end}"
+        out.append(
+            f"add rule {INET} {chain} {dev_out}meta l4proto {{ tcp, udp }} "
+            f"snat ip to {target}:{low}-{high}"
+        )
+        out.append(f"add rule {INET} {chain} {dev_out}snat ip to {target}")
+    else:
+        out.append(
+            f"add rule {INET} {chain} {dev_out}meta l4proto {{ tcp, udp }} "
+            f"masquerade to :{low}-{high}"
+        )
+        out.append(f"add rule {INET} {chain} {dev_out}masquerade")
+    for subnet in subnets:
+        out.append(f"add element {INET} nat{v} {{ {subnet} : jump {chain} }}")
+    return out
+
+
+def remove_network(r: NetworkRules) -> list[str]:
+    """Statements removing exactly what :func:`add_network` added (elements before chains)."""
+    br = quote(r.bridge)
+    out = [f"delete element {INET} fwd_in {{ {br} }}", f"delete element {INET} fwd_out {{ {br} }}"]
+    if r.mode is ForwardMode.NAT:
+        out += [f"delete element {INET} nat4 {{ {s} }}" for s in r.subnets4]
+        if r.nat_ipv6:
+            out += [f"delete element {INET} nat6 {{ {s} }}" for s in r.subnets6]
+    for chain in r.chains:
+        out += [f"flush chain {INET} {chain}", f"delete chain {INET} {chain}"]
+    return out
+
+
+# --- per-port anti-spoofing -----------------------------------------------------------------
+@dataclass(frozen=True)
+class PortGuard:
+    """One guarded port: its chain and its address sets are named after its MAC, so dnsmasq's
+    lease script can find them from the lease alone."""
+
+    ifname: str
+    mac: str
+    ips: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return "m" + self.mac.replace(":", "")
+
+    @property
+    def chain(self) -> str:
+        return self.key
+
+    def set_name(self, version: int) -> str:
+        return f"{self.key}_{version}"
+
+
+def bridge_base() -> list[str]:
+    return [
+        f"add table {BRIDGE}",
+        f"add map {BRIDGE} port_in {{ type ifname : verdict ; }}",
+        f"add chain {BRIDGE} prerouting "
+        "{ type filter hook prerouting priority filter ; policy accept ; }",
+        f"add rule {BRIDGE} prerouting iifname vmap @port_in",
+    ]
+
+
+def add_port_guard(g: PortGuard) -> list[str]:
+    port, c, mac = quote(g.ifname), f"{BRIDGE} {g.chain}", g.mac
+    set4, set6 = g.set_name(4), g.set_name(6)
+    out = [
+        f"add set {BRIDGE} {set4} {{ type ipv4_addr ; }}",
+        f"add set {BRIDGE} {set6} {{ type ipv6_addr ; }}",
+        f"add chain {c}",
+        f"add rule {c} ether saddr != {mac} drop",
+        f"add rule {c} arp saddr ether != {mac} drop",
+        # a guest cannot hide traffic from these checks behind a VLAN tag
+        f"add rule {c} ether type {{ 8021q, 8021ad }} drop",
+        f"add rule {c} arp saddr ip 0.0.0.0 accept",
+        f"add rule {c} ether type arp arp saddr ip != @{set4} drop",
+        f"add rule {c} ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
+        f"add rule {c} ether type ip ip saddr != @{set4} drop",
+        f"add rule {c} ip6 saddr {{ ::, fe80::/10 }} accept",
+        f"add rule {c} ether type ip6 ip6 saddr != @{set6} drop",
+        f"add element {BRIDGE} port_in {{ {port} : jump {g.chain} }}",
+    ]
+    return out + allow_addresses(g, g.ips)
+
+
+def allow_addresses(g: PortGuard, addresses: tuple[str, ...] | list[str]) -> list[str]:
+    return [
+        f"add element {BRIDGE} {g.set_name(ipaddress.ip_address(a).version)} {{ {a} }}"
+        for a in addresses
+    ]
+
+
+def remove_port_guard(g: PortGuard) -> list[str]:
+    return [
+        f"delete element {BRIDGE} port_in {{ {quote(g.ifname)} }}",
+        f"flush chain {BRIDGE} {g.chain}",
+        f"delete chain {BRIDGE} {g.chain}",
+        f"delete set {BRIDGE} {g.set_name(4)}",
+        f"delete set {BRIDGE} {g.set_name(6)}",
+    ]

@@ -1,0 +1,177 @@
+"""Plans shared by backends: a network's layer-3 services, and a guest port's extras.
+
+A backend owns its datapath (a Linux bridge, an OVS bridge) and calls these for what every
+managed network needs on top of it: addresses, routes, forwarding, firewall and dnsmasq
+(:func:`l3_steps`), and per-port anti-spoofing and shaping (:func:`port_extras`). The OVS
+backend uses them unchanged on its internal port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from virtnet.backend import Host
+from virtnet.errors import Unsupported
+from virtnet.model.network import Bandwidth, ForwardMode, Network
+from virtnet.model.port import NetworkPort
+from virtnet.plan import Step
+from virtnet.services import dnsmasq_conf
+from virtnet.services.dnsmasq_conf import DnsmasqFiles
+from virtnet.services.firewall_rules import PortGuard, network_rules
+from virtnet.services.steps import (
+    AddAddress,
+    AddNetworkFirewall,
+    AddRoute,
+    EnableForwarding,
+    GuardPort,
+    RequireSubnetsFree,
+    SetUp,
+    ShapeLink,
+    StartDnsmasq,
+)
+
+
+def dnsmasq_files(host: Host, net: Network) -> DnsmasqFiles:
+    assert net.uuid is not None
+    base = host.run_path("dnsmasq")
+    return DnsmasqFiles(base / net.uuid, base / "lease-event")
+
+
+def subnets(net: Network) -> tuple[str, ...]:
+    return tuple(
+        str(ipaddress.ip_network(f"{ip.address}/{ip.prefixlen}", strict=False)) for ip in net.ips
+    )
+
+
+def l3_steps(net: Network, bridge: str, host: Host) -> tuple[list[Step], dict[str, object]]:
+    """Steps that give the network's own ``bridge`` its addresses and services, and the facts
+    to record (``dnsmasq`` files). Run after the bridge exists, before guests plug in."""
+    steps: list[Step] = []
+    info: dict[str, object] = {}
+    if net.ips:
+        steps.insert(0, RequireSubnetsFree(subnets(net)))
+    steps += [AddAddress(bridge, ip.address, ip.prefixlen) for ip in net.ips]
+    steps.append(SetUp(bridge))
+    steps += [AddRoute(_route_dst(r.address, r.prefixlen), r.gateway, r.metric) for r in net.routes]
+    if net.mode in (ForwardMode.NAT, ForwardMode.ROUTE):
+        v6 = any(ip.version == 6 for ip in net.ips)
+        steps.append(EnableForwarding(ipv4=True, ipv6=v6))
+    rules = network_rules(net, bridge)
+    if rules is not None:
+        steps.append(AddNetworkFirewall(rules))
+        info["firewall"] = rules.key
+    if dnsmasq_conf.needs_dnsmasq(net):
+        from virtnet.services.dnsmasq import service_user
+
+        files = dnsmasq_files(host, net)
+        user, group = service_user()
+        steps.append(
+            StartDnsmasq(
+                files,
+                dnsmasq_conf.render_conf(net, bridge, files, user, group),
+                dnsmasq_conf.render_dhcp_hosts(net),
+                dnsmasq_conf.render_addn_hosts(net),
+            )
+        )
+        info["dnsmasq"] = files.as_dict()
+    return steps, info
+
+
+def _route_dst(address: str, prefixlen: int) -> str:
+    return str(ipaddress.ip_network(f"{address}/{prefixlen}", strict=False))
+
+
+def bandwidth_steps(ifname: str, ifb: str, bandwidth: Bandwidth | None, subject: str) -> list[Step]:
+    if bandwidth is None or not (bandwidth.inbound or bandwidth.outbound):
+        return []
+    for rate in (bandwidth.inbound, bandwidth.outbound):
+        if rate is not None and rate.floor:
+            raise Unsupported("bandwidth floor is not supported", subject=f"{subject}/bandwidth")
+    return [ShapeLink(ifname, ifb, bandwidth.inbound, bandwidth.outbound)]
+
+
+def port_extras(
+    net: Network, port: NetworkPort, ifname: str, status: dict[str, object]
+) -> list[Step]:
+    """Anti-spoofing (unless the port opted out) and shaping for a port on a managed network."""
+    assert port.uuid is not None and port.mac is not None
+    steps: list[Step] = []
+    if net.mode.has_own_bridge and port.attachment.spoof_check is not False:
+        steps.append(GuardPort(PortGuard(ifname, port.mac, tuple(_known_ips(net, port, status)))))
+    steps += bandwidth_steps(ifname, ifb_name(port.uuid), port.bandwidth, "port")
+    return steps
+
+
+def _known_ips(net: Network, port: NetworkPort, status: dict[str, object]) -> list[str]:
+    """The port's reserved addresses, plus any lease its MAC already holds (a re-plug)."""
+    assert port.mac is not None
+    known = dnsmasq_conf.reserved_ip(net, port.mac) + _slaac_addresses(net, port.mac)
+    files = status.get("dnsmasq")
+    if isinstance(files, dict):
+        from virtnet.services.dnsmasq import parse_leases
+
+        path = Path(files["directory"]) / "leases"
+        with contextlib.suppress(OSError):
+            known += [lease.ip for lease in parse_leases(path.read_text()) if lease.mac == port.mac]
+    return sorted(set(known))
+
+
+def _slaac_addresses(net: Network, mac: str) -> list[str]:
+    """The EUI-64 addresses a guest forms from router advertisements on the network's /64s
+    (privacy or stable-privacy addresses cannot be known: those guests need DHCPv6 or
+    ``--no-spoof-check``)."""
+    octets = bytes.fromhex(mac.replace(":", ""))
+    eui64 = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:]
+    found = []
+    for ip in net.ips:
+        if ip.version == 6 and ip.prefixlen == 64:
+            prefix = ipaddress.ip_network(f"{ip.address}/64", strict=False)
+            found.append(str(prefix.network_address + int.from_bytes(eui64, "big")))
+    return found
+
+
+def port_ifname(uuid: str) -> str:
+    """A host-side link name from the port's uuid: unique without a scan of the host."""
+    return "vnet" + uuid.replace("-", "")[:11]
+
+
+def ifb_name(uuid: str) -> str:
+    return "vnb" + uuid.replace("-", "")[:12]
+
+
+def host_side_mac(guest_mac: str) -> str:
+    """libvirt's rule: the tap's own MAC is the guest's with 0xfe first, so the bridge never
+    takes the guest's address as its own."""
+    return "fe" + guest_mac[2:]
+
+
+def refresh_dnsmasq(
+    services: object, net: Network, status: dict[str, Any], reload_only: bool
+) -> None:
+    """Bring a running network's dnsmasq in line with ``net`` (``net-update --live``).
+
+    Reservations and DNS host records are files dnsmasq re-reads on SIGHUP; anything in the
+    main configuration needs a restart. The lease file is kept, so guests keep their leases.
+    """
+    from virtnet.services import Services
+    from virtnet.services.dnsmasq import service_user
+
+    assert isinstance(services, Services)
+    data = status.get("dnsmasq")
+    if not isinstance(data, dict):
+        return
+    files = DnsmasqFiles.from_dict(data)
+    user, group = service_user()
+    conf = dnsmasq_conf.render_conf(net, str(status["bridge"]), files, user, group)
+    hosts = dnsmasq_conf.render_dhcp_hosts(net)
+    addn = dnsmasq_conf.render_addn_hosts(net)
+    dnsmasq = services.dnsmasq
+    dnsmasq.write_files(files, conf, hosts, addn)
+    if reload_only:
+        dnsmasq.reload(files)
+    else:
+        dnsmasq.stop(files)
+        dnsmasq.start(files)

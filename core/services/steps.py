@@ -1,0 +1,372 @@
+"""Plan steps over the core's services: the building blocks every backend plans with.
+
+A backend returns these from its hooks instead of touching the host; the executor runs them
+in the host's namespace, journals their undo records, and tears them down in reverse. Each
+step is a small frozen value (so a plan prints well for ``--dry-run``); each undo action is
+registered by :mod:`virtnet.services.actions` under a ``core.`` name and is idempotent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from virtnet.errors import Conflict, NotFound
+from virtnet.model.codec import to_dict
+from virtnet.model.network import Rate
+from virtnet.plan import Step, Undo
+from virtnet.services.dnsmasq_conf import DnsmasqFiles
+from virtnet.services.firewall_rules import NetworkRules, PortGuard
+
+if TYPE_CHECKING:
+    from virtnet.apply import ApplyContext
+    from virtnet.services import Services
+
+
+def services(ctx: ApplyContext) -> Services:
+    from virtnet.services import Services
+
+    assert isinstance(ctx.services, Services), "steps need the core's services"
+    return ctx.services
+
+
+# --- checks -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RequireBridge(Step):
+    """Fail unless a bridge virtnet does not own exists (``<forward mode='bridge'/>``)."""
+
+    name: str
+
+    def describe(self) -> str:
+        return f"require existing bridge {self.name}"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def check(self, ctx: ApplyContext) -> None:
+        kind = services(ctx).netlink.link_kind(self.name)
+        if kind is None:
+            raise NotFound(f"host bridge {self.name!r} does not exist", subject="network/bridge")
+        if kind not in ("bridge", "openvswitch"):
+            raise Conflict(f"{self.name!r} is a {kind}, not a bridge", subject="network/bridge")
+
+    def apply(self, ctx: ApplyContext) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RequireSubnetsFree(Step):
+    """Fail if a subnet is already on the host (an address in it, or a route to it)."""
+
+    subnets: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"check {', '.join(self.subnets)} unused on the host"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def check(self, ctx: ApplyContext) -> None:
+        nl = services(ctx).netlink
+        wanted = [ipaddress.ip_network(s) for s in self.subnets]
+        for address in nl.addresses():
+            for subnet in wanted:
+                if address.network.overlaps(subnet) and not address.ip.is_link_local:
+                    raise Conflict(
+                        f"subnet {subnet} is already in use on this host (address {address})",
+                        subject="network/ip",
+                    )
+        for subnet in wanted:
+            routes = nl.routes_to(subnet)
+            if routes:
+                raise Conflict(
+                    f"subnet {subnet} is already routed on this host (route {routes[0]})",
+                    subject="network/ip",
+                )
+
+    def apply(self, ctx: ApplyContext) -> None:
+        pass
+
+
+# --- links --------------------------------------------------------------------------------
+def _require_free(ctx: ApplyContext, ifname: str) -> None:
+    if services(ctx).netlink.index(ifname) is not None:
+        raise Conflict(f"interface {ifname!r} already exists on this host", subject="ifname")
+
+
+def _delete_undo(ifname: str) -> Undo:
+    return Undo("core.link.delete", {"ifname": ifname})
+
+
+@dataclass(frozen=True)
+class CreateBridge(Step):
+    name: str
+    mac: str | None = None
+    mtu: int | None = None
+    stp: bool = True
+    delay: int = 0
+
+    def describe(self) -> str:
+        stp = "on" if self.stp else "off"
+        extra = f" mtu {self.mtu}" if self.mtu else ""
+        return f"create bridge {self.name} (mac {self.mac}, stp {stp}, delay {self.delay}{extra})"
+
+    def undo(self) -> Undo | None:
+        return _delete_undo(self.name)
+
+    def check(self, ctx: ApplyContext) -> None:
+        _require_free(ctx, self.name)
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.create_bridge(
+            self.name, mac=self.mac, mtu=self.mtu, stp=self.stp, delay=self.delay
+        )
+
+
+@dataclass(frozen=True)
+class AddAddress(Step):
+    """An address on a link the same plan created (it goes away with the link)."""
+
+    ifname: str
+    address: str
+    prefixlen: int
+
+    def describe(self) -> str:
+        return f"add address {self.address}/{self.prefixlen} to {self.ifname}"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.add_address(self.ifname, self.address, self.prefixlen)
+
+
+@dataclass(frozen=True)
+class SetUp(Step):
+    ifname: str
+
+    def describe(self) -> str:
+        return f"set {self.ifname} up"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.set_up(self.ifname)
+
+
+@dataclass(frozen=True)
+class AddRoute(Step):
+    dst: str
+    gateway: str
+    metric: int | None = None
+
+    def describe(self) -> str:
+        return f"add route {self.dst} via {self.gateway}"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.route.delete", {"dst": self.dst, "gateway": self.gateway})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.add_route(self.dst, self.gateway, self.metric)
+
+
+@dataclass(frozen=True)
+class EnableForwarding(Step):
+    """Turn on IP forwarding in the host's namespace, as libvirt does for nat and route.
+
+    Not undone on stop: other networks or the host's own setup may rely on it (libvirt
+    never turns it off either).
+    """
+
+    ipv4: bool = True
+    ipv6: bool = False
+
+    def describe(self) -> str:
+        families = [f for f, on in (("IPv4", self.ipv4), ("IPv6", self.ipv6)) if on]
+        return f"enable {' and '.join(families)} forwarding"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def apply(self, ctx: ApplyContext) -> None:
+        def write() -> None:
+            if self.ipv4:
+                Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+            if self.ipv6:
+                Path("/proc/sys/net/ipv6/conf/all/forwarding").write_text("1")
+
+        write()
+
+
+@dataclass(frozen=True)
+class CreateTap(Step):
+    """A persistent tap for a VM monitor to open by name, enslaved to ``master``."""
+
+    ifname: str
+    master: str | None
+    mac: str | None = None  # the host side's MAC (libvirt: the guest's with 0xfe first)
+    owner_uid: int | None = None
+    mtu: int | None = None
+
+    def describe(self) -> str:
+        owner = f", owner uid {self.owner_uid}" if self.owner_uid is not None else ""
+        return f"create tap {self.ifname} on {self.master}{owner}"
+
+    def undo(self) -> Undo | None:
+        return _delete_undo(self.ifname)
+
+    def check(self, ctx: ApplyContext) -> None:
+        _require_free(ctx, self.ifname)
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.create_tap(
+            self.ifname, master=self.master, mac=self.mac, owner_uid=self.owner_uid, mtu=self.mtu
+        )
+
+
+@dataclass(frozen=True)
+class CreateVeth(Step):
+    """A veth pair: ``ifname`` on ``master``, the peer born in the guest's namespace with its
+    final name and MAC, both ends up."""
+
+    ifname: str
+    master: str | None
+    peer_ifname: str
+    peer_netns: str
+    peer_mac: str | None = None
+    mtu: int | None = None
+
+    def describe(self) -> str:
+        return (
+            f"create veth {self.ifname} on {self.master}, peer {self.peer_ifname} "
+            f"in namespace {self.peer_netns}"
+        )
+
+    def undo(self) -> Undo | None:
+        return _delete_undo(self.ifname)
+
+    def check(self, ctx: ApplyContext) -> None:
+        _require_free(ctx, self.ifname)
+        from virtnet.host import netns_path
+
+        if not netns_path(self.peer_netns).exists():
+            raise NotFound(
+                f"network namespace {self.peer_netns!r} does not exist", subject="port/netns"
+            )
+
+    def apply(self, ctx: ApplyContext) -> None:
+        from virtnet.services.netlink import in_namespace
+
+        nl = services(ctx).netlink
+        nl.create_veth(
+            self.ifname,
+            master=self.master,
+            peer_ifname=self.peer_ifname,
+            peer_netns=self.peer_netns,
+            peer_mac=self.peer_mac,
+            mtu=self.mtu,
+        )
+        in_namespace(self.peer_netns, lambda guest: guest.set_up(self.peer_ifname))
+        nl.set_up(self.ifname)
+
+
+@dataclass(frozen=True)
+class SetPortIsolated(Step):
+    ifname: str
+    isolated: bool = True
+
+    def describe(self) -> str:
+        return f"set bridge port {self.ifname} isolated {'on' if self.isolated else 'off'}"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.set_bridge_port(self.ifname, isolated=self.isolated)
+
+
+# --- firewall -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AddNetworkFirewall(Step):
+    rules: NetworkRules
+
+    def describe(self) -> str:
+        return f"add nftables rules of {self.rules.mode.value} network on {self.rules.bridge}"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.firewall.network.remove", {"rules": to_dict(self.rules)})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).firewall.add_network(self.rules)
+
+
+@dataclass(frozen=True)
+class GuardPort(Step):
+    """Anti-spoofing: only the port's MAC, and its reserved or leased addresses, get in."""
+
+    guard: PortGuard
+
+    def describe(self) -> str:
+        allowed = ", ".join(self.guard.ips) or "addresses from DHCP"
+        return f"guard port {self.guard.ifname}: source MAC {self.guard.mac}, IP {allowed}"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.firewall.port.remove", {"guard": to_dict(self.guard)})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).firewall.add_port_guard(self.guard)
+
+
+# --- dnsmasq ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartDnsmasq(Step):
+    files: DnsmasqFiles
+    conf: str
+    hosts: str
+    addn_hosts: str
+
+    def describe(self) -> str:
+        return f"start dnsmasq with {self.files.conf}"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.dnsmasq.stop", self.files.as_dict())
+
+    def apply(self, ctx: ApplyContext) -> None:
+        dnsmasq = services(ctx).dnsmasq
+        dnsmasq.write_files(self.files, self.conf, self.hosts, self.addn_hosts)
+        dnsmasq.start(self.files)
+
+
+# --- traffic control --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShapeLink(Step):
+    """``inbound`` shapes what leaves ``ifname`` (towards the guest or network), ``outbound``
+    what arrives on it, through the ifb ``ifb``."""
+
+    ifname: str
+    ifb: str
+    inbound: Rate | None = None
+    outbound: Rate | None = None
+
+    def describe(self) -> str:
+        parts = [
+            f"{name} {rate.average} kB/s"
+            for name, rate in (("inbound", self.inbound), ("outbound", self.outbound))
+            if rate is not None
+        ]
+        return f"limit {self.ifname}: {', '.join(parts)}"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.tc.remove", {"ifname": self.ifname, "ifb": self.ifb})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        from virtnet.services import shaping
+
+        nl = services(ctx).netlink
+        if self.inbound is not None and (self.inbound.average or self.inbound.peak):
+            shaping.shape_egress(nl, self.ifname, self.inbound)
+        if self.outbound is not None and (self.outbound.average or self.outbound.peak):
+            shaping.shape_ingress(nl, self.ifname, self.ifb, self.outbound)

@@ -1,0 +1,54 @@
+"""A namespace's state as plain data, to prove an operation left it exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from virtnet.testing.netns import Namespace
+
+
+def snapshot(ns: Namespace, run_dir: Path | None = None) -> dict[str, Any]:
+    """Links, addresses, routes, the nftables ruleset, processes and run-dir files of ``ns``."""
+
+    def ip_json(*args: str) -> Any:
+        return json.loads(ns.ip("-j", *args).stdout or "[]")
+
+    links = sorted((link["ifname"], link.get("master", "")) for link in ip_json("link", "show"))
+    addresses = sorted(
+        (a["ifname"], f"{i['local']}/{i['prefixlen']}")
+        for a in ip_json("addr", "show")
+        for i in a.get("addr_info", [])
+        if not _kernel_derived(i["local"])
+    )
+    routes = sorted(
+        json.dumps({k: v for k, v in r.items() if k != "flags"}, sort_keys=True)  # linkdown etc.
+        for r in ip_json("route", "show", "table", "all")
+        if not _kernel_derived(r.get("dst", ""))
+    )
+    ruleset = ns.exec("nft", "list", "ruleset", check=False).stdout
+    files: list[str] = []
+    if run_dir is not None and run_dir.exists():
+        files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+        files = [f for f in files if not f.startswith("runtime.db")]
+    return {
+        "links": links,
+        "addresses": addresses,
+        "routes": routes,
+        "nftables": ruleset,
+        "processes": sorted(ns.pids()),
+        "files": files,
+    }
+
+
+def _kernel_derived(address: str) -> bool:
+    """IPv6 link-local addresses and multicast routes: the kernel adds them by itself when a
+    link first gets carrier (a bridge, once a port is up), so they say nothing about what
+    virtnet made or left behind."""
+    return address.startswith(("fe80:", "ff00:"))
+
+
+def pid_alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
