@@ -96,6 +96,7 @@ class Virtnet:
         self.hooks = Hooks(self.pm, self.host)
         self.store = Store(self.host)
         self._services: Services | None = None
+        self._xml_cache: dict[str, Network] = {}
         with host_lock(self.host):
             self._recover()
 
@@ -205,7 +206,7 @@ class Virtnet:
         if self.store.active_network(net.name) is not None:
             raise Conflict(f"network {net.name!r} is already active")
         validate_network(net)
-        validate_against(net, [parse_network(a.xml) for a in self.store.active()])
+        validate_against(net, [self._parsed(a.xml) for a in self.store.active()])
         self.hooks.validate(net)
         backend = self._resolve_backend(net)
         plan = self.hooks.plan_start(backend, net)
@@ -430,9 +431,9 @@ class Virtnet:
                 net.mac = old.mac
         definitions = self.store.definitions()
         defined = {d.name for d in definitions}
-        others = [parse_network(d.xml) for d in definitions if d.name != net.name]
+        others = [self._parsed(d.xml) for d in definitions if d.name != net.name]
         others += [  # transient networks: active without a definition
-            parse_network(a.xml)
+            self._parsed(a.xml)
             for a in self.store.active()
             if a.name != net.name and a.name not in defined
         ]
@@ -482,15 +483,16 @@ class Virtnet:
         port.uuid = check_uuid(port.uuid, "port/uuid") if port.uuid else str(uuidlib.uuid4())
         if self.store.port(port.uuid) is not None:
             raise Conflict(f"port {port.uuid} already exists", subject="port/uuid")
-        taken = {p.get("mac") for p in self.store.ports()}
         if port.mac:
             port.mac = check_mac(port.mac, "port/mac")
-            if port.mac in taken:
+            if self.store.mac_in_use(port.mac):
                 raise Conflict(
                     f"MAC {port.mac} is already used by another port", subject="port/mac"
                 )
         else:
-            port.mac = random_mac({m for m in taken if m})
+            port.mac = random_mac()
+            while self.store.mac_in_use(port.mac):  # 2^24 choices: almost never loops
+                port.mac = random_mac()
         group = net.portgroup(port.portgroup)
         if port.portgroup is not None and group is None:
             raise InvalidInput(
@@ -506,6 +508,17 @@ class Virtnet:
         port.virtualport = port.virtualport or net.virtualport
         if port.isolated is None:
             port.isolated = net.port_isolated
+
+    def _parsed(self, xml: str) -> Network:
+        """Other networks, parsed once per process: a long-lived embedder (or the daemon)
+        checks a new network against a thousand others without re-reading their XML. The
+        result is shared: callers only read it."""
+        net = self._xml_cache.get(xml)
+        if net is None:
+            if len(self._xml_cache) > 8192:
+                self._xml_cache.clear()
+            net = self._xml_cache[xml] = parse_network(xml)
+        return net
 
     def _context(self) -> ApplyContext:
         return ApplyContext(self.host, self.hooks.undo_actions(), services=self.services)

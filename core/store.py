@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS ports (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ports_by_network ON ports (network);
+CREATE INDEX IF NOT EXISTS ports_by_mac ON ports (json_extract(data, '$.mac'));
 """
 
 
@@ -176,6 +177,13 @@ class Store:
     def port(self, uuid: str) -> dict[str, Any] | None:
         row = self._run.execute("SELECT data FROM ports WHERE uuid = ?", (uuid,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def mac_in_use(self, mac: str) -> bool:
+        """Is ``mac`` some port's MAC (an index lookup, not a scan)?"""
+        row = self._run.execute(
+            "SELECT 1 FROM ports WHERE json_extract(data, '$.mac') = ?", (mac,)
+        ).fetchone()
+        return row is not None
 
     def put_port(self, uuid: str, network: str, data: dict[str, Any]) -> None:
         with self._tx(self._run) as tx:

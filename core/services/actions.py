@@ -7,12 +7,15 @@ killed process managed to do.
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from virtnet.apply import ApplyContext
 from virtnet.hookspecs import hookimpl
 from virtnet.model.codec import from_dict
 from virtnet.plan import UndoAction
+from virtnet.services.dnsmasq import parse_leases
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import NetworkRules, PortGuard
 from virtnet.services.steps import services
@@ -31,7 +34,17 @@ def remove_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 
 def remove_port_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
-    services(ctx).firewall.remove_port_guard(from_dict(PortGuard, args["guard"]))
+    guard = from_dict(PortGuard, args["guard"])
+    leased = []
+    if args.get("leases"):
+        with contextlib.suppress(OSError):
+            text = Path(args["leases"]).read_text()
+            leased = [lease.ip for lease in parse_leases(text) if lease.mac == guard.mac]
+    services(ctx).firewall.remove_port_guard(guard, leased)
+
+
+def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).firewall.drop_unused_tables()
 
 
 def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -63,6 +76,7 @@ class CoreActions:
             "core.route.delete": delete_route,
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,
+            "core.firewall.release": release_tables,
             "core.dnsmasq.stop": stop_dnsmasq,
             "core.tc.remove": remove_shaping,
         }

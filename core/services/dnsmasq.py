@@ -38,8 +38,7 @@ case "$ip" in *:*) family=6; mac=${{DNSMASQ_MAC:-}} ;; *) family=4 ;; esac
 x='[0-9a-f][0-9a-f]'
 case "$mac" in $x:$x:$x:$x:$x:$x) ;; *) exit 0 ;; esac
 case "$ip" in ""|*[!0-9a-f.:]*) exit 0 ;; esac
-key=m$(printf %s "$mac" | tr -d :)
-{nft} "$verb element bridge virtnet ${{key}}_$family {{ $ip }}" 2>/dev/null
+{nft} "$verb element bridge virtnet allowed$family {{ $mac . $ip }}" 2>/dev/null
 exit 0
 """
 

@@ -16,14 +16,15 @@ route allows the subnet; anything else is rejected; NAT leaves multicast and bro
 libvirt's input/output accepts for DHCP and DNS are not copied: an accept in one nftables
 table cannot override a drop in another, so they would change nothing.
 
-``table bridge virtnet`` (per-port anti-spoofing)::
+``table bridge virtnet`` (per-port anti-spoofing): one fixed chain and four sets. A frame
+from a port in ``guarded`` is dropped unless ``iifname . source MAC`` (Ethernet and ARP) is in
+``port_mac``, and ``MAC . source IP`` (IPv4, ARP, IPv6) is in ``allowed4``/``allowed6``
+(filled from reservations at plug time and by dnsmasq's lease script after DHCP). DHCP
+discovery from 0.0.0.0, ARP probes, and IPv6 link-local and unspecified sources pass;
+VLAN-tagged frames do not. Plugging a port adds set elements only: O(1) in rules.
 
-    prerouting (hook bridge prerouting)   iifname vmap @port_in
-
-Each guarded port's chain drops frames whose source MAC (Ethernet or ARP) is not the port's,
-and whose IPv4 (or ARP) source is not in the port's address set (filled from its reservation
-at plug time and from dnsmasq's lease script after DHCP); IPv6 sources must be link-local,
-unspecified, or in the port's IPv6 set. VLAN-tagged frames from a guarded port are dropped.
+libnftables loads a table's chains and sets into its cache before each command, so per-object
+chains or named sets would make every later operation slower; set elements do not.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def network_rules(net: Network, bridge: str) -> NetworkRules | None:
 
 
 def inet_base() -> list[str]:
-    """The shared table, maps and dispatch chains (only when the table does not exist)."""
+    """The shared table, maps and dispatch chains; idempotent (flush and refill, atomically)."""
     return [
         f"add table {INET}",
         f"add map {INET} fwd_in {{ type ifname : verdict ; }}",
@@ -101,10 +102,12 @@ def inet_base() -> list[str]:
         f"add map {INET} nat6 {{ type ipv6_addr : verdict ; flags interval ; }}",
         f"add chain {INET} forward "
         "{ type filter hook forward priority filter ; policy accept ; }",
+        f"flush chain {INET} forward",  # makes the whole base idempotent, in one transaction
         f"add rule {INET} forward oifname vmap @fwd_out",
         f"add rule {INET} forward iifname vmap @fwd_in",
         f"add chain {INET} postrouting "
         "{ type nat hook postrouting priority srcnat ; policy accept ; }",
+        f"flush chain {INET} postrouting",
         f"add rule {INET} postrouting ip saddr vmap @nat4",
         f"add rule {INET} postrouting ip6 saddr vmap @nat6",
     ]
@@ -186,69 +189,62 @@ def remove_network(r: NetworkRules) -> list[str]:
 # --- per-port anti-spoofing -----------------------------------------------------------------
 @dataclass(frozen=True)
 class PortGuard:
-    """One guarded port: its chain and its address sets are named after its MAC, so dnsmasq's
-    lease script can find them from the lease alone."""
+    """One guarded port: its link, its MAC, and the addresses known for it at plug time."""
 
     ifname: str
     mac: str
     ips: tuple[str, ...] = field(default=())
 
-    @property
-    def key(self) -> str:
-        return "m" + self.mac.replace(":", "")
-
-    @property
-    def chain(self) -> str:
-        return self.key
-
-    def set_name(self, version: int) -> str:
-        return f"{self.key}_{version}"
-
 
 def bridge_base() -> list[str]:
+    """The shared guard table: fixed rules, and per-port facts only as set elements, so a
+    port costs the same however many exist (no per-port chains or sets to cache or walk)."""
+    c = f"{BRIDGE} prerouting"
     return [
         f"add table {BRIDGE}",
-        f"add map {BRIDGE} port_in {{ type ifname : verdict ; }}",
-        f"add chain {BRIDGE} prerouting "
-        "{ type filter hook prerouting priority filter ; policy accept ; }",
-        f"add rule {BRIDGE} prerouting iifname vmap @port_in",
+        f"add set {BRIDGE} guarded {{ type ifname ; }}",
+        f"add set {BRIDGE} port_mac {{ type ifname . ether_addr ; }}",
+        f"add set {BRIDGE} allowed4 {{ type ether_addr . ipv4_addr ; }}",
+        f"add set {BRIDGE} allowed6 {{ type ether_addr . ipv6_addr ; }}",
+        f"add chain {c} {{ type filter hook prerouting priority filter ; policy accept ; }}",
+        f"flush chain {c}",  # makes the whole base idempotent, in one transaction
+        f"add rule {c} iifname != @guarded accept",
+        f"add rule {c} iifname . ether saddr != @port_mac drop",
+        f"add rule {c} iifname . arp saddr ether != @port_mac drop",
+        # a guest cannot hide traffic from these checks behind a VLAN tag
+        f"add rule {c} ether type {{ 8021q, 8021ad }} drop",
+        f"add rule {c} arp saddr ip 0.0.0.0 accept",
+        f"add rule {c} ether type arp ether saddr . arp saddr ip != @allowed4 drop",
+        f"add rule {c} ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
+        f"add rule {c} ether type ip ether saddr . ip saddr != @allowed4 drop",
+        f"add rule {c} ip6 saddr {{ ::, fe80::/10 }} accept",
+        f"add rule {c} ether type ip6 ether saddr . ip6 saddr != @allowed6 drop",
     ]
 
 
 def add_port_guard(g: PortGuard) -> list[str]:
-    port, c, mac = quote(g.ifname), f"{BRIDGE} {g.chain}", g.mac
-    set4, set6 = g.set_name(4), g.set_name(6)
-    out = [
-        f"add set {BRIDGE} {set4} {{ type ipv4_addr ; }}",
-        f"add set {BRIDGE} {set6} {{ type ipv6_addr ; }}",
-        f"add chain {c}",
-        f"add rule {c} ether saddr != {mac} drop",
-        f"add rule {c} arp saddr ether != {mac} drop",
-        # a guest cannot hide traffic from these checks behind a VLAN tag
-        f"add rule {c} ether type {{ 8021q, 8021ad }} drop",
-        f"add rule {c} arp saddr ip 0.0.0.0 accept",
-        f"add rule {c} ether type arp arp saddr ip != @{set4} drop",
-        f"add rule {c} ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
-        f"add rule {c} ether type ip ip saddr != @{set4} drop",
-        f"add rule {c} ip6 saddr {{ ::, fe80::/10 }} accept",
-        f"add rule {c} ether type ip6 ip6 saddr != @{set6} drop",
-        f"add element {BRIDGE} port_in {{ {port} : jump {g.chain} }}",
-    ]
-    return out + allow_addresses(g, g.ips)
-
-
-def allow_addresses(g: PortGuard, addresses: tuple[str, ...] | list[str]) -> list[str]:
+    port = quote(g.ifname)
     return [
-        f"add element {BRIDGE} {g.set_name(ipaddress.ip_address(a).version)} {{ {a} }}"
-        for a in addresses
+        f"add element {BRIDGE} port_mac {{ {port} . {g.mac} }}",
+        *allow_addresses(g.mac, g.ips),
+        f"add element {BRIDGE} guarded {{ {port} }}",  # last: the port is checked from here on
     ]
 
 
-def remove_port_guard(g: PortGuard) -> list[str]:
+def _address_elements(mac: str, addresses: tuple[str, ...] | list[str]) -> list[str]:
     return [
-        f"delete element {BRIDGE} port_in {{ {quote(g.ifname)} }}",
-        f"flush chain {BRIDGE} {g.chain}",
-        f"delete chain {BRIDGE} {g.chain}",
-        f"delete set {BRIDGE} {g.set_name(4)}",
-        f"delete set {BRIDGE} {g.set_name(6)}",
+        f"{BRIDGE} allowed{ipaddress.ip_address(a).version} {{ {mac} . {a} }}" for a in addresses
+    ]
+
+
+def allow_addresses(mac: str, addresses: tuple[str, ...] | list[str]) -> list[str]:
+    return [f"add element {e}" for e in _address_elements(mac, addresses)]
+
+
+def remove_port_guard(g: PortGuard, addresses: list[str]) -> list[str]:
+    port = quote(g.ifname)
+    return [
+        f"delete element {BRIDGE} guarded {{ {port} }}",
+        f"delete element {BRIDGE} port_mac {{ {port} . {g.mac} }}",
+        *[f"delete element {e}" for e in _address_elements(g.mac, addresses)],
     ]

@@ -20,6 +20,7 @@ from virtnet.errors import Conflict, NotFound, OperationFailed
 T = TypeVar("T")
 
 IFA_F_NODAD = 0x02  # add IPv6 addresses usable at once, so dnsmasq can bind them
+RTM_F_FIB_MATCH = 0x2000  # route get: return the matching FIB entry, prefix included
 
 
 def _iproute() -> Any:
@@ -43,8 +44,8 @@ class Netlink:
 
     # lookups --------------------------------------------------------------------------------
     def index(self, ifname: str) -> int | None:
-        found = self.ipr.link_lookup(ifname=ifname)
-        return int(found[0]) if found else None
+        msg = self.link(ifname)
+        return int(msg["index"]) if msg is not None else None
 
     def require(self, ifname: str, what: str = "interface") -> int:
         idx = self.index(ifname)
@@ -53,8 +54,13 @@ class Netlink:
         return idx
 
     def link(self, ifname: str) -> Any | None:
-        idx = self.index(ifname)
-        return self.ipr.get_links(idx)[0] if idx is not None else None
+        """One link by name: a single kernel lookup (``link_lookup`` would dump every link)."""
+        try:
+            return self.ipr.link("get", ifname=ifname)[0]
+        except Exception as exc:
+            if _code(exc) in (errno.ENODEV, errno.EINVAL):
+                return None
+            raise
 
     def link_kind(self, ifname: str) -> str | None:
         msg = self.link(ifname)
@@ -74,26 +80,19 @@ class Netlink:
         msg = self.link(ifname)
         return bool(msg is not None and msg["flags"] & 1)
 
-    def addresses(self, ifname: str | None = None) -> list[ipaddress.IPv4Interface | Any]:
-        """Addresses as ``ip_interface`` objects (of one link, or of the whole namespace)."""
-        kwargs = {"index": self.require(ifname)} if ifname else {}
-        return [
-            ipaddress.ip_interface(f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}")
-            for m in self.ipr.get_addr(**kwargs)
-        ]
-
-    def routes_to(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[str]:
-        """Existing routes whose destination overlaps ``network`` (default routes excluded)."""
-        found = []
-        family = 2 if network.version == 4 else 10
-        for msg in self.ipr.get_routes(family=family, table=254):
-            dst = msg.get_attr("RTA_DST")
-            if dst is None or msg["dst_len"] == 0:
-                continue
-            routed = ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)
-            if routed.overlaps(network):
-                found.append(str(routed))
-        return found
+    def route_covering(self, address: str) -> str | None:
+        """The prefix of the route the kernel would use for ``address`` (a FIB lookup, so
+        O(1) however many routes exist), or None when only a default route or none covers it.
+        """
+        try:
+            msg = self.ipr.route("get", dst=address, flags=RTM_F_FIB_MATCH)[0]
+        except Exception as exc:
+            if _code(exc) in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                return None
+            raise
+        if msg["dst_len"] == 0:
+            return None
+        return f"{msg.get_attr('RTA_DST')}/{msg['dst_len']}"
 
     # links ----------------------------------------------------------------------------------
     def create_bridge(

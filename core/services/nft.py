@@ -66,12 +66,6 @@ class Nft:
             return []
         return list(json.loads(out).get("nftables", []))
 
-    def table_exists(self, family: str, table: str) -> bool:
-        return any(
-            "table" in item and item["table"]["family"] == family and item["table"]["name"] == table
-            for item in self.query("list tables")
-        )
-
 
 def _first_error(err: str) -> str:
     lines = [line.strip() for line in err.splitlines() if line.strip()]

@@ -30,6 +30,7 @@ from virtnet.services.steps import (
     RequireSubnetsFree,
     SetUp,
     ShapeLink,
+    SharedTables,
     StartDnsmasq,
 )
 
@@ -49,7 +50,7 @@ def subnets(net: Network) -> tuple[str, ...]:
 def l3_steps(net: Network, bridge: str, host: Host) -> tuple[list[Step], dict[str, object]]:
     """Steps that give the network's own ``bridge`` its addresses and services, and the facts
     to record (``dnsmasq`` files). Run after the bridge exists, before guests plug in."""
-    steps: list[Step] = []
+    steps: list[Step] = [SharedTables()]
     info: dict[str, object] = {}
     if net.ips:
         steps.insert(0, RequireSubnetsFree(subnets(net)))
@@ -100,7 +101,10 @@ def port_extras(
     assert port.uuid is not None and port.mac is not None
     steps: list[Step] = []
     if net.mode.has_own_bridge and port.attachment.spoof_check is not False:
-        steps.append(GuardPort(PortGuard(ifname, port.mac, tuple(_known_ips(net, port, status)))))
+        guard = PortGuard(ifname, port.mac, tuple(_known_ips(net, port, status)))
+        files = status.get("dnsmasq")
+        leases = str(Path(files["directory"]) / "leases") if isinstance(files, dict) else None
+        steps.append(GuardPort(guard, leases))
     steps += bandwidth_steps(ifname, ifb_name(port.uuid), port.bandwidth, "port")
     return steps
 

@@ -58,7 +58,13 @@ class RequireBridge(Step):
 
 @dataclass(frozen=True)
 class RequireSubnetsFree(Step):
-    """Fail if a subnet is already on the host (an address in it, or a route to it)."""
+    """Fail if the host already routes into a subnet (an address on a link puts its prefix
+    in the routing table, so this finds used addresses too).
+
+    Two FIB lookups per subnet, for its first and last address: constant cost however many
+    routes the host has. A more specific route strictly inside the subnet that covers
+    neither end is not seen (libvirt's full scan of /proc/net/route would see it).
+    """
 
     subnets: tuple[str, ...]
 
@@ -70,21 +76,15 @@ class RequireSubnetsFree(Step):
 
     def check(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
-        wanted = [ipaddress.ip_network(s) for s in self.subnets]
-        for address in nl.addresses():
-            for subnet in wanted:
-                if address.network.overlaps(subnet) and not address.ip.is_link_local:
+        for text in self.subnets:
+            subnet = ipaddress.ip_network(text)
+            for probe in (subnet.network_address, subnet.broadcast_address):
+                found = nl.route_covering(str(probe))
+                if found is not None:
                     raise Conflict(
-                        f"subnet {subnet} is already in use on this host (address {address})",
+                        f"subnet {subnet} is already in use on this host (route {found})",
                         subject="network/ip",
                     )
-        for subnet in wanted:
-            routes = nl.routes_to(subnet)
-            if routes:
-                raise Conflict(
-                    f"subnet {subnet} is already routed on this host (route {routes[0]})",
-                    subject="network/ip",
-                )
 
     def apply(self, ctx: ApplyContext) -> None:
         pass
@@ -305,19 +305,41 @@ class AddNetworkFirewall(Step):
 
 @dataclass(frozen=True)
 class GuardPort(Step):
-    """Anti-spoofing: only the port's MAC, and its reserved or leased addresses, get in."""
+    """Anti-spoofing: only the port's MAC, and its reserved or leased addresses, get in.
+
+    ``leases`` is the network's dnsmasq lease file: on unplug, the addresses the port leased
+    since are removed from the allowed set too.
+    """
 
     guard: PortGuard
+    leases: str | None = None
 
     def describe(self) -> str:
         allowed = ", ".join(self.guard.ips) or "addresses from DHCP"
         return f"guard port {self.guard.ifname}: source MAC {self.guard.mac}, IP {allowed}"
 
     def undo(self) -> Undo | None:
-        return Undo("core.firewall.port.remove", {"guard": to_dict(self.guard)})
+        return Undo(
+            "core.firewall.port.remove", {"guard": to_dict(self.guard), "leases": self.leases}
+        )
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).firewall.add_port_guard(self.guard)
+
+
+@dataclass(frozen=True)
+class SharedTables(Step):
+    """Make sure virtnet's anti-spoofing table exists; on stop (this step's undo runs last),
+    delete virtnet's shared nftables tables if no other network or port uses them."""
+
+    def describe(self) -> str:
+        return "ensure virtnet's nftables guard table (removed on stop when unused)"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.firewall.release")
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).firewall.ensure_guard_table()
 
 
 # --- dnsmasq ----------------------------------------------------------------------------------
