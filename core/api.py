@@ -206,7 +206,7 @@ class Virtnet:
         if self.store.active_network(net.name) is not None:
             raise Conflict(f"network {net.name!r} is already active")
         validate_network(net)
-        validate_against(net, [self._parsed(a.xml) for a in self.store.active()])
+        validate_against(net, [self._parsed(xml) for xml in self.store.active_xml().values()])
         self.hooks.validate(net)
         backend = self._resolve_backend(net)
         plan = self.hooks.plan_start(backend, net)
@@ -433,9 +433,9 @@ class Virtnet:
         defined = {d.name for d in definitions}
         others = [self._parsed(d.xml) for d in definitions if d.name != net.name]
         others += [  # transient networks: active without a definition
-            self._parsed(a.xml)
-            for a in self.store.active()
-            if a.name != net.name and a.name not in defined
+            self._parsed(xml)
+            for name, xml in self.store.active_xml().items()
+            if name != net.name and name not in defined
         ]
         bridges = {o.bridge.name for o in others if o.bridge and o.bridge.name}
         macs = {o.mac for o in others if o.mac}

@@ -134,6 +134,10 @@ class Store:
         )
         return [ActiveNetwork(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
+    def active_xml(self) -> dict[str, str]:
+        """Name -> live XML of every active network (no status decoding: conflict checks)."""
+        return dict(self._run.execute("SELECT name, xml FROM active").fetchall())
+
     def active_network(self, name: str) -> ActiveNetwork | None:
         row = self._run.execute(
             "SELECT name, uuid, xml, backend, info, started FROM active WHERE name = ?", (name,)

@@ -9,6 +9,7 @@ checks in :mod:`virtnet.model.validate`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -137,11 +138,22 @@ class IP:
 
     @property
     def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-        return ipaddress.ip_interface(f"{self.address}/{self.prefixlen}")
+        return _interface(self.address, self.prefixlen)
 
     @property
     def subnet(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-        return self.interface.network
+        return _subnet(self.address, self.prefixlen)
+
+
+@functools.lru_cache(maxsize=65536)
+def _interface(address: str, prefixlen: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    return ipaddress.ip_interface(f"{address}/{prefixlen}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _subnet(address: str, prefixlen: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """Shared immutable values: checking a network against a thousand others stays cheap."""
+    return _interface(address, prefixlen).network
 
 
 def _classful_prefix(address: str) -> int:

@@ -21,10 +21,15 @@ class Firewall:
         self.nft = nft
 
     # networks -------------------------------------------------------------------------------
-    def add_network(self, r: rules.NetworkRules) -> None:
-        self._run_with_base(
-            rules.add_network(r), rules.inet_base, f"the rules of bridge {r.bridge}"
-        )
+    def add_network(self, r: rules.NetworkRules | None) -> None:
+        """One transaction: the network's rules (None: it has none, e.g. open mode), and the
+        anti-spoofing table made ready for its ports (idempotent)."""
+        statements = rules.bridge_base() + (rules.add_network(r) if r is not None else [])
+        what = f"the rules of bridge {r.bridge}" if r is not None else "the guard table"
+        if r is None:
+            self.nft.run("\n".join(statements), what)
+        else:
+            self._run_with_base(statements, rules.inet_base, what)
 
     def remove_network(self, r: rules.NetworkRules) -> None:
         self._remove(rules.remove_network(r))
@@ -41,11 +46,6 @@ class Firewall:
         return problems
 
     # ports ----------------------------------------------------------------------------------
-    def ensure_guard_table(self) -> None:
-        """Make the anti-spoofing table now (at network start), so plugging and unplugging
-        ports only ever adds and removes set elements."""
-        self.nft.run("\n".join(rules.bridge_base()), f"table bridge {rules.TABLE}")
-
     def add_port_guard(self, g: rules.PortGuard) -> None:
         self._run_with_base(rules.add_port_guard(g), rules.bridge_base, f"the guard of {g.ifname}")
 

@@ -33,6 +33,14 @@ def _code(exc: BaseException) -> int | None:
     return getattr(exc, "code", None)
 
 
+def _enslave_error(exc: BaseException, ifname: str, master: object) -> Exception:
+    if _code(exc) == errno.EXFULL:
+        return Conflict(
+            f"bridge {master} is full: a Linux bridge takes at most 1024 ports", subject="port"
+        )
+    return OperationFailed(f"cannot attach {ifname} to {master}: {exc}")
+
+
 class Netlink:
     """rtnetlink requests in the namespace of the thread that created this object."""
 
@@ -139,7 +147,10 @@ class Netlink:
         if master:
             settings["master"] = self.require(master, "bridge")
         if settings:
-            self.ipr.link("set", index=self.require(ifname), **settings)
+            try:
+                self.ipr.link("set", index=self.require(ifname), **settings)
+            except Exception as exc:
+                raise _enslave_error(exc, ifname, master) from None
 
     def create_veth(
         self,
@@ -175,6 +186,8 @@ class Netlink:
         except Exception as exc:
             if _code(exc) == errno.EEXIST:
                 raise Conflict(f"interface {ifname!r} already exists", subject=what) from None
+            if _code(exc) == errno.EXFULL:
+                raise _enslave_error(exc, ifname, kwargs.get("master")) from None
             if _code(exc) == errno.EOPNOTSUPP:
                 raise OperationFailed(
                     f"cannot create {what} {ifname!r}: this kernel lacks {what} support"

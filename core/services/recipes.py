@@ -27,10 +27,10 @@ from virtnet.services.steps import (
     AddRoute,
     EnableForwarding,
     GuardPort,
+    ReleaseSharedTables,
     RequireSubnetsFree,
     SetUp,
     ShapeLink,
-    SharedTables,
     StartDnsmasq,
 )
 
@@ -50,7 +50,7 @@ def subnets(net: Network) -> tuple[str, ...]:
 def l3_steps(net: Network, bridge: str, host: Host) -> tuple[list[Step], dict[str, object]]:
     """Steps that give the network's own ``bridge`` its addresses and services, and the facts
     to record (``dnsmasq`` files). Run after the bridge exists, before guests plug in."""
-    steps: list[Step] = [SharedTables()]
+    steps: list[Step] = [ReleaseSharedTables()]
     info: dict[str, object] = {}
     if net.ips:
         steps.insert(0, RequireSubnetsFree(subnets(net)))
@@ -61,8 +61,8 @@ def l3_steps(net: Network, bridge: str, host: Host) -> tuple[list[Step], dict[st
         v6 = any(ip.version == 6 for ip in net.ips)
         steps.append(EnableForwarding(ipv4=True, ipv6=v6))
     rules = network_rules(net, bridge)
+    steps.append(AddNetworkFirewall(rules))
     if rules is not None:
-        steps.append(AddNetworkFirewall(rules))
         info["firewall"] = rules.key
     if dnsmasq_conf.needs_dnsmasq(net):
         from virtnet.services.dnsmasq import service_user

@@ -291,12 +291,19 @@ class SetPortIsolated(Step):
 # --- firewall -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AddNetworkFirewall(Step):
-    rules: NetworkRules
+    """The network's nftables rules (``rules`` None: none, as in open mode), in the same
+    transaction as the shared anti-spoofing table its ports will use."""
+
+    rules: NetworkRules | None
 
     def describe(self) -> str:
+        if self.rules is None:
+            return "add no nftables rules (open); ensure the anti-spoofing table"
         return f"add nftables rules of {self.rules.mode.value} network on {self.rules.bridge}"
 
     def undo(self) -> Undo | None:
+        if self.rules is None:
+            return None
         return Undo("core.firewall.network.remove", {"rules": to_dict(self.rules)})
 
     def apply(self, ctx: ApplyContext) -> None:
@@ -328,18 +335,18 @@ class GuardPort(Step):
 
 
 @dataclass(frozen=True)
-class SharedTables(Step):
-    """Make sure virtnet's anti-spoofing table exists; on stop (this step's undo runs last),
-    delete virtnet's shared nftables tables if no other network or port uses them."""
+class ReleaseSharedTables(Step):
+    """Nothing on start; on stop (placed first, its undo runs last) delete virtnet's shared
+    nftables tables if no other network or port uses them any more."""
 
     def describe(self) -> str:
-        return "ensure virtnet's nftables guard table (removed on stop when unused)"
+        return "on stop: remove virtnet's nftables tables once unused"
 
     def undo(self) -> Undo | None:
         return Undo("core.firewall.release")
 
     def apply(self, ctx: ApplyContext) -> None:
-        services(ctx).firewall.ensure_guard_table()
+        pass
 
 
 # --- dnsmasq ----------------------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""The CLI verbs of issue 3 as a user runs them: net-port-*, net-update, net-dhcp-leases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from virtnet.testing import Lab, Namespace, can_ping, dhcp_lease
+from virtnet.testing.fixtures import CliRunner, needs_root
+
+pytestmark = [needs_root, pytest.mark.root]
+
+NET = """<network><name>cli</name><forward mode='nat'/><bridge name='vtbr-cli' stp='off'/>
+<ip address='10.80.1.1' prefix='24'><dhcp><range start='10.80.1.100' end='10.80.1.150'/></dhcp></ip>
+<portgroup name='quiet'><bandwidth><inbound average='800'/></bandwidth></portgroup></network>"""
+
+
+@pytest.fixture
+def started(virtnet_cli: CliRunner) -> CliRunner:
+    assert virtnet_cli("net-define", "-", input=NET).returncode == 0
+    assert virtnet_cli("net-start", "cli").returncode == 0
+    return virtnet_cli
+
+
+def test_port_lifecycle_from_the_cli(started: CliRunner, lab: Lab, host_ns: Namespace) -> None:
+    guest = lab.netns("guest")
+    made = started("net-port-create", "cli", "--netns", guest.name, "--ifname", "net0", "--json")
+    assert made.returncode == 0, made.stderr
+    port = json.loads(made.stdout)
+    assert port["attachment"]["guest_ifname"] == "net0" and port["mac"].startswith("52:54:00:")
+    assert "net0" in guest.links()
+    assert dhcp_lease(guest, "net0", hostname="cliguest")
+
+    tap = started(
+        "net-port-create", "cli", "--tap", "vtclitap", "--owner", "1000", "--portgroup", "quiet"
+    )
+    assert tap.returncode == 0, tap.stderr
+    tap_uuid = tap.stdout.strip()
+    assert "htb" in host_ns.exec("tc", "qdisc", "show", "dev", "vtclitap").stdout
+
+    listed = json.loads(started("net-port-list", "cli", "--json").stdout)
+    assert {p["uuid"] for p in listed} == {port["uuid"], tap_uuid}
+    assert "vtclitap" in started("net-port-list", "cli").stdout
+
+    xml = started("net-port-dumpxml", tap_uuid).stdout
+    assert f"<uuid>{tap_uuid}</uuid>" in xml and "<group>quiet</group>" in xml
+    assert "<plug type='network' bridge='vtbr-cli'/>" in xml and "ifname='vtclitap'" in xml
+
+    leases = json.loads(started("net-dhcp-leases", "cli", "--json").stdout)
+    assert [(lease["mac"], lease["hostname"]) for lease in leases] == [(port["mac"], "cliguest")]
+    assert "cliguest" in started("net-dhcp-leases", "cli", "--mac", port["mac"]).stdout
+
+    assert started("net-port-delete", tap_uuid).returncode == 0
+    assert "vtclitap" not in host_ns.links()
+    assert started("net-destroy", "cli").returncode == 0
+    assert "net0" not in guest.links()  # destroying the network removed its ports
+
+
+def test_net_update_from_the_cli(started: CliRunner, lab: Lab) -> None:
+    host = "<host mac='52:54:00:00:dd:01' name='pinned' ip='10.80.1.42'/>"
+    done = started("net-update", "cli", "add", "ip-dhcp-host", host, "--live", "--config")
+    assert done.returncode == 0, done.stderr
+    assert "10.80.1.42" in started("net-dumpxml", "cli").stdout
+    assert "10.80.1.42" in started("net-dumpxml", "cli", "--inactive").stdout
+    guest = lab.netns("pinned")
+    made = started("net-port-create", "cli", "--netns", guest.name, "--mac", "52:54:00:00:dd:01")
+    assert made.returncode == 0, made.stderr
+    assert dhcp_lease(guest) == "10.80.1.42"
+    assert can_ping(guest, "10.80.1.1")
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["net-port-create", "cli", "--tap", "x", "--netns", "y"], "--netns"),
+        (["net-port-create", "cli", "--mac", "01:00:5e:00:00:01"], "port/mac"),
+        (["net-port-create", "cli", "--portgroup", "nope"], "port/portgroup"),
+        (["net-port-create", "cli", "--netns", "vt-no-such-ns"], "port/netns"),
+        (
+            ["net-update", "cli", "add", "dns-txt", "<txt name='x' value='a\"b'/>"],
+            "network/dns/txt/@value",
+        ),
+        (["net-update", "cli", "add", "ip-dhcp-host", "<host mac='zz' ip='10.80.1.9'/>"], "@mac"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_changes_nothing(
+    started: CliRunner, host_ns: Namespace, args: list[str], field: str
+) -> None:
+    links, xml = host_ns.links(), started("net-dumpxml", "cli").stdout
+    done = started(*args)
+    assert done.returncode in (1, 2), done
+    assert field in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert host_ns.links() == links
+    assert started("net-dumpxml", "cli").stdout == xml
+    assert json.loads(started("net-port-list", "cli", "--json").stdout) == []

@@ -1,0 +1,158 @@
+"""dnsmasq configuration rendered from the model: content, and refusal of injection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from virtnet.errors import InvalidInput
+from virtnet.model import parse_network
+from virtnet.services.dnsmasq import parse_leases
+from virtnet.services.dnsmasq_conf import (
+    DnsmasqFiles,
+    needs_dnsmasq,
+    render_addn_hosts,
+    render_conf,
+    render_dhcp_hosts,
+    reserved_ip,
+)
+
+FILES = DnsmasqFiles(Path("/run/vn/dnsmasq/u1"), Path("/run/vn/dnsmasq/lease-event"))
+
+NAT = """<network><name>default</name><uuid>9c2a3a3e-58b1-4bb6-9df9-6b2c0b7c1f00</uuid>
+  <forward mode='nat'/><bridge name='virbr0'/><domain name='lab.test' localOnly='yes'/>
+  <dns forwardPlainNames='no'>
+    <forwarder addr='8.8.8.8'/><forwarder domain='corp.test' addr='10.0.0.53'/>
+    <txt name='info' value='hello, world'/>
+    <srv service='ldap' protocol='tcp' domain='lab.test' target='db' port='389' priority='1' weight='5'/>
+    <host ip='192.168.122.50'><hostname>db</hostname><hostname>db2</hostname></host>
+  </dns>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp><range start='192.168.122.2' end='192.168.122.254'><lease expiry='2' unit='hours'/></range>
+      <host mac='52:54:00:00:00:99' name='fixed' ip='192.168.122.99'/></dhcp>
+  </ip>
+  <ip family='ipv6' address='fd00:1::1' prefix='64'>
+    <dhcp><range start='fd00:1::100' end='fd00:1::1ff'/><host id='0:1:0:1:2:3' name='six' ip='fd00:1::5'/></dhcp>
+  </ip>
+</network>"""
+
+
+def conf_lines(xml: str) -> list[str]:
+    net = parse_network(xml)
+    return render_conf(net, "virbr0", FILES, "dnsmasq", "nogroup").splitlines()
+
+
+def test_nat_network_config_matches_libvirts_choices() -> None:
+    lines = conf_lines(NAT)
+    for expected in (
+        "strict-order",
+        "except-interface=lo",
+        "interface=virbr0",
+        "listen-address=192.168.122.1",
+        "listen-address=fd00:1::1",
+        "domain=lab.test",
+        "local=/lab.test/",
+        "domain-needed",
+        "no-resolv",
+        "server=8.8.8.8",
+        "server=/corp.test/10.0.0.53",
+        'txt-record=info,"hello, world"',
+        "srv-host=_ldap._tcp.lab.test,db,389,1,5",
+        "dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0,7200",
+        "dhcp-range=fd00:1::100,fd00:1::1ff,64",
+        "dhcp-no-override",
+        "dhcp-authoritative",
+        "dhcp-lease-max=511",
+        "enable-ra",
+        "user=dnsmasq",
+        f"dhcp-hostsfile={FILES.hosts}",
+        f"addn-hosts={FILES.addn_hosts}",
+        f"dhcp-leasefile={FILES.leases}",
+        f"dhcp-script={FILES.script}",
+        f"pid-file={FILES.pid}",
+    ):
+        assert expected in lines, expected
+    assert "dhcp-option=3" not in lines  # a NAT network routes
+
+
+def test_reservations_and_dns_hosts_are_files_dnsmasq_rereads() -> None:
+    net = parse_network(NAT)
+    assert (
+        render_dhcp_hosts(net)
+        == "52:54:00:00:00:99,192.168.122.99,fixed\nid:0:1:0:1:2:3,[fd00:1::5],six\n"
+    )
+    assert render_addn_hosts(net) == "192.168.122.50 db db2\n"
+    assert reserved_ip(net, "52:54:00:00:00:99") == ["192.168.122.99"]
+    assert reserved_ip(net, "52:54:00:00:00:98") == []
+
+
+def test_isolated_network_advertises_no_router() -> None:
+    lines = conf_lines(
+        "<network><name>i</name><uuid>9c2a3a3e-58b1-4bb6-9df9-6b2c0b7c1f01</uuid>"
+        "<bridge name='virbr0'/><ip address='10.0.0.1' prefix='24'><dhcp>"
+        "<range start='10.0.0.2' end='10.0.0.9'/></dhcp></ip>"
+        "<ip family='ipv6' address='fd00::1' prefix='64'/></network>"
+    )
+    assert "dhcp-option=3" in lines and "ra-param=*,0,0" in lines
+    assert "dhcp-range=fd00::,ra-only" in lines
+
+
+def test_dns_disabled_and_no_dhcp_needs_no_dnsmasq() -> None:
+    net = parse_network(
+        "<network><name>q</name><bridge name='b'/><dns enable='no'/>"
+        "<ip address='10.0.0.1' prefix='24'/></network>"
+    )
+    assert not needs_dnsmasq(net)
+    net.ips[0].address = "10.0.0.1"
+    with_dhcp = parse_network(
+        "<network><name>q</name><bridge name='b'/><dns enable='no'/>"
+        "<ip address='10.0.0.1' prefix='24'><dhcp><range start='10.0.0.5' end='10.0.0.6'/>"
+        "</dhcp></ip></network>"
+    )
+    assert needs_dnsmasq(with_dhcp)
+    assert "port=0" in render_conf(with_dhcp, "b", FILES, "u", "g").splitlines()
+
+
+@pytest.mark.parametrize(
+    ("fragment", "subject"),
+    [
+        ("<dns><txt name='t' value='a\"b'/></dns>", "network/dns/txt/@value"),
+        ("<dns><txt name='t' value='back\\slash'/></dns>", "network/dns/txt/@value"),
+    ],
+)
+def test_values_dnsmasq_could_misread_are_refused(fragment: str, subject: str) -> None:
+    net = parse_network(
+        f"<network><name>x</name><uuid>9c2a3a3e-58b1-4bb6-9df9-6b2c0b7c1f02</uuid>"
+        f"<bridge name='b'/>{fragment}<ip address='10.0.0.1' prefix='24'/></network>"
+    )
+    with pytest.raises(InvalidInput) as err:
+        render_conf(net, "b", FILES, "u", "g")
+    assert err.value.subject == subject
+
+
+def test_line_breaks_never_reach_the_file() -> None:
+    net = parse_network(
+        "<network><name>x</name><bridge name='b'/><ip address='10.0.0.1' prefix='24'>"
+        "<tftp root='/srv&#10;dhcp-script=/bin/evil'/></ip></network>"
+    )
+    with pytest.raises(InvalidInput, match="line breaks") as err:
+        render_conf(net, "b", FILES, "u", "g")
+    assert err.value.subject == "network/ip/tftp/@root"
+
+
+def test_lease_file_parses_ipv4_and_ipv6() -> None:
+    text = (
+        "1795515810 52:54:00:aa:bb:cc 10.0.0.15 g1 01:52:54:00:aa:bb:cc\n"
+        "0 52:54:00:aa:bb:cd 10.0.0.16 * *\n"
+        "duid 00:01:00:01:2c:aa\n"
+        "1795515811 1234 fd00::5 six 00:01:00:01\n"
+    )
+    leases = parse_leases(text)
+    assert [(lease.mac, lease.ip, lease.hostname) for lease in leases] == [
+        ("52:54:00:aa:bb:cc", "10.0.0.15", "g1"),
+        ("52:54:00:aa:bb:cd", "10.0.0.16", None),
+        (None, "fd00::5", "six"),
+    ]
+    assert leases[0].client_id == "01:52:54:00:aa:bb:cc" and leases[1].expiry == 0
+    assert leases[2].iaid == "1234"

@@ -1,0 +1,98 @@
+"""nftables statements rendered from the model (no kernel)."""
+
+from __future__ import annotations
+
+import pytest
+
+from virtnet.errors import InvalidInput
+from virtnet.model import parse_network
+from virtnet.model.network import ForwardMode
+from virtnet.services import firewall_rules as fw
+from virtnet.services.nft import quote
+
+UUID = "11111111-2222-3333-4444-555555555555"
+KEY = UUID.replace("-", "")
+
+
+def rules(forward: str, ips: str = "<ip address='10.1.0.1' prefix='24'/>") -> fw.NetworkRules:
+    net = parse_network(
+        f"<network><name>a</name><uuid>{UUID}</uuid>{forward}<bridge name='vb1'/>{ips}</network>"
+    )
+    made = fw.network_rules(net, "vb1")
+    assert made is not None
+    return made
+
+
+def test_nat_masquerades_subnet_and_spares_multicast_and_broadcast() -> None:
+    script = fw.add_network(rules("<forward mode='nat'/>"))
+    chain = f"inet virtnet n{KEY}_nat4"
+    assert f"add rule {chain} ip daddr 224.0.0.0/24 return" in script
+    assert f"add rule {chain} ip daddr 255.255.255.255 return" in script
+    assert f"add rule {chain} meta l4proto {{ tcp, udp }} masquerade to :1024-65535" in script
+    assert f"add rule {chain} masquerade" in script
+    assert f"add element inet virtnet nat4 {{ 10.1.0.0/24 : jump n{KEY}_nat4 }}" in script
+    to = f"inet virtnet n{KEY}_to"
+    assert f"add rule {to} ip daddr 10.1.0.0/24 ct state established,related accept" in script
+
+
+def test_nat_range_and_forward_dev() -> None:
+    r = rules(
+        "<forward mode='nat' dev='eth1'><nat><address start='1.2.3.4' end='1.2.3.9'/>"
+        "<port start='2000' end='3000'/></nat></forward>"
+    )
+    script = "\n".join(fw.add_network(r))
+    assert 'oifname "eth1" meta l4proto { tcp, udp } snat ip to 1.2.3.4-1.2.3.9:2000-3000' in script
+    assert 'oifname "eth1" ip saddr 10.1.0.0/24 accept' in script
+    assert 'iifname "eth1" ip daddr 10.1.0.0/24 ct state established,related accept' in script
+
+
+def test_route_forwards_both_ways_without_nat() -> None:
+    r = rules("<forward mode='route'/>")
+    script = "\n".join(fw.add_network(r))
+    assert "nat4" not in script and "masquerade" not in script
+    assert f"add rule inet virtnet n{KEY}_to ip daddr 10.1.0.0/24 accept" in script
+
+
+def test_isolated_forwards_nothing_off_the_bridge() -> None:
+    r = rules("")
+    assert r.mode is ForwardMode.ISOLATED
+    script = fw.add_network(r)
+    assert not any("saddr" in s or "daddr" in s for s in script)
+    assert f"add rule inet virtnet n{KEY}_from reject" in script
+
+
+@pytest.mark.parametrize("forward", ["<forward mode='open'/>", "<forward mode='bridge'/>"])
+def test_open_and_bridge_modes_get_no_rules(forward: str) -> None:
+    net = parse_network(
+        f"<network><name>a</name><uuid>{UUID}</uuid>{forward}<bridge name='vb1'/></network>"
+    )
+    assert fw.network_rules(net, "vb1") is None
+
+
+def test_removal_mirrors_addition() -> None:
+    r = rules(
+        "<forward mode='nat'><nat ipv6='yes'/></forward>",
+        "<ip address='10.1.0.1' prefix='24'/><ip family='ipv6' address='fd00::1' prefix='64'/>",
+    )
+    added = fw.add_network(r)
+    removed = fw.remove_network(r)
+    for chain in r.chains:
+        assert f"add chain inet virtnet {chain}" in added
+        assert f"delete chain inet virtnet {chain}" in removed
+    assert "delete element inet virtnet nat6 { fd00::/64 }" in removed
+
+
+def test_port_guard_is_set_elements_only() -> None:
+    g = fw.PortGuard("vnet1", "52:54:00:aa:bb:cc", ("10.1.0.5", "fd00::5"))
+    added = fw.add_port_guard(g)
+    assert all(s.startswith("add element bridge virtnet ") for s in added)
+    assert added[-1] == 'add element bridge virtnet guarded { "vnet1" }'
+    assert "add element bridge virtnet allowed6 { 52:54:00:aa:bb:cc . fd00::5 }" in added
+    removed = fw.remove_port_guard(g, ["10.1.0.77"])
+    assert "delete element bridge virtnet allowed4 { 52:54:00:aa:bb:cc . 10.1.0.77 }" in removed
+
+
+@pytest.mark.parametrize("name", ['br"0', "br*", "br\\0", ""])
+def test_interface_names_nft_would_misread_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        quote(name)
