@@ -119,19 +119,23 @@ def bench_scaling(vn: Virtnet, networks: int, ports: int, guest: str) -> None:
         if i % step == 0:
             report(f"  networks {i - step + 1:>5}-{i:<5} start", batch, 25)
             batch = []
-    vn.create_network(nat_xml(networks + 1))
+    # a Linux bridge takes at most 1024 ports: spread them over networks of 1000
+    per_net = min(ports, 1000)
+    port_nets = [networks + 1 + k for k in range((ports + per_net - 1) // per_net)]
+    for k in port_nets:
+        vn.create_network(nat_xml(k))
     step = max(ports // 10, 1)
-    print(f"\nscaling: tap ports on one network, cost per plug in batches of {step}")
+    print(f"\nscaling: tap ports ({per_net} per network), cost per plug in batches of {step}")
     for i in range(1, ports + 1):
-        port = NetworkPort(
-            network=f"n{networks + 1}", attachment=Attachment(kind=AttachmentKind.TAP)
-        )
-        batch.append(ms(lambda p=port: vn.create_port(f"n{networks + 1}", p)))
+        net = f"n{port_nets[(i - 1) // per_net]}"
+        port = NetworkPort(network=net, attachment=Attachment(kind=AttachmentKind.TAP))
+        batch.append(ms(lambda p=port, n=net: vn.create_port(n, p)))
         if i % step == 0:
             report(f"  ports {i - step + 1:>6}-{i:<6} plug", batch, 2)
             batch = []
-    destroy = ms(lambda: vn.destroy_network(f"n{networks + 1}"))
-    print(f"  destroy of a network with {ports} ports: {destroy:.0f} ms")
+    for k in port_nets:
+        destroy = ms(lambda k=k: vn.destroy_network(f"n{k}"))
+        print(f"  destroy of a network with {per_net} ports: {destroy:.0f} ms", flush=True)
     batch = []
     for i in range(networks, 0, -1):
         batch.append(ms(lambda i=i: vn.destroy_network(f"n{i}")))
