@@ -73,8 +73,9 @@ class Services:
     @cached_property
     def firewall(self) -> Firewall:
         from virtnet.services.firewall import Firewall
+        from virtnet.services.nft_elements import NftElements
 
-        return Firewall(self.nft)
+        return Firewall(self.nft, NftElements())
 
     @cached_property
     def dnsmasq(self) -> Dnsmasq:
@@ -85,6 +86,8 @@ class Services:
     def close(self) -> None:
         if "netlink" in self.__dict__:
             self.call(self.netlink.close)
+        if "firewall" in self.__dict__:
+            self.firewall.elements.close()
         if self._worker is not None:
             self._worker.shutdown(wait=True)
 

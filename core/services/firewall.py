@@ -10,15 +10,21 @@ exactly its old ruleset.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 from collections.abc import Callable
 
+from virtnet.errors import OperationFailed
 from virtnet.services import firewall_rules as rules
 from virtnet.services.nft import Nft
+from virtnet.services.nft_elements import NftElementError, NftElements
 
 
 class Firewall:
-    def __init__(self, nft: Nft) -> None:
+    def __init__(self, nft: Nft, elements: NftElements) -> None:
         self.nft = nft
+        self.elements = elements
 
     # networks -------------------------------------------------------------------------------
     def add_network(self, r: rules.NetworkRules | None) -> None:
@@ -47,14 +53,25 @@ class Firewall:
 
     # ports ----------------------------------------------------------------------------------
     def add_port_guard(self, g: rules.PortGuard) -> None:
-        self._run_with_base(rules.add_port_guard(g), rules.bridge_base, f"the guard of {g.ifname}")
-
-    def allow(self, mac: str, addresses: list[str]) -> None:
-        if addresses:
-            self.nft.run("\n".join(rules.allow_addresses(mac, addresses)), f"addresses of {mac}")
+        changes = rules.port_guard_changes(g, add=True, addresses=g.ips)
+        try:
+            self.elements.apply(changes)
+        except NftElementError as exc:
+            if exc.errno != errno.ENOENT:
+                raise OperationFailed(f"cannot guard port {g.ifname}: {exc.strerror}") from None
+            self.nft.run("\n".join(rules.bridge_base()), f"table bridge {rules.TABLE}")
+            self.elements.apply(changes)
 
     def remove_port_guard(self, g: rules.PortGuard, leased: list[str]) -> None:
-        self._remove(rules.remove_port_guard(g, sorted(set(g.ips) | set(leased))))
+        addresses = tuple(sorted(set(g.ips) | set(leased)))
+        changes = rules.port_guard_changes(g, add=False, addresses=addresses)
+        try:
+            self.elements.apply(changes)
+        except NftElementError:  # something was already gone: remove what is left
+            for change in changes:
+                for key in change.keys:
+                    with contextlib.suppress(NftElementError):
+                        self.elements.apply([dataclasses.replace(change, keys=(key,))])
 
     # the shared tables ------------------------------------------------------------------------
     def drop_unused_tables(self) -> None:

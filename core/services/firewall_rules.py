@@ -21,7 +21,8 @@ from a port in ``guarded`` is dropped unless ``iifname . source MAC`` (Ethernet 
 ``port_mac``, and ``MAC . source IP`` (IPv4, ARP, IPv6) is in ``allowed4``/``allowed6``
 (filled from reservations at plug time and by dnsmasq's lease script after DHCP). DHCP
 discovery from 0.0.0.0, ARP probes, and IPv6 link-local and unspecified sources pass;
-VLAN-tagged frames do not. Plugging a port adds set elements only: O(1) in rules.
+VLAN-tagged frames do not. Plugging a port adds set elements only, sent as raw netlink
+(:mod:`virtnet.services.nft_elements`): its cost does not depend on the ruleset's size.
 
 libnftables loads a table's chains and sets into its cache before each command, so per-object
 chains or named sets would make every later operation slower; set elements do not.
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 
 from virtnet.model.network import ForwardMode, Network
 from virtnet.services.nft import quote
+from virtnet.services.nft_elements import ElementChange, concat, ifname_key, ip_key, mac_key
 
 TABLE = "virtnet"
 INET = f"inet {TABLE}"
@@ -222,29 +224,24 @@ def bridge_base() -> list[str]:
     ]
 
 
-def add_port_guard(g: PortGuard) -> list[str]:
-    port = quote(g.ifname)
-    return [
-        f"add element {BRIDGE} port_mac {{ {port} . {g.mac} }}",
-        *allow_addresses(g.mac, g.ips),
-        f"add element {BRIDGE} guarded {{ {port} }}",  # last: the port is checked from here on
+def port_guard_changes(
+    g: PortGuard, add: bool, addresses: tuple[str, ...] = ()
+) -> list[ElementChange]:
+    """The set elements of a guarded port (sent as raw netlink: see ``nft_elements``).
+
+    Added in this order (and removed in reverse) so the port is only ``guarded`` once its MAC
+    and addresses are in place.
+    """
+    quote(g.ifname)  # the same names are accepted as in rules
+    port, mac = ifname_key(g.ifname), mac_key(g.mac)
+    by_family: dict[int, list[bytes]] = {4: [], 6: []}
+    for address in addresses:
+        by_family[ipaddress.ip_address(address).version].append(concat(mac, ip_key(address)))
+    changes = [ElementChange(add, "bridge", TABLE, "port_mac", (concat(port, mac),))]
+    changes += [
+        ElementChange(add, "bridge", TABLE, f"allowed{v}", tuple(keys))
+        for v, keys in by_family.items()
+        if keys
     ]
-
-
-def _address_elements(mac: str, addresses: tuple[str, ...] | list[str]) -> list[str]:
-    return [
-        f"{BRIDGE} allowed{ipaddress.ip_address(a).version} {{ {mac} . {a} }}" for a in addresses
-    ]
-
-
-def allow_addresses(mac: str, addresses: tuple[str, ...] | list[str]) -> list[str]:
-    return [f"add element {e}" for e in _address_elements(mac, addresses)]
-
-
-def remove_port_guard(g: PortGuard, addresses: list[str]) -> list[str]:
-    port = quote(g.ifname)
-    return [
-        f"delete element {BRIDGE} guarded {{ {port} }}",
-        f"delete element {BRIDGE} port_mac {{ {port} . {g.mac} }}",
-        *[f"delete element {e}" for e in _address_elements(g.mac, addresses)],
-    ]
+    changes.append(ElementChange(add, "bridge", TABLE, "guarded", (port,)))
+    return changes if add else changes[::-1]

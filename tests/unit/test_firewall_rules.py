@@ -82,14 +82,17 @@ def test_removal_mirrors_addition() -> None:
     assert "delete element inet virtnet nat6 { fd00::/64 }" in removed
 
 
-def test_port_guard_is_set_elements_only() -> None:
+def test_port_guard_is_set_elements_in_a_safe_order() -> None:
     g = fw.PortGuard("vnet1", "52:54:00:aa:bb:cc", ("10.1.0.5", "fd00::5"))
-    added = fw.add_port_guard(g)
-    assert all(s.startswith("add element bridge virtnet ") for s in added)
-    assert added[-1] == 'add element bridge virtnet guarded { "vnet1" }'
-    assert "add element bridge virtnet allowed6 { 52:54:00:aa:bb:cc . fd00::5 }" in added
-    removed = fw.remove_port_guard(g, ["10.1.0.77"])
-    assert "delete element bridge virtnet allowed4 { 52:54:00:aa:bb:cc . 10.1.0.77 }" in removed
+    added = fw.port_guard_changes(g, add=True, addresses=g.ips)
+    assert [c.set for c in added] == ["port_mac", "allowed4", "allowed6", "guarded"]
+    assert all(c.add and c.family == "bridge" and c.table == "virtnet" for c in added)
+    # keys as the kernel stores them: fields padded to 32 bits
+    assert added[0].keys == (b"vnet1".ljust(16, b"\0") + bytes.fromhex("525400aabbcc") + b"\0\0",)
+    assert added[1].keys == (bytes.fromhex("525400aabbcc") + b"\0\0" + bytes([10, 1, 0, 5]),)
+    removed = fw.port_guard_changes(g, add=False, addresses=("10.1.0.77",))
+    assert [c.set for c in removed] == ["guarded", "allowed4", "port_mac"]
+    assert not any(c.add for c in removed)
 
 
 @pytest.mark.parametrize("name", ['br"0', "br*", "br\\0", ""])
