@@ -194,9 +194,11 @@ class Virtnet:
             if active is None:
                 raise Conflict(f"network {name!r} is not active")
             problems = []
+            bridge = active.info.get("bridge")
+            teardown = str(bridge) if bridge else None
             for port in self.store.ports(name):
-                problems += self._rollback(self._port_journal(port["uuid"]))
-            problems += self._rollback(self._network_journal(name))
+                problems += self._rollback(self._port_journal(port["uuid"]), teardown)
+            problems += self._rollback(self._network_journal(name), teardown)
             self.store.delete_active(name)
         for problem in problems:
             log.warning("destroy %s: %s", name, problem)
@@ -527,10 +529,12 @@ class Virtnet:
         """Run ``plan`` in the host's namespace (see :class:`~virtnet.services.Services`)."""
         self.services.call(apply_plan, self._context(), plan, journal)
 
-    def _rollback(self, journal: Journal) -> list[str]:
+    def _rollback(self, journal: Journal, teardown: str | None = None) -> list[str]:
         if not journal.exists():
             return []
-        return self.services.call(rollback, self._context(), journal)
+        ctx = self._context()
+        ctx.teardown = teardown
+        return self.services.call(rollback, ctx, journal)
 
     def _network_journal(self, name: str) -> Journal:
         return Journal(self.host.run_path("journal", f"network-{name}.jsonl"))

@@ -34,6 +34,10 @@ class ApplyContext:
     undo_actions: dict[str, UndoAction]
     services: Any = None
     scratch: dict[str, Any] = field(default_factory=dict)
+    #: While a network is being destroyed: its bridge (``Plan.info["bridge"]``). Undo actions
+    #: of its ports may then leave links to the network's own bulk removal (one kernel
+    #: request for all of them instead of ~20 ms each).
+    teardown: str | None = None
 
 
 class Journal:

@@ -22,7 +22,16 @@ from virtnet.services.steps import services
 
 
 def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    if ctx.teardown is not None and args.get("bulk") == ctx.teardown:
+        return  # the network's own teardown deletes all its port links in one request
     services(ctx).netlink.delete(args["ifname"])
+
+
+def delete_link_group(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    nl = services(ctx).netlink
+    group = nl.port_group(args["bridge"])
+    if group is not None:
+        nl.delete_group(group)
 
 
 def delete_route(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -73,6 +82,7 @@ class CoreActions:
     def virtnet_undo_actions(self) -> dict[str, UndoAction]:
         return {
             "core.link.delete": delete_link,
+            "core.link.delete_group": delete_link_group,
             "core.route.delete": delete_route,
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ T = TypeVar("T")
 
 IFA_F_NODAD = 0x02  # add IPv6 addresses usable at once, so dnsmasq can bind them
 RTM_F_FIB_MATCH = 0x2000  # route get: return the matching FIB entry, prefix included
+PORT_GROUP_BASE = 0x76740000  # link groups of guest ports: base + the bridge's ifindex
 
 
 def _iproute() -> Any:
@@ -52,8 +54,11 @@ class Netlink:
 
     # lookups --------------------------------------------------------------------------------
     def index(self, ifname: str) -> int | None:
-        msg = self.link(ifname)
-        return int(msg["index"]) if msg is not None else None
+        """The link's index, by name, in this thread's namespace (one ioctl; no decoding)."""
+        try:
+            return socket.if_nametoindex(ifname)
+        except OSError:
+            return None
 
     def require(self, ifname: str, what: str = "interface") -> int:
         idx = self.index(ifname)
@@ -132,6 +137,7 @@ class Netlink:
         mac: str | None,
         owner_uid: int | None,
         mtu: int | None = None,
+        group: int | None = None,
     ) -> None:
         """A persistent tap (no packet info, vnet headers: what QEMU asks for)."""
         kwargs: dict[str, Any] = {"kind": "tuntap", "mode": "tap"}
@@ -144,6 +150,8 @@ class Netlink:
             settings["address"] = mac
         if mtu:
             settings["mtu"] = mtu
+        if group is not None:
+            settings["group"] = group
         if master:
             settings["master"] = self.require(master, "bridge")
         if settings:
@@ -161,6 +169,7 @@ class Netlink:
         peer_netns: str | None,
         peer_mac: str | None,
         mtu: int | None = None,
+        group: int | None = None,
     ) -> None:
         """A veth pair in one request: our end enslaved, the peer born in the guest namespace."""
         peer: dict[str, Any] = {"ifname": peer_ifname}
@@ -175,6 +184,8 @@ class Netlink:
             kwargs["master"] = self.require(master, "bridge")
         if mtu:
             kwargs["mtu"] = mtu
+        if group is not None:
+            kwargs["group"] = group
         self._create(ifname, "veth", **kwargs)
 
     def create_ifb(self, ifname: str) -> None:
@@ -208,6 +219,20 @@ class Netlink:
 
     def enslave(self, ifname: str, master: str) -> None:
         self.ipr.link("set", index=self.require(ifname), master=self.require(master, "bridge"))
+
+    def port_group(self, bridge: str) -> int | None:
+        """The link group of ``bridge``'s ports: derived from its ifindex, so unique per
+        namespace for as long as the bridge lives (None if it is gone)."""
+        idx = self.index(bridge)
+        return None if idx is None else PORT_GROUP_BASE + idx
+
+    def delete_group(self, group: int) -> None:
+        """Delete every link in ``group`` with one request (one RCU grace period for all)."""
+        try:
+            self.ipr.link("del", index=0, group=group)
+        except Exception as exc:
+            if _code(exc) not in (errno.ENODEV, errno.ENOENT):
+                raise
 
     def delete(self, ifname: str) -> bool:
         """Delete a link; False if it was already gone (undo must be idempotent)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from virtnet.errors import Conflict, NotFound
 from virtnet.model.codec import to_dict
@@ -96,8 +96,28 @@ def _require_free(ctx: ApplyContext, ifname: str) -> None:
         raise Conflict(f"interface {ifname!r} already exists on this host", subject="ifname")
 
 
-def _delete_undo(ifname: str) -> Undo:
-    return Undo("core.link.delete", {"ifname": ifname})
+def _delete_undo(ifname: str, bulk: str | None = None) -> Undo:
+    args: dict[str, Any] = {"ifname": ifname}
+    if bulk:
+        args["bulk"] = bulk
+    return Undo("core.link.delete", args)
+
+
+@dataclass(frozen=True)
+class RemovePortsInBulk(Step):
+    """Plan it right after the bridge: on stop, every port link still on the bridge's link
+    group goes in one kernel request, before the bridge itself."""
+
+    bridge: str
+
+    def describe(self) -> str:
+        return f"on stop: delete the ports of {self.bridge} in one request"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.link.delete_group", {"bridge": self.bridge})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -210,27 +230,34 @@ class CreateTap(Step):
     mac: str | None = None  # the host side's MAC (libvirt: the guest's with 0xfe first)
     owner_uid: int | None = None
     mtu: int | None = None
+    bulk: bool = False  # the bridge's plan has RemovePortsInBulk: join its ports' link group
 
     def describe(self) -> str:
         owner = f", owner uid {self.owner_uid}" if self.owner_uid is not None else ""
         return f"create tap {self.ifname} on {self.master}{owner}"
 
     def undo(self) -> Undo | None:
-        return _delete_undo(self.ifname)
+        return _delete_undo(self.ifname, self.master if self.bulk else None)
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
 
     def apply(self, ctx: ApplyContext) -> None:
-        services(ctx).netlink.create_tap(
-            self.ifname, master=self.master, mac=self.mac, owner_uid=self.owner_uid, mtu=self.mtu
+        nl = services(ctx).netlink
+        nl.create_tap(
+            self.ifname,
+            master=self.master,
+            mac=self.mac,
+            owner_uid=self.owner_uid,
+            mtu=self.mtu,
+            group=nl.port_group(self.master) if self.master and self.bulk else None,
         )
 
 
 @dataclass(frozen=True)
 class CreateVeth(Step):
     """A veth pair: ``ifname`` on ``master``, the peer born in the guest's namespace with its
-    final name and MAC, both ends up."""
+    final name and MAC, and up; plan a ``SetUp(ifname)`` last, once guards are in place."""
 
     ifname: str
     master: str | None
@@ -238,6 +265,7 @@ class CreateVeth(Step):
     peer_netns: str
     peer_mac: str | None = None
     mtu: int | None = None
+    bulk: bool = False  # the bridge's plan has RemovePortsInBulk: join its ports' link group
 
     def describe(self) -> str:
         return (
@@ -246,7 +274,7 @@ class CreateVeth(Step):
         )
 
     def undo(self) -> Undo | None:
-        return _delete_undo(self.ifname)
+        return _delete_undo(self.ifname, self.master if self.bulk else None)
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
@@ -268,9 +296,10 @@ class CreateVeth(Step):
             peer_netns=self.peer_netns,
             peer_mac=self.peer_mac,
             mtu=self.mtu,
+            group=nl.port_group(self.master) if self.master and self.bulk else None,
         )
         in_namespace(self.peer_netns, lambda guest: guest.set_up(self.peer_ifname))
-        nl.set_up(self.ifname)
+        # our end stays down (no frame reaches the bridge) until the plan's last step
 
 
 @dataclass(frozen=True)

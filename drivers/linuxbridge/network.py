@@ -7,7 +7,7 @@ from virtnet.errors import Unsupported
 from virtnet.model.network import ForwardMode, Network
 from virtnet.plan import Plan
 from virtnet.services.recipes import bandwidth_steps, ifb_name, l3_steps
-from virtnet.services.steps import CreateBridge, RequireBridge
+from virtnet.services.steps import CreateBridge, RemovePortsInBulk, RequireBridge
 
 
 def plan_start(net: Network, host: Host) -> Plan:
@@ -22,7 +22,7 @@ def plan_start(net: Network, host: Host) -> Plan:
         return Plan([RequireBridge(bridge)], {"bridge": bridge, "owned": False})
     stp = True if net.bridge is None or net.bridge.stp is None else net.bridge.stp
     delay = (net.bridge.delay if net.bridge else None) or 0
-    plan = Plan([CreateBridge(bridge, net.mac, net.mtu, stp, delay)])
+    plan = Plan([CreateBridge(bridge, net.mac, net.mtu, stp, delay), RemovePortsInBulk(bridge)])
     steps, info = l3_steps(net, bridge, host)
     plan.add(*steps)
     assert net.uuid is not None

@@ -28,12 +28,12 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
     a.ifname = a.ifname or port_ifname(port.uuid)
     steps: list[Step]
     if a.kind is AttachmentKind.TAP:
-        steps = [CreateTap(a.ifname, bridge, host_side_mac(port.mac), a.owner_uid, net.mtu)]
+        steps = [CreateTap(a.ifname, bridge, host_side_mac(port.mac), a.owner_uid, net.mtu, owned)]
     elif a.kind is AttachmentKind.VETH:
         if not a.netns:
             raise InvalidInput("a veth port needs the guest's namespace", subject="port/netns")
         a.guest_ifname = a.guest_ifname or "eth0"
-        steps = [CreateVeth(a.ifname, bridge, a.guest_ifname, a.netns, port.mac, net.mtu)]
+        steps = [CreateVeth(a.ifname, bridge, a.guest_ifname, a.netns, port.mac, net.mtu, owned)]
     else:
         raise Unsupported(
             f"the linuxbridge backend cannot make {a.kind.value} ports", subject="port/attachment"
@@ -41,6 +41,5 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
     if port.isolated:
         steps.append(SetPortIsolated(a.ifname))
     steps += port_extras(net, port, a.ifname, status)
-    if a.kind is AttachmentKind.TAP:
-        steps.append(SetUp(a.ifname))
+    steps.append(SetUp(a.ifname))  # last: no frame enters the bridge before the guard is set
     return Plan(steps, {"ifname": a.ifname})

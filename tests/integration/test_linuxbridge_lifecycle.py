@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -150,3 +151,52 @@ def test_check_reports_drift(world: World) -> None:
     assert any("bridge vtbr-drift is missing" in line for line in world.vn.check_network("drift"))
     world.vn.destroy_network("drift")  # tears down what is left without complaint
     assert "vtbr-drift" not in world.host.links()
+
+
+def test_check_reports_a_dead_dnsmasq(world: World) -> None:
+    world.vn.create_network(xml("dead", "vtbr-dead", "10.79.9", "9"))
+    directory = world.vn.network_info("dead")["status"]["dnsmasq"]["directory"]
+    pid = int(world.host.exec("cat", f"{directory}/dnsmasq.pid").stdout)
+    world.host.exec("kill", str(pid))
+    for _ in range(100):
+        if world.host.exec("test", "-e", f"/proc/{pid}", check=False).returncode != 0:
+            break
+        time.sleep(0.02)
+    assert any(
+        "dnsmasq" in line and "not running" in line for line in world.vn.check_network("dead")
+    )
+
+
+CRASHER = """
+import os, sys
+from virtnet import hookimpl
+from virtnet.api import Virtnet
+from virtnet.plan import CallStep
+
+class Crash:
+    @hookimpl
+    def virtnet_network_plan_extra(self):
+        return [CallStep("crash", lambda ctx: os._exit(9))]
+
+vn = Virtnet(sys.argv[1], sys.argv[2], netns=sys.argv[3], plugins=[Crash()])
+vn.create_network(sys.stdin.read())
+"""
+
+
+def test_a_start_killed_half_way_is_undone_by_the_next_process(world: World) -> None:
+    state, run = world.run_dir.parent / "state", world.run_dir
+    before = snapshot(world.host, run)
+    killed = subprocess.run(
+        [sys.executable, "-c", CRASHER, str(state), str(run), world.host.name],
+        input=xml("crash", "vtbr-crash", "10.79.10", "10"),
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == 9, killed.stderr
+    assert "vtbr-crash" in world.host.links()  # left behind, with its dnsmasq and rules
+    assert snapshot(world.host, run) != before
+    from virtnet.api import Virtnet
+
+    with Virtnet(state, run, netns=world.host.name):  # a new process would do the same
+        pass
+    assert snapshot(world.host, run) == before

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import time
+
 import pytest
 
-from virtnet.testing import can_ping, can_tcp, dhcp_lease, resolve
+from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, resolve
 from virtnet.testing.fixtures import needs_root
 from virtnet.testing.world import UPLINK_HOST, UPLINK_PEER, World
 
@@ -117,3 +121,32 @@ def test_static_route_and_bridge_attributes(world: World) -> None:
     assert '"stp_state":1' in detail and '"forward_delay":300' in detail
     routes = world.host.ip("route", "show", "198.51.100.0/24").stdout
     assert "via 10.77.5.254 dev vtbr-attr" in routes
+
+
+def wait_for_global_v6(guest: Namespace, prefix: str, seconds: float = 15) -> str | None:
+    """The guest's SLAAC address in ``prefix`` once router advertisements configured it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        out = guest.ip("-6", "-o", "addr", "show", "dev", "eth0", "scope", "global").stdout
+        found = re.search(rf"inet6 ({re.escape(prefix)}[0-9a-f:]+)/64", out)
+        if found and "tentative" not in out:
+            return found.group(1)
+        time.sleep(0.3)
+    return None
+
+
+def test_ipv6_router_advertisements_configure_guests(world: World) -> None:
+    # no IPv6 <range>: dnsmasq advertises the prefix for SLAAC (with one, guests use DHCPv6)
+    extra = "<ip family='ipv6' address='fd00:77:6::1' prefix='64'/>"
+    world.vn.create_network(network_xml("six", "nat", "vtbr-six", "10.77.6", extra))
+    guest, port = world.plug("six", "g")
+    address = wait_for_global_v6(guest, "fd00:77:6:")
+    assert address is not None
+    # the EUI-64 address the guest formed is one anti-spoofing allows from the start
+    mac = bytes.fromhex((port.mac or "").replace(":", ""))
+    eui64 = bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+    assert ipaddress.ip_address(address).packed[8:] == eui64
+    assert (
+        guest.exec("ping", "-6", "-c", "1", "-W", "2", "fd00:77:6::1", check=False).returncode == 0
+    )
+    assert "default via fe80:" in guest.ip("-6", "route").stdout  # the host is its router
