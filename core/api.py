@@ -465,7 +465,7 @@ class Virtnet:
         needs = []
         if net.vlan or any(g.vlan for g in net.portgroups):
             needs.append(FEATURE_VLAN)
-        if net.port_isolated:
+        if net.port_isolated or any(g.port_isolated for g in net.portgroups):
             needs.append(FEATURE_PORT_ISOLATION)
         if net.bandwidth or any(g.bandwidth for g in net.portgroups):
             needs.append(FEATURE_BANDWIDTH)
@@ -506,6 +506,8 @@ class Virtnet:
             port.vlan = port.vlan or group.vlan
             port.virtualport = port.virtualport or group.virtualport
             port.bandwidth = port.bandwidth or group.bandwidth
+            if port.isolated is None:
+                port.isolated = group.port_isolated
         port.vlan = port.vlan or net.vlan
         port.virtualport = port.virtualport or net.virtualport
         if port.isolated is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ class ApplyContext:
     #: of its ports may then leave links to the network's own bulk removal (one kernel
     #: request for all of them instead of ~20 ms each).
     teardown: str | None = None
+    #: Waits an undo action may defer to the end of the rollback (e.g. for a signalled
+    #: process to exit), so they overlap with the rest of the teardown instead of adding up.
+    finally_: list[Callable[[], None]] = field(default_factory=list)
 
 
 class Journal:
@@ -124,5 +128,10 @@ def rollback(ctx: ApplyContext, journal: Journal) -> list[str]:
         except Exception as exc:  # keep undoing the rest
             problems.append(f"{undo.action} {undo.args}: {exc}")
             log.warning("undo %s %s failed: %s", undo.action, undo.args, exc)
+    while ctx.finally_:
+        try:
+            ctx.finally_.pop(0)()
+        except Exception as exc:
+            problems.append(f"finishing the rollback: {exc}")
     journal.remove()
     return problems

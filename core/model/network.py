@@ -264,6 +264,7 @@ class PortGroup:
     vlan: Vlan | None = None
     virtualport: VirtualPort | None = None
     bandwidth: Bandwidth | None = None
+    port_isolated: bool | None = None  # <port isolated='yes'/>: a virtnet extension here
 
 
 @dataclass

@@ -295,7 +295,12 @@ def _portgroup(w: XmlWriter, group: PortGroup) -> None:
         ("default", "yes" if group.default else None),
         ("trustGuestRxFilters", _yes_no(group.trust_guest_rx_filters)),
     ]
-    if group.vlan is None and group.virtualport is None and group.bandwidth is None:
+    if (
+        group.vlan is None
+        and group.virtualport is None
+        and group.bandwidth is None
+        and group.port_isolated is None
+    ):
         w.empty("portgroup", attrs)
         return
     w.open("portgroup", attrs)
@@ -305,4 +310,6 @@ def _portgroup(w: XmlWriter, group: PortGroup) -> None:
         format_virtualport(w, group.virtualport)
     if group.bandwidth is not None:
         format_bandwidth(w, group.bandwidth)
+    if group.port_isolated is not None:
+        w.empty("port", [("isolated", _yes_no(group.port_isolated))])
     w.close("portgroup")

@@ -284,5 +284,8 @@ def _portgroup(node: Node) -> PortGroup:
         group.virtualport = parse_virtualport(vp)
     if (bw := node.child("bandwidth")) is not None:
         group.bandwidth = parse_bandwidth(bw)
+    if (port := node.child("port")) is not None:
+        group.port_isolated = port.bool_attr("isolated")
+        port.finish()
     node.finish()
     return group

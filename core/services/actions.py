@@ -58,7 +58,9 @@ def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
     files = DnsmasqFiles.from_dict(args)
-    services(ctx).dnsmasq.stop(files)
+    dnsmasq = services(ctx).dnsmasq
+    pid = dnsmasq.signal_stop(files)
+    ctx.finally_.append(lambda: dnsmasq.wait(pid))  # overlaps with the rest of the teardown
     for path in (files.conf, files.hosts, files.addn_hosts, files.leases, files.pid):
         path.unlink(missing_ok=True)
     if files.directory.is_dir() and not any(files.directory.iterdir()):

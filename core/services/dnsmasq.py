@@ -156,16 +156,26 @@ class Dnsmasq:
         os.kill(pid, signal.SIGHUP)
 
     def stop(self, files: DnsmasqFiles, timeout: float = 2.0) -> None:
+        self.wait(self.signal_stop(files), timeout)
+
+    def signal_stop(self, files: DnsmasqFiles) -> int | None:
+        """SIGTERM the network's dnsmasq; returns its pid to :meth:`wait` for (or None)."""
         pid = self.pid(files)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        files.pid.unlink(missing_ok=True)
+        return pid
+
+    @staticmethod
+    def wait(pid: int | None, timeout: float = 2.0) -> None:
+        """Until ``pid`` has exited (a few ms for dnsmasq); SIGKILL after ``timeout``."""
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.001)
         if _running(pid):
             os.kill(pid, signal.SIGKILL)
-        files.pid.unlink(missing_ok=True)
 
     def leases(self, files: DnsmasqFiles) -> list[DhcpLease]:
         try:

@@ -226,6 +226,9 @@ class Netlink:
         idx = self.index(bridge)
         return None if idx is None else PORT_GROUP_BASE + idx
 
+    def set_group(self, ifname: str, group: int) -> None:
+        self.ipr.link("set", index=self.require(ifname), group=group)
+
     def delete_group(self, group: int) -> None:
         """Delete every link in ``group`` with one request (one RCU grace period for all)."""
         try:

@@ -62,14 +62,35 @@ def test_isolated_ports_reach_gateway_and_open_ports_not_each_other(world: World
     assert not can_ping(b, addr_a)
 
 
-def test_network_wide_port_isolation(world: World) -> None:
-    start(world, "isonet", "vtbr-isonet", "10.78.3", "<port isolated='yes'/>")
-    a, port = world.plug("isonet", "a")
-    b, _ = world.plug("isonet", "b")
+@pytest.mark.parametrize(
+    ("extra", "group"),
+    [
+        ("<port isolated='yes'/>", None),
+        ("<portgroup name='pool'><port isolated='yes'/></portgroup>", "pool"),
+    ],
+)
+def test_network_or_portgroup_wide_port_isolation(
+    world: World, extra: str, group: str | None
+) -> None:
+    start(world, "isonet", "vtbr-isonet", "10.78.3", extra)
+    a, port = world.plug("isonet", "a", portgroup=group)
+    b, _ = world.plug("isonet", "b", portgroup=group)
     assert port.isolated is True
     addr_a, addr_b = dhcp_lease(a), dhcp_lease(b)
     assert addr_a and addr_b and can_ping(a, "10.78.3.1")
     assert not can_ping(a, addr_b)
+
+
+@pytest.mark.slow
+def test_network_bandwidth_shapes_the_whole_bridge(world: World) -> None:
+    start(world, "netbw", "vtbr-netbw", "10.78.7",
+          "<bandwidth><inbound average='400' peak='400' burst='32'/></bandwidth>")
+    guest, _ = world.plug("netbw", "g")
+    address = dhcp_lease(guest)
+    assert address
+    measured = tcp_throughput(world.host, guest, address, seconds=3)
+    print(f"network inbound: {measured:.0f} B/s for a 400 kB/s limit")
+    assert 400_000 * 0.85 <= measured <= 400_000 * 1.15, measured
 
 
 def test_spoofed_mac_or_ip_gets_nothing_through(world: World) -> None:
