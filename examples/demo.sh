@@ -31,6 +31,8 @@ for ns in "$HOST" "$LAN2" "$B" "$C"; do ip netns add "$ns"; ip -n "$ns" link set
 ip -n "$HOST" link add eth1 type veth peer name eth0 netns "$LAN2"      # the uplink, LAN 2
 ip -n "$HOST" addr add 198.51.100.1/24 dev eth1; ip -n "$HOST" link set eth1 up
 ip -n "$LAN2" addr add 198.51.100.2/24 dev eth0; ip -n "$LAN2" link set eth0 up
+# LAN 2 even knows a route to VLAN 1: NAT, not a missing route, must keep it out
+ip -n "$LAN2" route add 192.168.100.0/24 via 198.51.100.1
 
 run net-define examples/vlan1-nat.xml
 run net-define examples/vlan2-isolated.xml
