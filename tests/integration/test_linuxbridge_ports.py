@@ -83,8 +83,13 @@ def test_network_or_portgroup_wide_port_isolation(
 
 @pytest.mark.slow
 def test_network_bandwidth_shapes_the_whole_bridge(world: World) -> None:
-    start(world, "netbw", "vtbr-netbw", "10.78.7",
-          "<bandwidth><inbound average='400' peak='400' burst='32'/></bandwidth>")
+    start(
+        world,
+        "netbw",
+        "vtbr-netbw",
+        "10.78.7",
+        "<bandwidth><inbound average='400' peak='400' burst='32'/></bandwidth>",
+    )
     guest, _ = world.plug("netbw", "g")
     address = dhcp_lease(guest)
     assert address

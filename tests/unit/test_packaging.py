@@ -24,3 +24,16 @@ def test_core_never_imports_a_driver() -> None:
         text = path.read_text()
         for driver in ("virtnet_linuxbridge", "virtnet_ovs", "virtnet_macvtap"):
             assert f"import {driver}" not in text and f"from {driver}" not in text, path
+
+
+def test_drivers_use_only_the_cores_public_api_and_never_each_other() -> None:
+    drivers = {"linuxbridge", "ovs", "macvtap"}
+    for path in (ROOT / "drivers").rglob("*.py"):
+        own = path.relative_to(ROOT / "drivers").parts[0]
+        text = path.read_text()
+        for other in drivers - {own}:
+            assert f"virtnet_{other}" not in text, f"{path} imports driver {other}"
+        for private in ("virtnet.api", "virtnet.store", "virtnet.cli", "virtnet.plugins"):
+            assert f"from {private} " not in text and f"import {private}\n" not in text, (
+                f"{path} reaches into {private}, which is not part of the backend API"
+            )
