@@ -27,13 +27,14 @@ $(STAMP): $(SOURCES)
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check '.[test]'
 	@mkdir -p .typecheck && ln -sfn ../core .typecheck/virtnet \
-	  && ln -sfn ../drivers/linuxbridge .typecheck/virtnet_linuxbridge
+	  && ln -sfn ../drivers/linuxbridge .typecheck/virtnet_linuxbridge \
+	  && ln -sfn ../drivers/macvtap .typecheck/virtnet_macvtap
 	@touch $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check core drivers tests bench
 	$(VENV)/bin/ruff format --check core drivers tests bench
-	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge
+	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge -p virtnet_macvtap
 
 unit: install
 	$(PY) -m pytest -q tests/unit

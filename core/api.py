@@ -307,7 +307,8 @@ class Virtnet:
                 raise Unsupported(
                     f"backend {info.name!r} cannot isolate ports", subject="port/isolated"
                 )
-            plan = self.hooks.plan_plug(active.backend, net, port, active.info)
+            status = {**active.info, "plug_devices": self.store.plug_device_counts(network)}
+            plan = self.hooks.plan_plug(active.backend, net, port, status)
             assert port.uuid is not None
             journal = self._port_journal(port.uuid)
             self._apply(plan, journal)

@@ -14,9 +14,19 @@ from virtnet.model.port_xml import format_port
 
 @click.command("net-port-create")
 @click.argument("network")
-@click.option("--tap", "tap", metavar="IFNAME", help="Make a tap with this name (the default).")
+@click.option(
+    "--tap",
+    "tap",
+    metavar="IFNAME",
+    help="A VM's link, with this name (the default; a macvtap on direct networks).",
+)
 @click.option("--owner", type=int, metavar="UID", help="The tap's owner, so QEMU can open it.")
-@click.option("--netns", "guest_netns", metavar="NS", help="Make a veth into this namespace.")
+@click.option(
+    "--netns",
+    "guest_netns",
+    metavar="NS",
+    help="A container's link, into this namespace (a veth; a macvlan on direct networks).",
+)
 @click.option("--ifname", metavar="NAME", help="The veth's name inside NS [eth0].")
 @click.option("--mac", help="The guest's MAC [52:54:00:xx:xx:xx, unique on this host].")
 @click.option("--portgroup", help="Take VLAN, bandwidth and isolation from this portgroup.")

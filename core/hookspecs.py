@@ -98,7 +98,8 @@ def virtnet_port_plan_plug(
     Called by ``net-port-create`` on an active network. ``port`` arrives with its uuid and MAC
     chosen and its portgroup resolved; fill in ``port.plug`` and ``port.attachment`` (names of
     what the steps will create) before returning. ``status`` is the network's runtime status
-    (its ``Plan.info`` among it). Unplugging undoes the steps in reverse.
+    (its ``Plan.info``), plus ``plug_devices``: how many of the network's ports use each
+    ``plug.dev`` (for choosing from a device pool). Unplugging undoes the steps in reverse.
     """
 
 

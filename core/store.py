@@ -178,6 +178,16 @@ class Store:
             )
         return [json.loads(r[0]) for r in rows]
 
+    def plug_device_counts(self, network: str) -> dict[str, int]:
+        """How many of ``network``'s ports are plugged into each device (``plug.dev``)."""
+        rows = self._run.execute(
+            "SELECT json_extract(data, '$.plug.dev'), count(*) FROM ports "
+            "WHERE network = ? AND json_extract(data, '$.plug.dev') IS NOT NULL "
+            "GROUP BY 1",
+            (network,),
+        )
+        return {str(dev): int(n) for dev, n in rows}
+
     def port(self, uuid: str) -> dict[str, Any] | None:
         row = self._run.execute("SELECT data FROM ports WHERE uuid = ?", (uuid,)).fetchone()
         return json.loads(row[0]) if row else None

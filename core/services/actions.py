@@ -27,6 +27,20 @@ def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
     services(ctx).netlink.delete(args["ifname"])
 
 
+def delete_link_in_netns(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    """A link living in a guest's namespace; nothing to do if the namespace is gone (the
+    kernel removed the link with it)."""
+    from virtnet.host import netns_path
+    from virtnet.services.netlink import in_namespace
+
+    if netns_path(args["netns"]).exists():
+        in_namespace(args["netns"], lambda nl: nl.delete(args["ifname"]))
+
+
+def remove_path(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    Path(args["path"]).unlink(missing_ok=True)
+
+
 def delete_link_group(ctx: ApplyContext, args: dict[str, Any]) -> None:
     nl = services(ctx).netlink
     group = nl.port_group(args["bridge"])
@@ -85,6 +99,8 @@ class CoreActions:
         return {
             "core.link.delete": delete_link,
             "core.link.delete_group": delete_link_group,
+            "core.link.delete_in_netns": delete_link_in_netns,
+            "core.path.remove": remove_path,
             "core.route.delete": delete_route,
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,

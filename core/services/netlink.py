@@ -188,6 +188,32 @@ class Netlink:
             kwargs["group"] = group
         self._create(ifname, "veth", **kwargs)
 
+    def create_macvtap(self, ifname: str, *, lower: str, mode: str, mac: str | None) -> None:
+        """A macvtap on ``lower`` (modes: bridge, private, vepa, passthru)."""
+        kwargs: dict[str, Any] = {
+            "kind": "macvtap",
+            "link": self.require(lower, "forward device"),
+            "macvtap_mode": mode,
+        }
+        if mac:
+            kwargs["address"] = mac
+        self._create(ifname, "macvtap", **kwargs)
+
+    def create_macvlan(
+        self, ifname: str, *, lower: str, mode: str, mac: str | None, netns: str | None
+    ) -> None:
+        """A macvlan on ``lower``, born in ``netns`` (a guest's) with its final name."""
+        kwargs: dict[str, Any] = {
+            "kind": "macvlan",
+            "link": self.require(lower, "forward device"),
+            "macvlan_mode": mode,
+        }
+        if mac:
+            kwargs["address"] = mac
+        if netns:
+            kwargs["net_ns_fd"] = netns
+        self._create(ifname, "macvlan", **kwargs)
+
     def create_ifb(self, ifname: str) -> None:
         self._create(ifname, "ifb", kind="ifb")
 
@@ -197,6 +223,11 @@ class Netlink:
         except Exception as exc:
             if _code(exc) == errno.EEXIST:
                 raise Conflict(f"interface {ifname!r} already exists", subject=what) from None
+            if _code(exc) == errno.EBUSY and what in ("macvtap", "macvlan"):
+                raise Conflict(
+                    f"cannot create {what} {ifname!r}: its device is busy (passthrough in use, "
+                    "or a mode that cannot share it)"
+                ) from None
             if _code(exc) == errno.EXFULL:
                 raise _enslave_error(exc, ifname, kwargs.get("master")) from None
             if _code(exc) == errno.EOPNOTSUPP:

@@ -9,11 +9,12 @@ registered by :mod:`virtnet.services.actions` under a ``core.`` name and is idem
 from __future__ import annotations
 
 import ipaddress
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from virtnet.errors import Conflict, NotFound
+from virtnet.errors import Conflict, NotFound, OperationFailed
 from virtnet.model.codec import to_dict
 from virtnet.model.network import Rate
 from virtnet.plan import Step, Undo
@@ -432,3 +433,134 @@ class ShapeLink(Step):
             shaping.shape_egress(nl, self.ifname, self.inbound)
         if self.outbound is not None and (self.outbound.average or self.outbound.peak):
             shaping.shape_ingress(nl, self.ifname, self.ifb, self.outbound)
+
+
+# --- direct attachment (macvtap / macvlan) ------------------------------------------------------
+@dataclass(frozen=True)
+class RequireLinksUp(Step):
+    """Fail unless each device exists and is administratively up (direct networks)."""
+
+    names: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"require {', '.join(self.names)} to exist and be up"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def check(self, ctx: ApplyContext) -> None:
+        nl = services(ctx).netlink
+        for name in self.names:
+            if nl.index(name) is None:
+                raise NotFound(
+                    f"forward device {name!r} does not exist", subject="network/forward/@dev"
+                )
+            if not nl.is_up(name):
+                raise Conflict(f"forward device {name!r} is down", subject="network/forward/@dev")
+
+    def apply(self, ctx: ApplyContext) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class CreateMacvtap(Step):
+    """A macvtap for a VM, in the host's namespace, carrying the guest's own MAC."""
+
+    ifname: str
+    lower: str
+    mode: str  # bridge | private | vepa | passthru
+    mac: str
+
+    def describe(self) -> str:
+        return f"create macvtap {self.ifname} on {self.lower} (mode {self.mode}, mac {self.mac})"
+
+    def undo(self) -> Undo | None:
+        return _delete_undo(self.ifname)
+
+    def check(self, ctx: ApplyContext) -> None:
+        _require_free(ctx, self.ifname)
+
+    def apply(self, ctx: ApplyContext) -> None:
+        nl = services(ctx).netlink
+        nl.create_macvtap(self.ifname, lower=self.lower, mode=self.mode, mac=self.mac)
+        nl.set_up(self.ifname)
+
+
+@dataclass(frozen=True)
+class TapDeviceNode(Step):
+    """A private character-device node for a macvtap, for a VM monitor to open.
+
+    ``/dev/tapN`` is named after the ifindex, and every namespace numbers its own links, so
+    two namespaces can each have a macvtap 4 and ``/dev/tap4`` serves only one of them. The
+    device number is read from the link's own namespace (sysfs as ``ip netns exec`` mounts
+    it) and a node made at ``path``, owned by ``owner_uid``.
+    """
+
+    ifname: str
+    path: str
+    owner_uid: int | None = None
+
+    def describe(self) -> str:
+        return f"make device node {self.path} for macvtap {self.ifname}"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.path.remove", {"path": self.path})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        import glob
+        import os
+        import subprocess
+
+        pattern = f"/sys/class/net/{self.ifname}/macvtap/tap*/dev"
+        netns = ctx.host.netns
+        if netns:
+            found = subprocess.run(
+                ["ip", "netns", "exec", netns, "sh", "-c", f"cat {pattern}"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            text = found.stdout.strip()
+        else:
+            paths = glob.glob(pattern)
+            text = Path(paths[0]).read_text().strip() if paths else ""
+        if ":" not in text:
+            raise OperationFailed(f"cannot find the character device of macvtap {self.ifname}")
+        major, minor = (int(x) for x in text.split(":"))
+        node = Path(self.path)
+        node.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+        os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(major, minor))
+        if self.owner_uid is not None:
+            os.chown(node, self.owner_uid, -1)
+
+
+@dataclass(frozen=True)
+class CreateMacvlan(Step):
+    """A macvlan for a container, born in its namespace with its final name and MAC, up."""
+
+    ifname: str
+    lower: str
+    mode: str
+    mac: str
+    netns: str
+
+    def describe(self) -> str:
+        return (
+            f"create macvlan {self.ifname} on {self.lower} (mode {self.mode}) in namespace "
+            f"{self.netns}"
+        )
+
+    def undo(self) -> Undo | None:
+        return Undo("core.link.delete_in_netns", {"netns": self.netns, "ifname": self.ifname})
+
+    def check(self, ctx: ApplyContext) -> None:
+        from virtnet.host import netns_path
+
+        if not netns_path(self.netns).exists():
+            raise NotFound(f"network namespace {self.netns!r} does not exist", subject="port/netns")
+
+    def apply(self, ctx: ApplyContext) -> None:
+        from virtnet.services.netlink import in_namespace
+
+        services(ctx).netlink.create_macvlan(
+            self.ifname, lower=self.lower, mode=self.mode, mac=self.mac, netns=self.netns
+        )
+        in_namespace(self.netns, lambda guest: guest.set_up(self.ifname))

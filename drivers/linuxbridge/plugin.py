@@ -50,6 +50,8 @@ class LinuxBridgeBackend:
     def virtnet_network_claim(self, network: Network) -> str | None:
         if network.mode not in MODES:
             return None
+        if network.mode is ForwardMode.BRIDGE and not (network.bridge and network.bridge.name):
+            return None  # bridge mode onto a NIC (macvtap): not a Linux bridge's job
         if network.virtualport is not None and network.virtualport.type == "openvswitch":
             return None  # an Open vSwitch bridge: not ours
         return NAME
