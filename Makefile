@@ -1,5 +1,5 @@
 # The two commands a fresh Debian 12 machine needs, as root:
-#   make lab    - the main job (builds and checks a demo on real namespaces)
+#   make lab    - the main job: the seed topology as a lab, its connectivity matrix checked
 #   make test   - lint, type-check and the whole test suite
 # Both install what they need first (Debian packages with apt-get, then .venv).
 
@@ -43,7 +43,7 @@ test: lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 lab: install
-	bash examples/demo.sh
+	cd examples && ../$(VENV)/bin/virtnet lab run archnetwork.yaml
 
 clean:
 	rm -rf $(VENV) .typecheck build *.egg-info

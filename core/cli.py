@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import click
 
 from virtnet.cli_dhcp import net_dhcp_leases, net_update
+from virtnet.cli_lab import lab
 from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
 from virtnet.cli_util import State, api, emit_json, read_input, table, yes_no
 from virtnet.errors import VirtnetError
@@ -207,6 +208,7 @@ for _command in (
     net_port_delete,
     net_update,
     net_dhcp_leases,
+    lab,
 ):
     cli.add_command(_command)
 

@@ -6,6 +6,7 @@ Layout: two tables of virtnet's own, never anyone else's.
 
     forward     (hook forward)      oifname vmap @fwd_out ; iifname vmap @fwd_in
     postrouting (hook nat srcnat)   ip saddr vmap @nat4 ; ip6 saddr vmap @nat6
+    input       (hook input)        ip daddr vmap @local4 ; ip6 daddr vmap @local6
 
 Each network adds its own chains (``n<uuid>_from``, ``_to``, ``_nat4``, ``_nat6``) and one
 element per map pointing at them. A packet costs two hash lookups however many networks exist,
@@ -13,6 +14,8 @@ and adding or removing a network changes only its own chains and elements. The r
 libvirt's: traffic between a bridge and itself is accepted; from the bridge only the
 network's own source addresses are forwarded; towards the bridge NAT allows replies only and
 route allows the subnet; anything else is rejected; NAT leaves multicast and broadcast alone.
+The host's own address on an *isolated* network answers only that network's bridge (the
+seed's "host on VLAN 2" is not reachable from VLAN 1), through the ``local`` maps.
 libvirt's input/output accepts for DHCP and DNS are not copied: an accept in one nftables
 table cannot override a drop in another, so they would change nothing.
 
@@ -56,10 +59,18 @@ class NetworkRules:
     nat_addresses: tuple[str, str] | None = None
     nat_ports: tuple[int, int] = DEFAULT_NAT_PORTS
     nat_ipv6: bool = False
+    addresses: tuple[str, ...] = ()  # the host's own addresses on the network
+
+    @property
+    def guards_host(self) -> bool:
+        """Isolated networks keep the host's addresses on them to their own guests."""
+        return self.mode is ForwardMode.ISOLATED and bool(self.addresses)
 
     @property
     def chains(self) -> list[str]:
         names = [f"n{self.key}_from", f"n{self.key}_to"]
+        if self.guards_host:
+            names.append(f"n{self.key}_in")
         if self.mode is ForwardMode.NAT:
             names += [f"n{self.key}_nat4"] if self.subnets4 else []
             names += [f"n{self.key}_nat6"] if self.subnets6 and self.nat_ipv6 else []
@@ -91,6 +102,7 @@ def network_rules(net: Network, bridge: str) -> NetworkRules | None:
         nat_addresses=addresses,
         nat_ports=ports,
         nat_ipv6=bool(nat and nat.ipv6),
+        addresses=tuple(ip.address for ip in net.ips),
     )
 
 
@@ -112,6 +124,12 @@ def inet_base() -> list[str]:
         f"flush chain {INET} postrouting",
         f"add rule {INET} postrouting ip saddr vmap @nat4",
         f"add rule {INET} postrouting ip6 saddr vmap @nat6",
+        f"add map {INET} local4 {{ type ipv4_addr : verdict ; }}",
+        f"add map {INET} local6 {{ type ipv6_addr : verdict ; }}",
+        f"add chain {INET} input {{ type filter hook input priority filter ; policy accept ; }}",
+        f"flush chain {INET} input",
+        f"add rule {INET} input ip daddr vmap @local4",
+        f"add rule {INET} input ip6 daddr vmap @local6",
     ]
 
 
@@ -135,6 +153,16 @@ def add_network(r: NetworkRules) -> list[str]:
     out.append(f"add rule {INET} {to} reject")
     out.append(f"add element {INET} fwd_in {{ {br} : jump {frm} }}")
     out.append(f"add element {INET} fwd_out {{ {br} : jump {to} }}")
+    if r.guards_host:  # the host's address on an isolated network: from its bridge only
+        own = f"n{r.key}_in"
+        out += [
+            f"add chain {INET} {own}",
+            f'add rule {INET} {own} iifname {{ {br}, "lo" }} accept',
+            f"add rule {INET} {own} reject",
+        ]
+        for address in r.addresses:
+            v = ipaddress.ip_address(address).version
+            out.append(f"add element {INET} local{v} {{ {address} : jump {own} }}")
     if r.mode is ForwardMode.NAT:
         if r.subnets4:
             out += _nat_chain(r, "ip", "4", r.subnets4, dev_out)
@@ -179,6 +207,11 @@ def remove_network(r: NetworkRules) -> list[str]:
     """Statements removing exactly what :func:`add_network` added (elements before chains)."""
     br = quote(r.bridge)
     out = [f"delete element {INET} fwd_in {{ {br} }}", f"delete element {INET} fwd_out {{ {br} }}"]
+    if r.guards_host:
+        out += [
+            f"delete element {INET} local{ipaddress.ip_address(a).version} {{ {a} }}"
+            for a in r.addresses
+        ]
     if r.mode is ForwardMode.NAT:
         out += [f"delete element {INET} nat4 {{ {s} }}" for s in r.subnets4]
         if r.nat_ipv6:

@@ -175,10 +175,14 @@ def test_a_vm_port_is_a_character_device_that_talks_to_the_lan(lan: Lan) -> None
 def test_destroy_leaves_the_host_as_it_was(lan: Lan) -> None:
     before = snapshot(lan.host)
     lan.vn.create_network(direct("dgone", "bridge"))
-    lan.guest("dgone", "g1", "192.0.2.11")
+    g0, port = lan.guest("dgone", "g0", "192.0.2.10")
+    lan.vn.delete_port(port.uuid or "")
+    assert "eth0" not in g0.links()  # unplugging removed the macvlan in the guest
+    g1, _ = lan.guest("dgone", "g1", "192.0.2.11")
     lan.vn.create_port(
         "dgone", NetworkPort(network="dgone", attachment=Attachment(AttachmentKind.MACVTAP))
     )
     assert snapshot(lan.host) != before
     lan.vn.destroy_network("dgone")
     assert snapshot(lan.host) == before
+    assert "eth0" not in g1.links()

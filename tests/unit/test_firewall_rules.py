@@ -99,3 +99,13 @@ def test_port_guard_is_set_elements_in_a_safe_order() -> None:
 def test_interface_names_nft_would_misread_are_refused(name: str) -> None:
     with pytest.raises(InvalidInput):
         quote(name)
+
+
+def test_isolated_network_keeps_the_hosts_address_to_itself() -> None:
+    r = rules("")
+    assert r.guards_host and f"n{KEY}_in" in r.chains
+    added = fw.add_network(r)
+    assert f'add rule inet virtnet n{KEY}_in iifname {{ "vb1", "lo" }} accept' in added
+    assert f"add element inet virtnet local4 {{ 10.1.0.1 : jump n{KEY}_in }}" in added
+    assert "delete element inet virtnet local4 { 10.1.0.1 }" in fw.remove_network(r)
+    assert not rules("<forward mode='nat'/>").guards_host

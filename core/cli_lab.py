@@ -1,0 +1,76 @@
+"""``virtnet lab up|check|down|run FILE``: the seed topology, or any lab file."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _say(message: str) -> None:
+    click.echo(f"  {message}")
+
+
+@click.group("lab")
+def lab() -> None:
+    """Build a whole topology from a lab file and check who reaches whom (docs/lab.md)."""
+
+
+@lab.command("up")
+@click.argument("file")
+@click.option("--backend", help="Use each network's variant for this backend, where it has one.")
+def lab_up(file: str, backend: str | None) -> None:
+    """Build the lab (namespaces, networks, guests); lab down removes it."""
+    from virtnet.lab import Builder, down, load
+
+    spec = load(file)
+    click.echo(f"lab {spec.name}: up" + (f" (backend {backend})" if backend else ""))
+    try:
+        addresses = Builder(spec, backend, _say).up()
+    except BaseException:
+        _say("failed half-way: removing what was made")
+        down(spec.name, _say)
+        raise
+    for name in sorted(addresses):
+        click.echo(f"  {name:<16} {addresses[name]}")
+
+
+@lab.command("check")
+@click.argument("file")
+def lab_check(file: str) -> None:
+    """Run the lab's connectivity matrix; exit 1 on any mismatch."""
+    from virtnet.lab import check, load, table
+
+    spec = load(file)
+    outcomes = check(spec)
+    for line in table(outcomes, color=sys.stdout.isatty()):
+        click.echo(line)
+    bad = sum(not o.ok for o in outcomes)
+    click.echo(f"{len(outcomes) - bad}/{len(outcomes)} as expected")
+    if bad:
+        sys.exit(1)
+
+
+@lab.command("down")
+@click.argument("file")
+def lab_down(file: str) -> None:
+    """Remove everything the lab made (also after a killed or failed lab up)."""
+    from virtnet.lab import down, load
+
+    down(load(file).name, _say)
+
+
+@lab.command("run")
+@click.argument("file")
+@click.option("--backend", help="Use each network's variant for this backend, where it has one.")
+@click.pass_context
+def lab_run(ctx: click.Context, file: str, backend: str | None) -> None:
+    """lab up, lab check, lab down; exits with check's status."""
+    from virtnet.lab import down, load
+
+    spec = load(file)
+    try:
+        ctx.invoke(lab_up, file=file, backend=backend)
+        ctx.invoke(lab_check, file=file)
+    finally:
+        down(spec.name, _say)

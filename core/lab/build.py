@@ -1,0 +1,212 @@
+"""``lab up`` and ``lab down``: namespaces for LAN peers, the host and guests; virtnet's own
+networks and ports in the host namespace; guest addressing, routes and forwarding."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+
+from virtnet.api import Virtnet
+from virtnet.errors import Conflict, OperationFailed
+from virtnet.lab.record import Record
+from virtnet.lab.spec import Guest, LabSpec
+from virtnet.model import parse_network
+from virtnet.model.network import ForwardMode
+from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
+from virtnet.testing.guest import dhcp_lease
+from virtnet.testing.netns import Namespace
+
+Progress = Callable[[str], None]
+
+
+def ns_name(lab: str, role: str) -> str:
+    """``vl<hash of the lab's name>-<role>``: stable, so ``down`` finds them by name too."""
+    return f"vl{hashlib.sha1(lab.encode()).hexdigest()[:5]}-{role}"
+
+
+def run(*args: str) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
+    if done.returncode != 0:
+        raise OperationFailed(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+class Builder:
+    def __init__(self, spec: LabSpec, backend: str | None, progress: Progress) -> None:
+        self.spec, self.backend, self.say = spec, backend, progress
+        self.record = Record(spec.name)
+        self.addresses: dict[str, str] = {}  # endpoint name -> address (for checks)
+
+    def namespace(self, role: str) -> Namespace:
+        name = ns_name(self.spec.name, role)
+        self.record.add_namespace(name)
+        run("ip", "netns", "add", name)
+        ns = Namespace(name)
+        ns.ip("link", "set", "lo", "up")
+        return ns
+
+    def up(self) -> dict[str, str]:
+        if Record.load(self.spec.name) is not None:
+            raise Conflict(f"lab {self.spec.name!r} is already up (or was killed): lab down first")
+        self.record.save()
+        host = self.namespace("host")
+        self.record.host = host.name
+        self.record.save()
+        self._lans(host)
+        with Virtnet(self.record.state_dir, self.record.run_dir, netns=host.name) as vn:
+            for net in self.spec.networks:
+                xml, backend = net.xml_for(self.backend)
+                self.say(f"network {net.name}: starting" + (f" on {backend}" if backend else ""))
+                started = vn.create_network(xml, backend=backend)
+                for ip in started.ips:
+                    self.addresses.setdefault(f"host.{net.name}", ip.address)
+            for guest in self.spec.guests:
+                self._guest(vn, guest)
+        self.record.addresses = self.addresses
+        self.record.backend = self.backend
+        self.record.save()
+        return self.addresses
+
+    def _lans(self, host: Namespace) -> None:
+        for lan in self.spec.lans:
+            self.say(f"LAN {lan.name}: {len(lan.peers)} peer(s)")
+            wire = self.namespace(lan.name)
+            run("ip", "-n", wire.name, "link", "add", "sw", "type", "bridge", "stp_state", "0")
+            run("ip", "-n", wire.name, "link", "set", "sw", "up")
+            for peer in lan.peers:
+                ns = self.namespace(peer.name)
+                _cable(ns, "eth0", wire, f"p-{peer.name}", master="sw")
+                ns.ip("addr", "add", peer.address, "dev", "eth0")
+                for to, via in peer.routes:
+                    ns.ip("route", "add", to, "via", via)
+                self.addresses[peer.name] = peer.address.split("/")[0]
+            for nic in (n for n in self.spec.nics if n.lan == lan.name):
+                _cable(host, nic.name, wire, f"h-{nic.name}", master="sw")
+                target = nic.name
+                if nic.bridge and nic.bridge in self._host_bridges():
+                    host.ip("link", "add", nic.bridge, "type", "bridge", "stp_state", "0")
+                    host.ip("link", "set", nic.name, "master", nic.bridge)
+                    host.ip("link", "set", nic.bridge, "up")
+                    target = nic.bridge
+                if nic.address:
+                    host.ip("addr", "add", nic.address, "dev", target)
+                    self.addresses[f"host.{nic.name}"] = nic.address.split("/")[0]
+
+    def _host_bridges(self) -> set[str]:
+        """Host bridges the chosen networks attach to (a NIC is only bridged for them: a
+        macvtap variant needs the bare NIC)."""
+        names = set()
+        for net in self.spec.networks:
+            parsed = parse_network(net.xml_for(self.backend)[0])
+            if parsed.mode is ForwardMode.BRIDGE and parsed.bridge and parsed.bridge.name:
+                names.add(parsed.bridge.name)
+        return names
+
+    def _guest(self, vn: Virtnet, guest: Guest) -> None:
+        ns = self.namespace(guest.name)
+        routed = False
+        for port in guest.ports:
+            made = vn.create_port(
+                port.network,
+                NetworkPort(
+                    network=port.network,
+                    mac=port.mac,
+                    isolated=port.isolated,
+                    attachment=Attachment(
+                        AttachmentKind.VETH,
+                        netns=ns.name,
+                        guest_ifname=port.ifname,
+                        spoof_check=None if port.spoof_check else False,
+                    ),
+                ),
+            )
+            if port.address == "dhcp":
+                address = dhcp_lease(ns, port.ifname, hostname=guest.name)
+                if address is None:
+                    raise OperationFailed(f"guest {guest.name}: no DHCP lease on {port.ifname}")
+                if routed:  # one default route: the first DHCP NIC's
+                    _drop_default(ns, port.ifname)
+                routed = True
+            else:
+                ns.ip("addr", "add", port.address, "dev", port.ifname)
+                address = port.address.split("/")[0]
+            self.say(f"guest {guest.name}: {port.ifname} on {port.network}, {address}"
+                     f" (port {made.uuid})")  # fmt: skip
+            self.addresses.setdefault(guest.name, address)
+            self.addresses[f"{guest.name}.{port.ifname}"] = address
+        for to, via in guest.routes:
+            ns.ip("route", "replace", to, "via", via)
+        if guest.forward:
+            _forwarding(ns, guest)
+
+
+def _cable(a: Namespace, a_if: str, b: Namespace, b_if: str, master: str | None = None) -> None:
+    a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name)
+    a.ip("link", "set", a_if, "up")
+    if master:
+        b.ip("link", "set", b_if, "master", master)
+    b.ip("link", "set", b_if, "up")
+
+
+def _drop_default(ns: Namespace, ifname: str) -> None:
+    with contextlib.suppress(subprocess.CalledProcessError):
+        ns.ip("route", "del", "default", "dev", ifname, check=True)
+
+
+def _forwarding(ns: Namespace, guest: Guest) -> None:
+    """A guest that routes: forwarding on, only the listed flows, masqueraded if asked."""
+    run("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    rules = [
+        "add table inet lab",
+        "add chain inet lab routed { type filter hook forward priority 0 ; policy drop ; }",
+        "add rule inet lab routed ct state established,related accept",
+        "add chain inet lab masq { type nat hook postrouting priority 100 ; }",
+    ]
+    for r in guest.forward:
+        family = "ip" if ipaddress.ip_network(r.to).version == 4 else "ip6"
+        rules.append(
+            f'add rule inet lab routed iifname "{r.inbound}" oifname "{r.outbound}" '
+            f"{family} daddr {r.to} accept"
+        )
+        if r.masquerade:
+            rules.append(
+                f'add rule inet lab masq oifname "{r.outbound}" {family} daddr {r.to} masquerade'
+            )
+    run("ip", "netns", "exec", ns.name, "nft", "\n".join(rules))
+
+
+def down(lab: str, progress: Progress) -> list[str]:
+    """Remove everything the lab's record names (networks first, through virtnet)."""
+    record = Record.load(lab)
+    names = record.namespaces if record else []
+    if record is not None and record.host and os.path.exists(f"/run/netns/{record.host}"):
+        with (
+            contextlib.suppress(Exception),
+            Virtnet(record.state_dir, record.run_dir, netns=record.host) as vn,
+        ):
+            for row in vn.list_networks(inactive=False):
+                progress(f"network {row.name}: destroying")
+                vn.destroy_network(row.name)
+    for pid in record.pids if record else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    removed = []
+    for name in reversed(names):
+        if not os.path.exists(f"/run/netns/{name}"):
+            continue
+        listed = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+        for found in listed.stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(found), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], check=False)
+        removed.append(name)
+    if record is not None:
+        shutil.rmtree(record.directory, ignore_errors=True)
+    progress(f"lab {lab}: removed {len(removed)} namespace(s)")
+    return removed
