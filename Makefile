@@ -28,13 +28,14 @@ $(STAMP): $(SOURCES)
 	$(PY) -m pip install -q --disable-pip-version-check '.[test]'
 	@mkdir -p .typecheck && ln -sfn ../core .typecheck/virtnet \
 	  && ln -sfn ../drivers/linuxbridge .typecheck/virtnet_linuxbridge \
-	  && ln -sfn ../drivers/macvtap .typecheck/virtnet_macvtap
+	  && ln -sfn ../drivers/macvtap .typecheck/virtnet_macvtap \
+	  && ln -sfn ../drivers/ovs .typecheck/virtnet_ovs
 	@touch $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check core drivers tests bench
 	$(VENV)/bin/ruff format --check core drivers tests bench
-	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge -p virtnet_macvtap
+	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge -p virtnet_macvtap -p virtnet_ovs
 
 unit: install
 	$(PY) -m pytest -q tests/unit

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from virtnet.services.firewall import Firewall
     from virtnet.services.netlink import Netlink
     from virtnet.services.nft import Nft
+    from virtnet.services.ovsdb import Ovsdb
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -78,6 +79,12 @@ class Services:
         return Firewall(self.nft, NftElements())
 
     @cached_property
+    def ovsdb(self) -> Ovsdb:
+        from virtnet.services.ovsdb import Ovsdb
+
+        return Ovsdb()
+
+    @cached_property
     def dnsmasq(self) -> Dnsmasq:
         from virtnet.services.dnsmasq import Dnsmasq
 
@@ -88,6 +95,8 @@ class Services:
             self.call(self.netlink.close)
         if "firewall" in self.__dict__:
             self.firewall.elements.close()
+        if "ovsdb" in self.__dict__:
+            self.ovsdb.close()
         if self._worker is not None:
             self._worker.shutdown(wait=True)
 

@@ -41,6 +41,14 @@ def remove_path(ctx: ApplyContext, args: dict[str, Any]) -> None:
     Path(args["path"]).unlink(missing_ok=True)
 
 
+def delete_ovs_bridge(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).ovsdb.delete_bridge(args["name"])
+
+
+def delete_ovs_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).ovsdb.delete_port(args["bridge"], args["name"])
+
+
 def delete_link_group(ctx: ApplyContext, args: dict[str, Any]) -> None:
     nl = services(ctx).netlink
     group = nl.port_group(args["bridge"])
@@ -101,6 +109,8 @@ class CoreActions:
             "core.link.delete_group": delete_link_group,
             "core.link.delete_in_netns": delete_link_in_netns,
             "core.path.remove": remove_path,
+            "core.ovs.bridge.delete": delete_ovs_bridge,
+            "core.ovs.port.delete": delete_ovs_port,
             "core.route.delete": delete_route,
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,

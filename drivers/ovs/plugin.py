@@ -1,0 +1,166 @@
+"""The hook implementations: describe, claim, plan a network, plan a port, check drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from virtnet.backend import FEATURE_BANDWIDTH, FEATURE_VLAN, BackendInfo, Host, Readiness
+from virtnet.errors import InvalidInput, Unsupported
+from virtnet.hookspecs import hookimpl
+from virtnet.model.network import ForwardMode, Network, Vlan
+from virtnet.model.port import AttachmentKind, NetworkPort, Plug
+from virtnet.plan import Plan, Step
+from virtnet.services import Services
+from virtnet.services.ovsdb import db_remote, kernel_datapath_available
+from virtnet.services.recipes import bandwidth_steps, ifb_name, l3_steps, port_ifname
+from virtnet.services.steps import (
+    AddOvsPort,
+    CreateOvsBridge,
+    CreateTap,
+    CreateVeth,
+    RequireOvsBridge,
+    SetUp,
+)
+
+NAME = "ovs"
+MODES = frozenset(
+    {ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.OPEN, ForwardMode.ISOLATED,
+     ForwardMode.BRIDGE}
+)  # fmt: skip
+
+
+class OvsBackend:
+    @hookimpl
+    def virtnet_backend_describe(self, host: Host) -> BackendInfo:
+        return BackendInfo(
+            name=NAME,
+            version="0.1.0",
+            summary="Open vSwitch bridges through OVSDB; VLAN access ports and trunks",
+            forward_modes=MODES,
+            attachments=frozenset({AttachmentKind.TAP, AttachmentKind.VETH}),
+            features=frozenset({FEATURE_VLAN, FEATURE_BANDWIDTH}),
+            readiness=_probe(),
+        )
+
+    @hookimpl(trylast=True)
+    def virtnet_network_claim(self, network: Network) -> str | None:
+        vp = network.virtualport
+        if network.mode is ForwardMode.BRIDGE and vp is not None and vp.type == "openvswitch":
+            return NAME
+        return None  # managed networks come here through the backend override
+
+    @hookimpl
+    def virtnet_network_plan_start(self, network: Network, host: Host) -> Plan:
+        bridge = network.bridge.name if network.bridge else None
+        if not bridge:
+            raise InvalidInput("needs a bridge name", subject="network/bridge/@name")
+        if network.mode is ForwardMode.BRIDGE:
+            return Plan([RequireOvsBridge(bridge)], {"bridge": bridge, "owned": False})
+        assert network.uuid is not None
+        datapath = "system" if kernel_datapath_available() else "netdev"
+        plan = Plan([CreateOvsBridge(bridge, datapath, network.uuid, network.mtu)])
+        steps, info = l3_steps(network, bridge, host)
+        plan.add(*steps)
+        plan.add(*bandwidth_steps(bridge, ifb_name(network.uuid), network.bandwidth, "network"))
+        plan.info.update(info, bridge=bridge, owned=True, datapath=datapath)
+        return plan
+
+    @hookimpl
+    def virtnet_port_plan_plug(
+        self, network: Network, port: NetworkPort, host: Host, status: dict[str, Any]
+    ) -> Plan:
+        return plan_plug(network, port, status)
+
+    @hookimpl
+    def virtnet_network_check(self, host: Host, status: dict[str, Any]) -> list[str]:
+        services = Services(host)
+        try:
+            return services.call(_check, services, str(status["bridge"]))
+        finally:
+            services.close()
+
+
+def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
+    assert port.uuid is not None and port.mac is not None
+    bridge = str(status["bridge"])
+    a = port.attachment
+    port.plug = Plug(type="network" if status.get("owned") else "bridge", bridge=bridge)
+    if net.mode.has_own_bridge and a.spoof_check is not False:
+        raise Unsupported(
+            "anti-spoofing is not implemented on Open vSwitch yet: plug with --no-spoof-check",
+            subject="port",
+        )
+    a.ifname = a.ifname or port_ifname(port.uuid)
+    steps: list[Step]
+    if a.kind in (AttachmentKind.TAP, AttachmentKind.NONE):
+        a.kind = AttachmentKind.TAP
+        steps = [CreateTap(a.ifname, None, "fe" + port.mac[2:], a.owner_uid, net.mtu)]
+    elif a.kind is AttachmentKind.VETH:
+        if not a.netns:
+            raise InvalidInput("a veth port needs the guest's namespace", subject="port/netns")
+        a.guest_ifname = a.guest_ifname or "eth0"
+        steps = [CreateVeth(a.ifname, None, a.guest_ifname, a.netns, port.mac, net.mtu)]
+    else:
+        raise Unsupported(f"the ovs backend cannot make {a.kind.value} ports", subject="port")
+    tag, trunks, mode = vlan_settings(port.vlan)
+    steps.append(AddOvsPort(bridge, a.ifname, tag, trunks, mode, external_ids(port)))
+    steps += bandwidth_steps(a.ifname, ifb_name(port.uuid), port.bandwidth, "port")
+    steps.append(SetUp(a.ifname))
+    return Plan(steps, {"ifname": a.ifname})
+
+
+def vlan_settings(vlan: Vlan | None) -> tuple[int | None, tuple[int, ...], str | None]:
+    """libvirt's ``<vlan>`` as OVS port columns: (tag, trunks, vlan_mode)."""
+    if vlan is None or not vlan.tags:
+        return None, (), None
+    if not vlan.trunk and len(vlan.tags) == 1:
+        return vlan.tags[0].id, (), None  # an access port
+    native = next((t for t in vlan.tags if t.native_mode), None)
+    trunks = tuple(t.id for t in vlan.tags)
+    if native is None:
+        return None, trunks, "trunk"
+    mode = "native-untagged" if native.native_mode == "untagged" else "native-tagged"
+    return native.id, trunks, mode
+
+
+def external_ids(port: NetworkPort) -> tuple[tuple[str, str], ...]:
+    """What OVN, Neutron's agents and nova look for on an interface."""
+    params = port.virtualport.parameters if port.virtualport is not None else {}
+    ids = {
+        "iface-id": params.get("interfaceid") or str(port.uuid),
+        "attached-mac": str(port.mac),
+        "iface-status": "active",
+    }
+    if port.owner is not None:
+        ids["vm-uuid"] = port.owner.uuid
+    if params.get("profileid"):
+        ids["virtnet-profileid"] = params["profileid"]
+    return tuple(sorted(ids.items()))
+
+
+def _check(services: Services, bridge: str) -> list[str]:
+    problems = []
+    if services.ovsdb.bridge(bridge) is None:
+        problems.append(f"Open vSwitch bridge {bridge} is missing from OVSDB")
+    if services.netlink.index(bridge) is None:
+        problems.append(f"the local port of {bridge} is missing from the kernel")
+    return problems
+
+
+def _probe() -> Readiness:
+    import importlib.util
+    import os
+
+    problems, notes = [], []
+    if importlib.util.find_spec("ovs") is None:
+        problems.append("the ovs Python library is missing (Debian: python3-openvswitch)")
+    remote = db_remote()
+    if remote.startswith("unix:") and not os.path.exists(remote[5:]):
+        problems.append(
+            f"no Open vSwitch database at {remote[5:]} (start openvswitch-switch, or set "
+            "VIRTNET_OVSDB)"
+        )
+    if not kernel_datapath_available():
+        notes.append("no openvswitch kernel module: bridges use the userspace datapath (netdev)")
+    notes.append("anti-spoofing and port isolation are not implemented on OVS yet")
+    return Readiness(tuple(problems), tuple(notes))

@@ -1,0 +1,141 @@
+"""The Open vSwitch backend on a private OVS (userspace datapath: no kernel module here)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from virtnet.model.port import Attachment, AttachmentKind, NetworkPort, PortOwner
+from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, snapshot
+from virtnet.testing.fixtures import needs_root
+from virtnet.testing.ovs import OvsServer
+from virtnet.testing.world import UPLINK_HOST, UPLINK_PEER, World
+
+pytestmark = [needs_root, pytest.mark.root]
+
+
+@pytest.fixture
+def ovs(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[OvsServer]:
+    server = OvsServer(world.host).start()
+    monkeypatch.setenv("VIRTNET_OVSDB", server.remote)
+    try:
+        yield server
+    finally:
+        for row in world.vn.list_networks(inactive=False):  # before OVS goes away
+            world.vn.destroy_network(row.name)
+        server.stop()
+
+
+VLANS = """<network><name>tagged</name><forward mode='bridge'/><bridge name='ovsbr0'/>
+  <virtualport type='openvswitch'/>
+  <portgroup name='blue'><vlan><tag id='10'/></vlan></portgroup>
+  <portgroup name='red'><vlan><tag id='20'/></vlan></portgroup>
+  <portgroup name='trunk'><vlan trunk='yes'><tag id='10'/><tag id='20'/></vlan></portgroup>
+</network>"""
+
+
+def plug(world: World, network: str, role: str, **port: object) -> tuple[Namespace, NetworkPort]:
+    guest = world.guest(role)
+    made = world.vn.create_port(
+        network,
+        NetworkPort(
+            network=network,
+            attachment=Attachment(
+                AttachmentKind.VETH,
+                netns=guest.name,
+                spoof_check=port.pop("spoof_check", None),  # type: ignore[arg-type]
+            ),
+            **port,  # type: ignore[arg-type]
+        ),
+    )
+    return guest, made
+
+
+def test_vlan_tags_separate_guests_and_a_trunk_sees_both(world: World, ovs: OvsServer) -> None:
+    ovs.vsctl("add-br", "ovsbr0", "--", "set", "bridge", "ovsbr0", "datapath_type=netdev")
+    world.host.ip("link", "set", "ovsbr0", "up")
+    world.vn.create_network(VLANS)
+    a, port_a = plug(
+        world,
+        "tagged",
+        "a",
+        portgroup="blue",
+        owner=PortOwner("vm-a", "6f1f7c1e-8d3b-4b4e-9a38-0c8f1e2d3a4b"),
+    )
+    b, _ = plug(world, "tagged", "b", portgroup="blue")
+    c, _ = plug(world, "tagged", "c", portgroup="red")
+    t, _ = plug(world, "tagged", "t", portgroup="trunk")
+    for ns, address in ((a, "10.30.0.1"), (b, "10.30.0.2"), (c, "10.30.0.3")):
+        world.lab.address(ns, "eth0", f"{address}/24")
+    capture = world.lab.track(
+        t.popen(
+            "tcpdump",
+            "-e",
+            "-n",
+            "-l",
+            "-i",
+            "eth0",
+            "-c",
+            "40",
+            "arp or icmp",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    time.sleep(1.0)  # tcpdump attaching
+    assert can_ping(a, "10.30.0.2")  # same tag
+    assert not can_ping(a, "10.30.0.3")  # different tags
+    c.exec("ping", "-c", "2", "-W", "1", "10.30.0.9", check=False)  # red traffic, for the trunk
+    time.sleep(0.5)
+    capture.terminate()
+    seen = capture.communicate(timeout=10)[0]
+    assert "vlan 10" in seen and "vlan 20" in seen, seen
+    ids = ovs.vsctl("get", "interface", port_a.attachment.ifname or "", "external_ids")
+    assert f'iface-id="{port_a.uuid}"' in ids and f'attached-mac="{port_a.mac}"' in ids
+    assert 'vm-uuid="6f1f7c1e-8d3b-4b4e-9a38-0c8f1e2d3a4b"' in ids
+    assert ovs.vsctl("get", "port", port_a.attachment.ifname or "", "tag").strip() == "10"
+
+
+NAT = """<network><name>ovsnat</name><forward mode='nat'/><bridge name='vtovsnat'/>
+  <ip address='10.31.0.1' prefix='24'><dhcp><range start='10.31.0.100' end='10.31.0.150'/>
+  </dhcp></ip></network>"""
+
+
+def test_a_nat_network_on_ovs_behaves_as_on_a_linux_bridge(world: World, ovs: OvsServer) -> None:
+    world.vn.create_network(NAT, backend="ovs")
+    assert world.vn.network_info("ovsnat")["backend"] == "ovs"
+    guest, _ = plug(world, "ovsnat", "g", spoof_check=False)
+    address = dhcp_lease(guest)
+    assert address and address.startswith("10.31.0.")
+    assert can_ping(guest, UPLINK_PEER)
+    assert can_tcp(guest, world.outside, UPLINK_PEER) == UPLINK_HOST
+    world.outside.ip("route", "add", "10.31.0.0/24", "via", UPLINK_HOST)
+    assert can_tcp(world.outside, guest, address, timeout=1) is None
+
+
+def test_anti_spoofing_is_refused_clearly_on_ovs(world: World, ovs: OvsServer) -> None:
+    world.vn.create_network(NAT, backend="ovs")
+    with pytest.raises(Exception, match="anti-spoofing is not implemented on Open vSwitch"):
+        plug(world, "ovsnat", "g")
+
+
+def test_destroy_and_unplug_leave_ovsdb_and_the_host_as_they_were(
+    world: World, ovs: OvsServer
+) -> None:
+    # ovs-vswitchd keeps its userspace datapath's device (ovs-netdev) from its first netdev
+    # bridge until it exits: let it exist before the "before" picture
+    ovs.vsctl("add-br", "warmup", "--", "set", "bridge", "warmup", "datapath_type=netdev")
+    ovs.vsctl("del-br", "warmup")
+    before, db_before = snapshot(world.host, world.run_dir), ovs.vsctl("show")
+    world.vn.create_network(NAT, backend="ovs")
+    started, db_started = snapshot(world.host, world.run_dir), ovs.vsctl("show")
+    _, port = plug(world, "ovsnat", "g", spoof_check=False)
+    world.vn.delete_port(port.uuid or "")
+    assert (snapshot(world.host, world.run_dir), ovs.vsctl("show")) == (started, db_started)
+    plug(world, "ovsnat", "g2", spoof_check=False)
+    world.vn.destroy_network("ovsnat")
+    assert snapshot(world.host, world.run_dir) == before
+    assert ovs.vsctl("show") == db_before
