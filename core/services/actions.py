@@ -49,6 +49,12 @@ def delete_ovs_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
     services(ctx).ovsdb.delete_port(args["bridge"], args["name"])
 
 
+def remove_ovs_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    from virtnet.services import openflow
+
+    openflow.remove_guard(args["bridge"], int(args["cookie"]), args["mac"])
+
+
 def delete_link_group(ctx: ApplyContext, args: dict[str, Any]) -> None:
     nl = services(ctx).netlink
     group = nl.port_group(args["bridge"])
@@ -83,14 +89,11 @@ def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
     dnsmasq = services(ctx).dnsmasq
     pid = dnsmasq.signal_stop(files)
     ctx.finally_.append(lambda: dnsmasq.wait(pid))  # overlaps with the rest of the teardown
-    for path in (files.conf, files.hosts, files.addn_hosts, files.leases, files.pid):
+    for path in (files.conf, files.hosts, files.addn_hosts, files.leases, files.pid, files.script):
         path.unlink(missing_ok=True)
-    if files.directory.is_dir() and not any(files.directory.iterdir()):
+    with contextlib.suppress(OSError):  # only once empty: the last network's
         files.directory.rmdir()
-    parent = files.directory.parent
-    if parent.is_dir() and [p.name for p in parent.iterdir()] == [files.script.name]:
-        files.script.unlink(missing_ok=True)  # the last network: leave the run dir as it was
-        parent.rmdir()
+        files.directory.parent.rmdir()
 
 
 def remove_shaping(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -111,6 +114,7 @@ class CoreActions:
             "core.path.remove": remove_path,
             "core.ovs.bridge.delete": delete_ovs_bridge,
             "core.ovs.port.delete": delete_ovs_port,
+            "core.ovs.guard.remove": remove_ovs_guard,
             "core.route.delete": delete_route,
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,

@@ -30,17 +30,47 @@ USERS = ("dnsmasq", "nobody")
 
 LEASE_SCRIPT = """#!/bin/sh
 # Written by virtnet. dnsmasq runs this as root on every lease change (add, old, del). It keeps
-# a guarded port's allowed-address set in step with the port's lease. The values come from
-# the guest's DHCP request, so each is checked against a strict pattern before it is used.
+# a guarded port's allowed sources in step with the port's lease. The values come from the
+# guest's DHCP request, so each is checked against a strict pattern before it is used.
 action=$1 mac=$2 ip=$3
 case "$action" in add|old) verb=add ;; del) verb=delete ;; *) exit 0 ;; esac
 case "$ip" in *:*) family=6; mac=${{DNSMASQ_MAC:-}} ;; *) family=4 ;; esac
 x='[0-9a-f][0-9a-f]'
 case "$mac" in $x:$x:$x:$x:$x:$x) ;; *) exit 0 ;; esac
 case "$ip" in ""|*[!0-9a-f.:]*) exit 0 ;; esac
-{nft} "$verb element bridge virtnet allowed$family {{ $mac . $ip }}" 2>/dev/null
+{guard}
 exit 0
 """
+
+#: The Linux bridge's guard: nftables set elements (virtnet.services.firewall_rules).
+NFT_GUARD = """{nft} "$verb element bridge virtnet allowed$family {{ $mac . $ip }}" 2>/dev/null"""
+
+#: An Open vSwitch bridge's guard: OpenFlow rules in table 1 (virtnet.services.openflow).
+OPENFLOW_GUARD = """target='{target}'
+if [ "$family" = 4 ]; then
+  match="ip,dl_src=$mac,nw_src=$ip"; arp="arp,dl_src=$mac,arp_sha=$mac,arp_spa=$ip"
+else
+  match="ipv6,dl_src=$mac,ipv6_src=$ip"; arp=""
+fi
+for flow in "$match" $arp; do
+  if [ "$verb" = add ]; then
+    {ofctl} add-flow "$target" "table=1,priority=100,$flow,actions=NORMAL" 2>/dev/null
+  else
+    {ofctl} del-flows --strict "$target" "table=1,priority=100,$flow" 2>/dev/null
+  fi
+done"""
+
+
+def lease_script(openflow_target: str | None = None) -> str:
+    """The network's lease script: nftables sets, or an OVS bridge's OpenFlow rules."""
+    if openflow_target is None:
+        guard = NFT_GUARD.format(nft=shutil.which("nft") or "/usr/sbin/nft")
+    else:
+        if any(c in openflow_target for c in "'\n"):
+            raise OperationFailed(f"unusable OpenFlow target {openflow_target!r}")
+        ofctl = shutil.which("ovs-ofctl") or "/usr/bin/ovs-ofctl"
+        guard = OPENFLOW_GUARD.format(target=openflow_target, ofctl=ofctl)
+    return LEASE_SCRIPT.format(guard=guard)
 
 
 @dataclass(frozen=True)
@@ -107,13 +137,15 @@ def binary() -> str:
 
 
 class Dnsmasq:
-    def write_files(self, files: DnsmasqFiles, conf: str, hosts: str, addn_hosts: str) -> None:
+    def write_files(
+        self, files: DnsmasqFiles, conf: str, hosts: str, addn_hosts: str, script: str
+    ) -> None:
         """Write the configuration; the directory is readable by dnsmasq's unprivileged user,
-        which re-reads the hosts files on SIGHUP."""
+        which re-reads the hosts files on SIGHUP (the lease script runs as root)."""
         files.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
         files.directory.parent.chmod(0o711)
         _check_reachable(files.directory, service_user()[0])
-        self._write_script(files.script)
+        _write(files.script, script, 0o755)
         for path, text in (
             (files.conf, conf),
             (files.hosts, hosts),
@@ -182,14 +214,6 @@ class Dnsmasq:
             return parse_leases(files.leases.read_text())
         except FileNotFoundError:
             return []
-
-    @staticmethod
-    def _write_script(path: Path) -> None:
-        nft = shutil.which("nft") or "/usr/sbin/nft"
-        text = LEASE_SCRIPT.format(nft=nft)
-        if path.exists() and path.read_text() == text:
-            return
-        _write(path, text, 0o755)
 
 
 def _running(pid: int) -> bool:

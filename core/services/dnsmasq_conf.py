@@ -28,7 +28,11 @@ class DnsmasqFiles:
     """Where one network's dnsmasq keeps its files (a directory of its own)."""
 
     directory: Path
-    script: Path  # the lease script, shared by every network of the host
+
+    @property
+    def script(self) -> Path:
+        """The lease script (per network: its guard mechanism depends on the backend)."""
+        return self.directory / "lease-event"
 
     @property
     def conf(self) -> Path:
@@ -51,11 +55,11 @@ class DnsmasqFiles:
         return self.directory / "dnsmasq.pid"
 
     def as_dict(self) -> dict[str, str]:
-        return {"directory": str(self.directory), "script": str(self.script)}
+        return {"directory": str(self.directory)}
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> DnsmasqFiles:
-        return cls(Path(data["directory"]), Path(data["script"]))
+        return cls(Path(data["directory"]))
 
 
 def needs_dnsmasq(net: Network) -> bool:

@@ -70,6 +70,12 @@ class Ovsdb:
     def port(self, name: str, refresh: bool = True) -> Any | None:
         return next((p for p in self.table("Port", refresh).values() if p.name == name), None)
 
+    def ofport(self, interface: str) -> int:
+        iface = next((i for i in self.table("Interface").values() if i.name == interface), None)
+        if iface is None or not iface.ofport or iface.ofport[0] < 0:
+            raise NotFound(f"Open vSwitch has no OpenFlow port for {interface}", subject="port")
+        return int(iface.ofport[0])
+
     def port_names(self, bridge: str) -> list[str]:
         row = self.bridge(bridge)
         return sorted(p.name for p in row.ports) if row is not None else []
@@ -119,6 +125,7 @@ class Ovsdb:
         trunks: list[int],
         vlan_mode: str | None,
         external_ids: dict[str, str],
+        protected: bool = False,
     ) -> int:
         """Add a system interface as a port; returns its OpenFlow port number."""
         if self.bridge(bridge) is None:
@@ -139,6 +146,8 @@ class Ovsdb:
                 port.trunks = trunks
             if vlan_mode:
                 port.vlan_mode = [vlan_mode]
+            if protected:
+                port.protected = True
             br.verify("ports")
             br.ports = [*br.ports, port]
 

@@ -37,8 +37,7 @@ from virtnet.services.steps import (
 
 def dnsmasq_files(host: Host, net: Network) -> DnsmasqFiles:
     assert net.uuid is not None
-    base = host.run_path("dnsmasq")
-    return DnsmasqFiles(base / net.uuid, base / "lease-event")
+    return DnsmasqFiles(host.run_path("dnsmasq", net.uuid))
 
 
 def subnets(net: Network) -> tuple[str, ...]:
@@ -47,9 +46,14 @@ def subnets(net: Network) -> tuple[str, ...]:
     )
 
 
-def l3_steps(net: Network, bridge: str, host: Host) -> tuple[list[Step], dict[str, object]]:
+def l3_steps(
+    net: Network, bridge: str, host: Host, openflow_target: str | None = None
+) -> tuple[list[Step], dict[str, object]]:
     """Steps that give the network's own ``bridge`` its addresses and services, and the facts
-    to record (``dnsmasq`` files). Run after the bridge exists, before guests plug in."""
+    to record (``dnsmasq`` files). Run after the bridge exists, before guests plug in.
+
+    ``openflow_target``: the bridge is Open vSwitch's and its ports are guarded with OpenFlow
+    rules there (DHCP leases then open those), instead of virtnet's nftables sets."""
     steps: list[Step] = [ReleaseSharedTables()]
     info: dict[str, object] = {}
     if net.ips:
@@ -65,7 +69,7 @@ def l3_steps(net: Network, bridge: str, host: Host) -> tuple[list[Step], dict[st
     if rules is not None:
         info["firewall"] = rules.key
     if dnsmasq_conf.needs_dnsmasq(net):
-        from virtnet.services.dnsmasq import service_user
+        from virtnet.services.dnsmasq import lease_script, service_user
 
         files = dnsmasq_files(host, net)
         user, group = service_user()
@@ -75,6 +79,7 @@ def l3_steps(net: Network, bridge: str, host: Host) -> tuple[list[Step], dict[st
                 dnsmasq_conf.render_conf(net, bridge, files, user, group),
                 dnsmasq_conf.render_dhcp_hosts(net),
                 dnsmasq_conf.render_addn_hosts(net),
+                lease_script(openflow_target),
             )
         )
         info["dnsmasq"] = files.as_dict()
@@ -101,7 +106,7 @@ def port_extras(
     assert port.uuid is not None and port.mac is not None
     steps: list[Step] = []
     if net.mode.has_own_bridge and port.attachment.spoof_check is not False:
-        guard = PortGuard(ifname, port.mac, tuple(_known_ips(net, port, status)))
+        guard = PortGuard(ifname, port.mac, tuple(known_ips(net, port, status)))
         files = status.get("dnsmasq")
         leases = str(Path(files["directory"]) / "leases") if isinstance(files, dict) else None
         steps.append(GuardPort(guard, leases))
@@ -109,7 +114,7 @@ def port_extras(
     return steps
 
 
-def _known_ips(net: Network, port: NetworkPort, status: dict[str, object]) -> list[str]:
+def known_ips(net: Network, port: NetworkPort, status: dict[str, object]) -> list[str]:
     """The port's reserved addresses, plus any lease its MAC already holds (a re-plug)."""
     assert port.mac is not None
     known = dnsmasq_conf.reserved_ip(net, port.mac) + _slaac_addresses(net, port.mac)
@@ -173,7 +178,7 @@ def refresh_dnsmasq(
     hosts = dnsmasq_conf.render_dhcp_hosts(net)
     addn = dnsmasq_conf.render_addn_hosts(net)
     dnsmasq = services.dnsmasq
-    dnsmasq.write_files(files, conf, hosts, addn)
+    dnsmasq.write_files(files, conf, hosts, addn, files.script.read_text())
     if reload_only:
         dnsmasq.reload(files)
     else:

@@ -390,6 +390,7 @@ class StartDnsmasq(Step):
     conf: str
     hosts: str
     addn_hosts: str
+    script: str  # the lease script (virtnet.services.dnsmasq.lease_script)
 
     def describe(self) -> str:
         return f"start dnsmasq with {self.files.conf}"
@@ -399,7 +400,7 @@ class StartDnsmasq(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         dnsmasq = services(ctx).dnsmasq
-        dnsmasq.write_files(self.files, self.conf, self.hosts, self.addn_hosts)
+        dnsmasq.write_files(self.files, self.conf, self.hosts, self.addn_hosts, self.script)
         dnsmasq.start(self.files)
 
 
@@ -628,9 +629,11 @@ class AddOvsPort(Step):
     trunks: tuple[int, ...] = ()
     vlan_mode: str | None = None
     external_ids: tuple[tuple[str, str], ...] = ()
+    protected: bool = False  # OVS "protected" ports never forward to one another: isolation
 
     def describe(self) -> str:
         vlan = f", tag {self.tag}" if self.tag is not None else ""
+        vlan += ", isolated" if self.protected else ""
         vlan += f", trunks {','.join(map(str, self.trunks))}" if self.trunks else ""
         return f"add {self.ifname} to Open vSwitch bridge {self.bridge}{vlan}"
 
@@ -645,4 +648,38 @@ class AddOvsPort(Step):
             trunks=list(self.trunks),
             vlan_mode=self.vlan_mode,
             external_ids=dict(self.external_ids),
+            protected=self.protected,
+        )
+
+
+@dataclass(frozen=True)
+class GuardOvsPort(Step):
+    """Anti-spoofing on an OVS port with OpenFlow rules (see :mod:`virtnet.services.openflow`):
+    only the port's MAC, and its reserved or leased addresses, get through."""
+
+    bridge: str
+    ifname: str
+    mac: str
+    ips: tuple[str, ...] = ()
+
+    @property
+    def cookie(self) -> int:
+        return int(self.mac.replace(":", ""), 16)
+
+    def describe(self) -> str:
+        allowed = ", ".join(self.ips) or "addresses from DHCP"
+        return f"guard OVS port {self.ifname}: source MAC {self.mac}, IP {allowed}"
+
+    def undo(self) -> Undo | None:
+        return Undo(
+            "core.ovs.guard.remove",
+            {"bridge": self.bridge, "cookie": self.cookie, "mac": self.mac},
+        )
+
+    def apply(self, ctx: ApplyContext) -> None:
+        from virtnet.services import openflow
+
+        ofport = services(ctx).ovsdb.ofport(self.ifname)
+        openflow.add_flows(
+            self.bridge, openflow.guard_flows(self.cookie, ofport, self.mac, self.ips)
         )

@@ -56,6 +56,13 @@ class OvsServer:
         )  # fmt: skip
         return done.stdout
 
+    def ofctl(self, command: str, bridge: str, *args: str) -> str:
+        done = subprocess.run(
+            ["ovs-ofctl", command, f"unix:{self.dir / f'{bridge}.mgmt'}", *args],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        return done.stdout
+
     def stop(self) -> None:
         for name in ("vswitchd.pid", "ovsdb.pid"):
             with contextlib.suppress(OSError, ValueError):

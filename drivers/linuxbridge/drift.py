@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from virtnet.backend import Host
@@ -35,7 +34,7 @@ def _check(services: Services, net: Network, status: dict[str, Any]) -> list[str
             problems += services.firewall.network_drift(rules)
         files = status.get("dnsmasq")
         if isinstance(files, dict):
-            dnsmasq = DnsmasqFiles(Path(files["directory"]), Path(files["script"]))
+            dnsmasq = DnsmasqFiles.from_dict(files)
             if services.dnsmasq.pid(dnsmasq) is None:
                 problems.append(f"dnsmasq ({dnsmasq.conf}) is not running")
     return problems

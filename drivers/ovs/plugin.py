@@ -4,20 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from virtnet.backend import FEATURE_BANDWIDTH, FEATURE_VLAN, BackendInfo, Host, Readiness
+from virtnet.backend import (
+    FEATURE_ANTI_SPOOFING,
+    FEATURE_BANDWIDTH,
+    FEATURE_PORT_ISOLATION,
+    FEATURE_VLAN,
+    BackendInfo,
+    Host,
+    Readiness,
+)
 from virtnet.errors import InvalidInput, Unsupported
 from virtnet.hookspecs import hookimpl
 from virtnet.model.network import ForwardMode, Network, Vlan
 from virtnet.model.port import AttachmentKind, NetworkPort, Plug
 from virtnet.plan import Plan, Step
 from virtnet.services import Services
+from virtnet.services.openflow import mgmt_target
 from virtnet.services.ovsdb import db_remote, kernel_datapath_available
-from virtnet.services.recipes import bandwidth_steps, ifb_name, l3_steps, port_ifname
+from virtnet.services.recipes import (
+    bandwidth_steps,
+    ifb_name,
+    known_ips,
+    l3_steps,
+    port_ifname,
+)
 from virtnet.services.steps import (
     AddOvsPort,
     CreateOvsBridge,
     CreateTap,
     CreateVeth,
+    GuardOvsPort,
     RequireOvsBridge,
     SetUp,
 )
@@ -38,7 +54,9 @@ class OvsBackend:
             summary="Open vSwitch bridges through OVSDB; VLAN access ports and trunks",
             forward_modes=MODES,
             attachments=frozenset({AttachmentKind.TAP, AttachmentKind.VETH}),
-            features=frozenset({FEATURE_VLAN, FEATURE_BANDWIDTH}),
+            features=frozenset(
+                {FEATURE_VLAN, FEATURE_BANDWIDTH, FEATURE_PORT_ISOLATION, FEATURE_ANTI_SPOOFING}
+            ),
             readiness=_probe(),
         )
 
@@ -59,7 +77,7 @@ class OvsBackend:
         assert network.uuid is not None
         datapath = "system" if kernel_datapath_available() else "netdev"
         plan = Plan([CreateOvsBridge(bridge, datapath, network.uuid, network.mtu)])
-        steps, info = l3_steps(network, bridge, host)
+        steps, info = l3_steps(network, bridge, host, openflow_target=mgmt_target(bridge))
         plan.add(*steps)
         plan.add(*bandwidth_steps(bridge, ifb_name(network.uuid), network.bandwidth, "network"))
         plan.info.update(info, bridge=bridge, owned=True, datapath=datapath)
@@ -85,11 +103,6 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
     bridge = str(status["bridge"])
     a = port.attachment
     port.plug = Plug(type="network" if status.get("owned") else "bridge", bridge=bridge)
-    if net.mode.has_own_bridge and a.spoof_check is not False:
-        raise Unsupported(
-            "anti-spoofing is not implemented on Open vSwitch yet: plug with --no-spoof-check",
-            subject="port",
-        )
     a.ifname = a.ifname or port_ifname(port.uuid)
     steps: list[Step]
     if a.kind in (AttachmentKind.TAP, AttachmentKind.NONE):
@@ -103,7 +116,11 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
     else:
         raise Unsupported(f"the ovs backend cannot make {a.kind.value} ports", subject="port")
     tag, trunks, mode = vlan_settings(port.vlan)
-    steps.append(AddOvsPort(bridge, a.ifname, tag, trunks, mode, external_ids(port)))
+    steps.append(
+        AddOvsPort(bridge, a.ifname, tag, trunks, mode, external_ids(port), bool(port.isolated))
+    )
+    if net.mode.has_own_bridge and a.spoof_check is not False:
+        steps.append(GuardOvsPort(bridge, a.ifname, port.mac, tuple(known_ips(net, port, status))))
     steps += bandwidth_steps(a.ifname, ifb_name(port.uuid), port.bandwidth, "port")
     steps.append(SetUp(a.ifname))
     return Plan(steps, {"ifname": a.ifname})
@@ -162,5 +179,4 @@ def _probe() -> Readiness:
         )
     if not kernel_datapath_available():
         notes.append("no openvswitch kernel module: bridges use the userspace datapath (netdev)")
-    notes.append("anti-spoofing and port isolation are not implemented on OVS yet")
     return Readiness(tuple(problems), tuple(notes))

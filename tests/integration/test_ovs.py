@@ -107,7 +107,7 @@ NAT = """<network><name>ovsnat</name><forward mode='nat'/><bridge name='vtovsnat
 def test_a_nat_network_on_ovs_behaves_as_on_a_linux_bridge(world: World, ovs: OvsServer) -> None:
     world.vn.create_network(NAT, backend="ovs")
     assert world.vn.network_info("ovsnat")["backend"] == "ovs"
-    guest, _ = plug(world, "ovsnat", "g", spoof_check=False)
+    guest, _ = plug(world, "ovsnat", "g")  # guarded: the lease opens its OpenFlow rules
     address = dhcp_lease(guest)
     assert address and address.startswith("10.31.0.")
     assert can_ping(guest, UPLINK_PEER)
@@ -116,10 +116,33 @@ def test_a_nat_network_on_ovs_behaves_as_on_a_linux_bridge(world: World, ovs: Ov
     assert can_tcp(world.outside, guest, address, timeout=1) is None
 
 
-def test_anti_spoofing_is_refused_clearly_on_ovs(world: World, ovs: OvsServer) -> None:
+def test_spoofed_sources_get_nothing_through_on_ovs(world: World, ovs: OvsServer) -> None:
     world.vn.create_network(NAT, backend="ovs")
-    with pytest.raises(Exception, match="anti-spoofing is not implemented on Open vSwitch"):
-        plug(world, "ovsnat", "g")
+    liar, port = plug(world, "ovsnat", "liar")
+    assert dhcp_lease(liar) and can_ping(liar, "10.31.0.1")
+    flows = ovs.ofctl("dump-flows", "vtovsnat")
+    assert f"dl_src={port.mac}" in flows
+    liar.ip("addr", "add", "10.31.0.222/24", "dev", "eth0")
+    spoofed = liar.exec("ping", "-c", "2", "-W", "1", "-I", "10.31.0.222", "10.31.0.1", check=False)
+    assert spoofed.returncode != 0
+    liar.ip("addr", "del", "10.31.0.222/24", "dev", "eth0")
+    liar.ip("link", "set", "eth0", "address", "52:54:00:de:ad:02")
+    liar.ip("neigh", "flush", "all")
+    assert not can_ping(liar, "10.31.0.1", wait=0.5)
+    world.vn.delete_port(port.uuid or "")
+    assert port.mac not in ovs.ofctl("dump-flows", "vtovsnat")  # its rules went with it
+
+
+def test_isolated_ports_on_ovs(world: World, ovs: OvsServer) -> None:
+    world.vn.create_network(NAT, backend="ovs")
+    a, port = plug(world, "ovsnat", "a", isolated=True)
+    b, _ = plug(world, "ovsnat", "b", isolated=True)
+    c, _ = plug(world, "ovsnat", "c")
+    addr_a, addr_b, addr_c = dhcp_lease(a), dhcp_lease(b), dhcp_lease(c)
+    assert addr_a and addr_b and addr_c
+    assert ovs.vsctl("get", "port", port.attachment.ifname or "", "protected").strip() == "true"
+    assert can_ping(a, "10.31.0.1") and can_ping(a, addr_c) and can_ping(b, addr_c)
+    assert not can_ping(a, addr_b)
 
 
 def test_destroy_and_unplug_leave_ovsdb_and_the_host_as_they_were(
@@ -132,10 +155,13 @@ def test_destroy_and_unplug_leave_ovsdb_and_the_host_as_they_were(
     before, db_before = snapshot(world.host, world.run_dir), ovs.vsctl("show")
     world.vn.create_network(NAT, backend="ovs")
     started, db_started = snapshot(world.host, world.run_dir), ovs.vsctl("show")
-    _, port = plug(world, "ovsnat", "g", spoof_check=False)
+    guest, port = plug(world, "ovsnat", "g")
+    assert dhcp_lease(guest)
     world.vn.delete_port(port.uuid or "")
-    assert (snapshot(world.host, world.run_dir), ovs.vsctl("show")) == (started, db_started)
-    plug(world, "ovsnat", "g2", spoof_check=False)
+    now = snapshot(world.host, world.run_dir)
+    assert {k: v for k, v in now.items() if v != started[k]} == {}
+    assert ovs.vsctl("show") == db_started
+    plug(world, "ovsnat", "g2")
     world.vn.destroy_network("ovsnat")
     assert snapshot(world.host, world.run_dir) == before
     assert ovs.vsctl("show") == db_before

@@ -18,7 +18,7 @@ from virtnet.services.dnsmasq_conf import (
     reserved_ip,
 )
 
-FILES = DnsmasqFiles(Path("/run/vn/dnsmasq/u1"), Path("/run/vn/dnsmasq/lease-event"))
+FILES = DnsmasqFiles(Path("/run/vn/dnsmasq/u1"))
 
 NAT = """<network><name>default</name><uuid>9c2a3a3e-58b1-4bb6-9df9-6b2c0b7c1f00</uuid>
   <forward mode='nat'/><bridge name='virbr0'/><domain name='lab.test' localOnly='yes'/>
@@ -156,3 +156,14 @@ def test_lease_file_parses_ipv4_and_ipv6() -> None:
     ]
     assert leases[0].client_id == "01:52:54:00:aa:bb:cc" and leases[1].expiry == 0
     assert leases[2].iaid == "1234"
+
+
+def test_lease_scripts_guard_with_nftables_or_openflow() -> None:
+    from virtnet.services.dnsmasq import lease_script
+
+    nft = lease_script()
+    assert "element bridge virtnet allowed$family { $mac . $ip }" in nft
+    assert 'case "$mac" in $x:$x:$x:$x:$x:$x) ;; *) exit 0 ;; esac' in nft  # checked first
+    flows = lease_script("unix:/run/ovs/br0.mgmt")
+    assert "target='unix:/run/ovs/br0.mgmt'" in flows and "nft" not in flows
+    assert 'add-flow "$target" "table=1,priority=100,$flow,actions=NORMAL"' in flows
