@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch qemu-system-x86 cpio \
-        python3-openvswitch iproute2 iputils-ping busybox tcpdump
+        python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool
 SOURCES := pyproject.toml $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 

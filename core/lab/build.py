@@ -11,6 +11,8 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from virtnet.api import Virtnet
 from virtnet.errors import Conflict, OperationFailed
@@ -42,6 +44,7 @@ class Builder:
         self.spec, self.backend, self.say = spec, backend, progress
         self.record = Record(spec.name)
         self.addresses: dict[str, str] = {}  # endpoint name -> address (for checks)
+        self.ovs: Any = None  # virtnet.testing.ovs.OvsServer, when the lab needs one
 
     def namespace(self, role: str) -> Namespace:
         name = ns_name(self.spec.name, role)
@@ -58,6 +61,8 @@ class Builder:
         host = self.namespace("host")
         self.record.host = host.name
         self.record.save()
+        if self._needs_ovs():
+            self._start_ovs(host)
         self._lans(host)
         with Virtnet(self.record.state_dir, self.record.run_dir, netns=host.name) as vn:
             for net in self.spec.networks:
@@ -89,24 +94,51 @@ class Builder:
             for nic in (n for n in self.spec.nics if n.lan == lan.name):
                 _cable(host, nic.name, wire, f"h-{nic.name}", master="sw")
                 target = nic.name
-                if nic.bridge and nic.bridge in self._host_bridges():
+                kind = self._host_bridges().get(nic.bridge or "")
+                if nic.bridge and kind == "linux":
                     host.ip("link", "add", nic.bridge, "type", "bridge", "stp_state", "0")
                     host.ip("link", "set", nic.name, "master", nic.bridge)
+                    host.ip("link", "set", nic.bridge, "up")
+                    target = nic.bridge
+                elif nic.bridge and kind == "ovs":
+                    self.ovs.vsctl("add-br", nic.bridge, "--", "set", "bridge", nic.bridge,
+                                   "datapath_type=netdev", "--", "add-port", nic.bridge,
+                                   nic.name)  # fmt: skip
                     host.ip("link", "set", nic.bridge, "up")
                     target = nic.bridge
                 if nic.address:
                     host.ip("addr", "add", nic.address, "dev", target)
                     self.addresses[f"host.{nic.name}"] = nic.address.split("/")[0]
 
-    def _host_bridges(self) -> set[str]:
-        """Host bridges the chosen networks attach to (a NIC is only bridged for them: a
-        macvtap variant needs the bare NIC)."""
-        names = set()
+    def _host_bridges(self) -> dict[str, str]:
+        """Host bridges the chosen networks attach to, and their kind (``linux`` or ``ovs``):
+        a NIC is only bridged for them (a macvtap variant needs the bare NIC)."""
+        kinds = {}
         for net in self.spec.networks:
             parsed = parse_network(net.xml_for(self.backend)[0])
             if parsed.mode is ForwardMode.BRIDGE and parsed.bridge and parsed.bridge.name:
-                names.add(parsed.bridge.name)
-        return names
+                ovs = parsed.virtualport is not None and parsed.virtualport.type == "openvswitch"
+                kinds[parsed.bridge.name] = "ovs" if ovs else "linux"
+        return kinds
+
+    def _needs_ovs(self) -> bool:
+        return "ovs" in self._host_bridges().values() or any(
+            net.xml_for(self.backend)[1] == "ovs" for net in self.spec.networks
+        )
+
+    def _start_ovs(self, host: Namespace) -> None:
+        """A private Open vSwitch in the lab's host namespace (this kernel has no OVS module:
+        its bridges use the userspace datapath)."""
+        from virtnet.testing.ovs import OvsServer
+
+        self.say("Open vSwitch: starting a private ovsdb-server and ovs-vswitchd")
+        self.ovs = OvsServer(host)
+        self.record.ovsdb = self.ovs.remote
+        self.record.save()
+        self.ovs.start()
+        for pid_file in ("ovsdb.pid", "vswitchd.pid"):
+            self.record.add_pid(int((self.ovs.dir / pid_file).read_text()))
+        os.environ["VIRTNET_OVSDB"] = self.ovs.remote
 
     def _guest(self, vn: Virtnet, guest: Guest) -> None:
         ns = self.namespace(guest.name)
@@ -148,6 +180,10 @@ class Builder:
 
 def _cable(a: Namespace, a_if: str, b: Namespace, b_if: str, master: str | None = None) -> None:
     a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name)
+    # full checksums on the wire, as a physical NIC delivers them (OVS's userspace datapath
+    # forwards what it reads from a veth before offloaded checksums are filled)
+    a.exec("ethtool", "-K", a_if, "tx", "off", check=False)
+    b.exec("ethtool", "-K", b_if, "tx", "off", check=False)
     a.ip("link", "set", a_if, "up")
     if master:
         b.ip("link", "set", b_if, "master", master)
@@ -185,6 +221,8 @@ def down(lab: str, progress: Progress) -> list[str]:
     """Remove everything the lab's record names (networks first, through virtnet)."""
     record = Record.load(lab)
     names = record.namespaces if record else []
+    if record is not None and record.ovsdb:
+        os.environ["VIRTNET_OVSDB"] = record.ovsdb  # networks on the lab's own OVS
     if record is not None and record.host and os.path.exists(f"/run/netns/{record.host}"):
         with (
             contextlib.suppress(Exception),
@@ -208,5 +246,9 @@ def down(lab: str, progress: Progress) -> list[str]:
         removed.append(name)
     if record is not None:
         shutil.rmtree(record.directory, ignore_errors=True)
+        if record.ovsdb:
+            shutil.rmtree(Path(record.ovsdb.removeprefix("unix:")).parent, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the last lab: leave /run as it was
+            record.directory.parent.rmdir()
     progress(f"lab {lab}: removed {len(removed)} namespace(s)")
     return removed

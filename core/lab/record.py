@@ -23,6 +23,7 @@ class Record:
     host: str | None = None  # the namespace playing the virtnet host
     addresses: dict[str, str] = field(default_factory=dict)  # endpoint -> address, for checks
     backend: str | None = None
+    ovsdb: str | None = None  # the lab's own Open vSwitch, if it runs one (its db socket)
 
     @property
     def directory(self) -> Path:

@@ -82,8 +82,16 @@ class Ovsdb:
 
     # writing ----------------------------------------------------------------------------------
     def create_bridge(
-        self, name: str, datapath_type: str, external_ids: dict[str, str], mtu: int | None
+        self,
+        name: str,
+        datapath_type: str,
+        external_ids: dict[str, str],
+        mtu: int | None,
+        mac: str | None = None,
     ) -> None:
+        """A bridge and its local internal port. ``mac`` pins the bridge's address (OVS would
+        otherwise take the lowest MAC among its ports, changing it under the guests' ARP
+        caches as ports come and go)."""
         if self.bridge(name) is not None:
             raise Conflict(f"Open vSwitch bridge {name!r} already exists", subject="bridge")
 
@@ -98,6 +106,8 @@ class Ovsdb:
             br = txn.insert(self.idl.tables["Bridge"])
             br.name, br.ports, br.datapath_type = name, [port], datapath_type
             br.external_ids = external_ids
+            if mac:
+                br.other_config = {"hwaddr": mac}
             root.verify("bridges")
             root.bridges = [*root.bridges, br]
 

@@ -271,6 +271,7 @@ class CreateVeth(Step):
     peer_mac: str | None = None
     mtu: int | None = None
     bulk: bool = False  # the bridge's plan has RemovePortsInBulk: join its ports' link group
+    peer_tx_checksum: bool = True  # False: the guest computes checksums (OVS userspace)
 
     def describe(self) -> str:
         return (
@@ -291,7 +292,7 @@ class CreateVeth(Step):
             )
 
     def apply(self, ctx: ApplyContext) -> None:
-        from virtnet.services.netlink import in_namespace
+        from virtnet.services.netlink import Netlink, in_namespace, set_tx_checksum
 
         nl = services(ctx).netlink
         nl.create_veth(
@@ -303,7 +304,13 @@ class CreateVeth(Step):
             mtu=self.mtu,
             group=nl.port_group(self.master) if self.master and self.bulk else None,
         )
-        in_namespace(self.peer_netns, lambda guest: guest.set_up(self.peer_ifname))
+
+        def guest_side(guest: Netlink) -> None:
+            if not self.peer_tx_checksum:
+                set_tx_checksum(self.peer_ifname, False)
+            guest.set_up(self.peer_ifname)
+
+        in_namespace(self.peer_netns, guest_side)
         # our end stays down (no frame reaches the bridge) until the plan's last step
 
 
@@ -599,9 +606,13 @@ class CreateOvsBridge(Step):
     datapath_type: str
     network_uuid: str
     mtu: int | None = None
+    mac: str | None = None
 
     def describe(self) -> str:
-        return f"create Open vSwitch bridge {self.name} (datapath {self.datapath_type})"
+        return (
+            f"create Open vSwitch bridge {self.name} (datapath {self.datapath_type}, "
+            f"mac {self.mac})"
+        )
 
     def undo(self) -> Undo | None:
         return Undo("core.ovs.bridge.delete", {"name": self.name})
@@ -615,7 +626,7 @@ class CreateOvsBridge(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         ids = {"virtnet-network": self.network_uuid}
-        services(ctx).ovsdb.create_bridge(self.name, self.datapath_type, ids, self.mtu)
+        services(ctx).ovsdb.create_bridge(self.name, self.datapath_type, ids, self.mtu, self.mac)
 
 
 @dataclass(frozen=True)

@@ -73,10 +73,13 @@ class OvsBackend:
         if not bridge:
             raise InvalidInput("needs a bridge name", subject="network/bridge/@name")
         if network.mode is ForwardMode.BRIDGE:
-            return Plan([RequireOvsBridge(bridge)], {"bridge": bridge, "owned": False})
+            datapath = "system" if kernel_datapath_available() else "netdev"
+            return Plan(
+                [RequireOvsBridge(bridge)], {"bridge": bridge, "owned": False, "datapath": datapath}
+            )
         assert network.uuid is not None
         datapath = "system" if kernel_datapath_available() else "netdev"
-        plan = Plan([CreateOvsBridge(bridge, datapath, network.uuid, network.mtu)])
+        plan = Plan([CreateOvsBridge(bridge, datapath, network.uuid, network.mtu, network.mac)])
         steps, info = l3_steps(network, bridge, host, openflow_target=mgmt_target(bridge))
         plan.add(*steps)
         plan.add(*bandwidth_steps(bridge, ifb_name(network.uuid), network.bandwidth, "network"))
@@ -112,7 +115,11 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
         if not a.netns:
             raise InvalidInput("a veth port needs the guest's namespace", subject="port/netns")
         a.guest_ifname = a.guest_ifname or "eth0"
-        steps = [CreateVeth(a.ifname, None, a.guest_ifname, a.netns, port.mac, net.mtu)]
+        userspace = status.get("datapath", "netdev") == "netdev"
+        steps = [
+            CreateVeth(a.ifname, None, a.guest_ifname, a.netns, port.mac, net.mtu,
+                       peer_tx_checksum=not userspace)
+        ]  # fmt: skip
     else:
         raise Unsupported(f"the ovs backend cannot make {a.kind.value} ports", subject="port")
     tag, trunks, mode = vlan_settings(port.vlan)
