@@ -21,6 +21,7 @@ from virtnet.errors import Conflict, NotFound, OperationFailed
 T = TypeVar("T")
 
 IFA_F_NODAD = 0x02  # add IPv6 addresses usable at once, so dnsmasq can bind them
+IFF_NOARP = 0x80
 RTM_F_FIB_MATCH = 0x2000  # route get: return the matching FIB entry, prefix included
 PORT_GROUP_BASE = 0x76740000  # link groups of guest ports: base + the bridge's ifindex
 
@@ -238,6 +239,10 @@ class Netlink:
 
     def set_up(self, ifname: str) -> None:
         self.ipr.link("set", index=self.require(ifname), state="up")
+
+    def set_noarp(self, ifname: str) -> None:
+        """IFF_NOARP: the host never answers ARP on this link (see ``OutOfHostStack``)."""
+        self.ipr.link("set", index=self.require(ifname), flags=IFF_NOARP, mask=IFF_NOARP)
 
     def set_bridge_port(self, ifname: str, *, isolated: bool) -> None:
         self.ipr.brport("set", index=self.require(ifname), isolated=1 if isolated else 0)

@@ -8,6 +8,7 @@ registered by :mod:`virtnet.services.actions` under a ``core.`` name and is idem
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import stat
 from dataclasses import dataclass
@@ -575,6 +576,31 @@ class CreateMacvlan(Step):
 
 
 # --- Open vSwitch -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutOfHostStack(Step):
+    """Keep the host's IP stack off a port's host-side link.
+
+    Open vSwitch's userspace datapath reads a port with AF_PACKET but does not take the link
+    away from the kernel, as a Linux bridge (or OVS's kernel datapath) does. The host would
+    then answer a guest's ARP for the host's own address on the port link itself, and the
+    guest's packets would reach the host through the wrong interface (bypassing rules keyed
+    on the bridge's). No ARP and no IPv6 on that link prevents it.
+    """
+
+    ifname: str
+
+    def describe(self) -> str:
+        return f"keep the host's IP stack off {self.ifname} (no ARP, no IPv6)"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.set_noarp(self.ifname)
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{self.ifname}/disable_ipv6").write_text("1")
+
+
 @dataclass(frozen=True)
 class RequireOvsBridge(Step):
     """Fail unless an Open vSwitch bridge virtnet does not own exists."""

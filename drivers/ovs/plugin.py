@@ -34,6 +34,7 @@ from virtnet.services.steps import (
     CreateTap,
     CreateVeth,
     GuardOvsPort,
+    OutOfHostStack,
     RequireOvsBridge,
     SetUp,
 )
@@ -122,6 +123,8 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
         ]  # fmt: skip
     else:
         raise Unsupported(f"the ovs backend cannot make {a.kind.value} ports", subject="port")
+    if status.get("datapath", "netdev") == "netdev":
+        steps.append(OutOfHostStack(a.ifname))
     tag, trunks, mode = vlan_settings(port.vlan)
     steps.append(
         AddOvsPort(bridge, a.ifname, tag, trunks, mode, external_ids(port), bool(port.isolated))

@@ -33,17 +33,20 @@ def leftovers(lab: str) -> list[str]:
     if (LAB_ROOT / lab).exists():
         names.append(str(LAB_ROOT / lab))
     procs = subprocess.run(["pgrep", "-af", f"{LAB_ROOT}/{lab}/"], capture_output=True, text=True)
-    return names + procs.stdout.splitlines()
+    ovs = subprocess.run(["pgrep", "-af", "virtnet-ovs-"], capture_output=True, text=True)
+    return names + procs.stdout.splitlines() + ovs.stdout.splitlines()
 
 
-@pytest.mark.parametrize("backend", [None, "macvtap"])
+@pytest.mark.parametrize("backend", [None, "macvtap", "ovs"])
 def test_the_seed_lab_passes_its_whole_matrix(backend: str | None) -> None:
     args = ["lab", "run", "archnetwork.yaml"] + (["--backend", backend] if backend else [])
     done = virtnet(*args)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "22/22 as expected" in done.stdout
     if backend:
-        assert "network lan1: starting on macvtap" in done.stdout
+        assert f"network lan1: starting on {backend}" in done.stdout
+    if backend == "ovs":
+        assert "network vlan1: starting on ovs" in done.stdout
     assert leftovers("arch") == []
 
 
