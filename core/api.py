@@ -194,8 +194,8 @@ class Virtnet:
             if active is None:
                 raise Conflict(f"network {name!r} is not active")
             problems = []
-            bridge = active.info.get("bridge")
-            teardown = str(bridge) if bridge else None
+            bridge = active.info.get("bridge")  # a bridge the network owns goes as a whole
+            teardown = str(bridge) if bridge and active.info.get("owned") else None
             for port in self.store.ports(name):
                 problems += self._rollback(self._port_journal(port["uuid"]), teardown)
             problems += self._rollback(self._network_journal(name), teardown)

@@ -35,9 +35,10 @@ class ApplyContext:
     undo_actions: dict[str, UndoAction]
     services: Any = None
     scratch: dict[str, Any] = field(default_factory=dict)
-    #: While a network is being destroyed: its bridge (``Plan.info["bridge"]``). Undo actions
-    #: of its ports may then leave links to the network's own bulk removal (one kernel
-    #: request for all of them instead of ~20 ms each).
+    #: While a network is being destroyed: its bridge (``Plan.info["bridge"]``), when the
+    #: network owns it (``Plan.info["owned"]``). Undo actions of its ports may then leave
+    #: what goes with the bridge to its removal (one kernel request, or one OVSDB
+    #: transaction, for all of them instead of one each).
     teardown: str | None = None
     #: Waits an undo action may defer to the end of the rollback (e.g. for a signalled
     #: process to exit), so they overlap with the rest of the teardown instead of adding up.

@@ -106,6 +106,14 @@ class Builder:
                                    nic.name)  # fmt: skip
                     host.ip("link", "set", nic.bridge, "up")
                     target = nic.bridge
+                if nic.address and target == nic.name and nic.name in self._direct_devices():
+                    # macvtap guests cannot reach the host through their lower device; the
+                    # usual way around: the host's address on a macvlan (bridge mode) of it
+                    target = f"{nic.name}.h"
+                    host.ip("link", "add", "link", nic.name, "name", target, "type", "macvlan",
+                            "mode", "bridge")  # fmt: skip
+                    host.ip("link", "set", target, "up")
+                    self.say(f"host: {nic.address} on macvlan {target}, so direct guests reach it")
                 if nic.address:
                     host.ip("addr", "add", nic.address, "dev", target)
                     self.addresses[f"host.{nic.name}"] = nic.address.split("/")[0]
@@ -120,6 +128,15 @@ class Builder:
                 ovs = parsed.virtualport is not None and parsed.virtualport.type == "openvswitch"
                 kinds[parsed.bridge.name] = "ovs" if ovs else "linux"
         return kinds
+
+    def _direct_devices(self) -> set[str]:
+        """Host NICs a chosen network attaches guests to directly (macvtap)."""
+        devices: set[str] = set()
+        for net in self.spec.networks:
+            parsed = parse_network(net.xml_for(self.backend)[0])
+            if not (parsed.bridge and parsed.bridge.name):
+                devices.update(parsed.forward_devices)
+        return devices
 
     def _needs_ovs(self) -> bool:
         return "ovs" in self._host_bridges().values() or any(

@@ -46,6 +46,8 @@ def delete_ovs_bridge(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 
 def delete_ovs_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    if ctx.teardown is not None and ctx.teardown == args["bridge"]:
+        return  # the network's own bridge goes next, with all its ports, in one transaction
     services(ctx).ovsdb.delete_port(args["bridge"], args["name"])
 
 

@@ -158,8 +158,7 @@ class Ovsdb:
                 port.vlan_mode = [vlan_mode]
             if protected:
                 port.protected = True
-            br.verify("ports")
-            br.ports = [*br.ports, port]
+            br.addvalue("ports", port)  # a "mutate": no rewrite of the bridge's whole port set
 
         self._commit(build, f"add port {name} to {bridge}")
         return self._wait_interface(name)
@@ -171,8 +170,7 @@ class Ovsdb:
             br, port = self.bridge(bridge, refresh=False), self.port(name, refresh=False)
             if br is None or port is None:
                 return
-            br.verify("ports")
-            br.ports = [p for p in br.ports if p.uuid != port.uuid]
+            br.delvalue("ports", port)
 
         if self.port(name) is not None:
             self._commit(build, f"delete port {name}")

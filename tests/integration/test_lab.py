@@ -42,7 +42,7 @@ def test_the_seed_lab_passes_its_whole_matrix(backend: str | None) -> None:
     args = ["lab", "run", "archnetwork.yaml"] + (["--backend", backend] if backend else [])
     done = virtnet(*args)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "22/22 as expected" in done.stdout
+    assert "23/23 as expected" in done.stdout
     if backend:
         assert f"network lan1: starting on {backend}" in done.stdout
     if backend == "ovs":

@@ -97,6 +97,8 @@ def test_vlan_tags_separate_guests_and_a_trunk_sees_both(world: World, ovs: OvsS
     assert f'iface-id="{port_a.uuid}"' in ids and f'attached-mac="{port_a.mac}"' in ids
     assert 'vm-uuid="6f1f7c1e-8d3b-4b4e-9a38-0c8f1e2d3a4b"' in ids
     assert ovs.vsctl("get", "port", port_a.attachment.ifname or "", "tag").strip() == "10"
+    world.vn.destroy_network("tagged")  # the bridge is not virtnet's: only the ports go
+    assert ovs.vsctl("list-ports", "ovsbr0").strip() == ""
 
 
 NAT = """<network><name>ovsnat</name><forward mode='nat'/><bridge name='vtovsnat'/>
