@@ -289,6 +289,17 @@ class Virtnet:
             raise Conflict(f"network {name!r} is not active")
         return self.hooks.check(active.backend, parse_network(active.xml), active.info)
 
+    def reconcile_network(self, name: str) -> list[str]:
+        """Repair the datapath of an active network from virtnet's record of its ports (e.g.
+        after Open vSwitch restarted); one line per repair."""
+        with host_lock(self.host):
+            active = self.store.active_network(name)
+            if active is None:
+                raise Conflict(f"network {name!r} is not active")
+            ports = [from_dict(NetworkPort, p) for p in self.store.ports(name)]
+            net = parse_network(active.xml)
+            return self.hooks.reconcile(active.backend, net, active.info, ports)
+
     # ports ----------------------------------------------------------------------------------
     def create_port(self, network: str, port: NetworkPort | None = None) -> NetworkPort:
         """Plug a guest port into an active network; returns it with its plug result."""

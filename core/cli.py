@@ -178,6 +178,16 @@ def net_check(name: str) -> None:
     click.echo(f"Network {name} is in sync")
 
 
+@cli.command("net-reconcile")
+@click.argument("name")
+def net_reconcile(name: str) -> None:
+    """Repair an active network's datapath from virtnet's record of its ports."""
+    repairs = api().reconcile_network(name)
+    for line in repairs:
+        click.echo(f"repaired: {line}")
+    click.echo(f"Network {name}: {len(repairs)} repair(s)")
+
+
 @cli.command("drivers")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def drivers(as_json: bool) -> None:

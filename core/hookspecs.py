@@ -45,6 +45,7 @@ BACKEND_HOOKS = (
     "virtnet_network_plan_start",
     "virtnet_port_plan_plug",
     "virtnet_network_check",
+    "virtnet_network_reconcile",
 )
 
 
@@ -109,6 +110,19 @@ def virtnet_network_check(network: Network, host: Host, status: dict[str, Any]) 
 
     Called by ``net-check`` and by the daemon's drift watcher. Read only: report a missing
     bridge, flushed rules, a dead dnsmasq; an empty list means in sync.
+    """
+
+
+@hookspec(firstresult=True)
+def virtnet_network_reconcile(
+    network: Network, host: Host, status: dict[str, Any], ports: list[NetworkPort]
+) -> list[str]:
+    """Bring the datapath back in line with virtnet's ports; return one line per repair.
+
+    Called by ``net-reconcile`` (and the daemon after a restart of the backend or its
+    switch). ``ports`` are the network's ports as virtnet recorded them. Remove what the
+    datapath holds for ports whose guest link is gone, and re-attach links the datapath lost.
+    A backend with nothing to reconcile need not implement it.
     """
 
 

@@ -142,6 +142,14 @@ class Hooks:
         )
         return list(drift or [])
 
+    def reconcile(
+        self, backend: str, network: Network, status: dict[str, Any], ports: list[NetworkPort]
+    ) -> list[str]:
+        done = self._backend_hook(backend, "virtnet_network_reconcile")(
+            network=network, host=self.host, status=status, ports=ports
+        )
+        return list(done or [])
+
     # contributions and events -------------------------------------------------------------
     def validate(self, network: Network) -> None:
         self.pm.hook.virtnet_network_validate(network=network, host=self.host)

@@ -94,6 +94,16 @@ class OvsBackend:
         return plan_plug(network, port, status)
 
     @hookimpl
+    def virtnet_network_reconcile(
+        self, network: Network, host: Host, status: dict[str, Any], ports: list[NetworkPort]
+    ) -> list[str]:
+        services = Services(host)
+        try:
+            return services.call(reconcile, services, network, status, ports)
+        finally:
+            services.close()
+
+    @hookimpl
     def virtnet_network_check(self, host: Host, status: dict[str, Any]) -> list[str]:
         services = Services(host)
         try:
@@ -157,12 +167,55 @@ def external_ids(port: NetworkPort) -> tuple[tuple[str, str], ...]:
         "iface-id": params.get("interfaceid") or str(port.uuid),
         "attached-mac": str(port.mac),
         "iface-status": "active",
+        "virtnet-port": str(port.uuid),  # what reconcile may touch
     }
     if port.owner is not None:
         ids["vm-uuid"] = port.owner.uuid
     if params.get("profileid"):
         ids["virtnet-profileid"] = params["profileid"]
     return tuple(sorted(ids.items()))
+
+
+def reconcile(
+    services: Services, net: Network, status: dict[str, Any], ports: list[NetworkPort]
+) -> list[str]:
+    """OVS ports of virtnet's whose guest link is gone are removed; guest links whose OVS
+    port is gone (a lost or rebuilt database, a crash between steps) are added back, with
+    their anti-spoofing rules re-made for the new OpenFlow port number."""
+    from virtnet.services import openflow
+
+    bridge = str(status["bridge"])
+    db, nl = services.ovsdb, services.netlink
+    repairs = []
+    for row in list(db.table("Port").values()):
+        ours = any("virtnet-port" in iface.external_ids for iface in row.interfaces)
+        if ours and nl.index(row.name) is None:
+            db.delete_port(bridge, row.name)
+            repairs.append(f"removed OVS port {row.name}: its guest link is gone")
+    present = set(db.port_names(bridge))
+    for port in ports:
+        ifname = port.attachment.ifname
+        if ifname and ifname not in present and nl.index(ifname) is not None:
+            tag, trunks, mode = vlan_settings(port.vlan)
+            db.add_port(
+                bridge,
+                ifname,
+                tag=tag,
+                trunks=list(trunks),
+                vlan_mode=mode,
+                external_ids=dict(external_ids(port)),
+                protected=bool(port.isolated),
+            )
+            if net.mode.has_own_bridge and port.attachment.spoof_check is not False:
+                guard = GuardOvsPort(bridge, ifname, str(port.mac),
+                                     tuple(known_ips(net, port, status)))  # fmt: skip
+                openflow.remove_guard(bridge, guard.cookie, guard.mac)
+                openflow.add_flows(
+                    bridge,
+                    openflow.guard_flows(guard.cookie, db.ofport(ifname), guard.mac, guard.ips),
+                )
+            repairs.append(f"re-added {ifname} to {bridge}")
+    return repairs
 
 
 def _check(services: Services, bridge: str) -> list[str]:

@@ -167,3 +167,24 @@ def test_destroy_and_unplug_leave_ovsdb_and_the_host_as_they_were(
     world.vn.destroy_network("ovsnat")
     assert snapshot(world.host, world.run_dir) == before
     assert ovs.vsctl("show") == db_before
+
+
+def test_reconcile_repairs_lost_and_stale_ovs_ports(world: World, ovs: OvsServer) -> None:
+    world.vn.create_network(NAT, backend="ovs")
+    lost, port = plug(world, "ovsnat", "lost")
+    _, stale_port = plug(world, "ovsnat", "stale")
+    assert dhcp_lease(lost)
+    ifname, stale_if = port.attachment.ifname or "", stale_port.attachment.ifname or ""
+    ovs.vsctl("del-port", "vtovsnat", ifname)  # the database lost a port
+    world.host.ip("link", "del", stale_if)  # a guest link vanished behind OVS's back
+    assert not can_ping(lost, "10.31.0.1", wait=0.5)
+    repairs = world.vn.reconcile_network("ovsnat")
+    assert f"re-added {ifname} to vtovsnat" in repairs
+    assert any(stale_if in line and "gone" in line for line in repairs)
+    assert ifname in ovs.vsctl("list-ports", "vtovsnat")
+    assert stale_if not in ovs.vsctl("list-ports", "vtovsnat")
+    assert can_ping(lost, "10.31.0.1")
+    lost.ip("addr", "add", "10.31.0.233/24", "dev", "eth0")  # still guarded after the repair
+    spoofed = lost.exec("ping", "-c", "1", "-W", "1", "-I", "10.31.0.233", "10.31.0.1", check=False)
+    assert spoofed.returncode != 0
+    assert world.vn.reconcile_network("ovsnat") == []  # nothing left to do
