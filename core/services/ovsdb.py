@@ -71,10 +71,32 @@ class Ovsdb:
         return next((p for p in self.table("Port", refresh).values() if p.name == name), None)
 
     def ofport(self, interface: str) -> int:
+        """The interface's OpenFlow port: the one it asked for, else the one it was given."""
         iface = next((i for i in self.table("Interface").values() if i.name == interface), None)
+        if iface is not None and iface.ofport_request:
+            return int(iface.ofport_request[0])
         if iface is None or not iface.ofport or iface.ofport[0] < 0:
             raise NotFound(f"Open vSwitch has no OpenFlow port for {interface}", subject="port")
         return int(iface.ofport[0])
+
+    def interface_errors(self, bridge: str) -> list[str]:
+        """Interfaces of ``bridge`` that ovs-vswitchd could not add, with its reason."""
+        row = self.bridge(bridge)
+        found = []
+        for port in row.ports if row is not None else []:
+            for iface in port.interfaces:
+                if iface.error or (iface.ofport and iface.ofport[0] < 0):
+                    reason = iface.error[0] if iface.error else "no OpenFlow port"
+                    found.append(f"interface {iface.name}: {reason}")
+        return found
+
+    def _free_ofport(self, bridge: Any) -> int:
+        """The lowest OpenFlow port number no interface of ``bridge`` has or asked for."""
+        used: set[int] = set()
+        for port in bridge.ports:
+            for iface in port.interfaces:
+                used.update(n for n in (*iface.ofport, *iface.ofport_request) if n > 0)
+        return next(n for n in range(1, 65280) if n not in used)
 
     def port_names(self, bridge: str) -> list[str]:
         row = self.bridge(bridge)
@@ -137,17 +159,26 @@ class Ovsdb:
         external_ids: dict[str, str],
         protected: bool = False,
     ) -> int:
-        """Add a system interface as a port; returns its OpenFlow port number."""
-        if self.bridge(bridge) is None:
+        """Add a system interface as a port; returns its OpenFlow port number.
+
+        The number is chosen here (``ofport_request``), so the caller can install flows for
+        it at once; the transaction does not wait for ovs-vswitchd, whose reconfiguration
+        costs O(ports) on the userspace datapath. Whether it could add the interface shows in
+        ``Interface.error``, which drift checks report (:meth:`interface_errors`).
+        """
+        row = self.bridge(bridge)
+        if row is None:
             raise NotFound(f"Open vSwitch bridge {bridge!r} does not exist", subject="bridge")
         if self.port(name) is not None:
             raise Conflict(f"Open vSwitch already has a port {name!r}", subject="port")
+        ofport = self._free_ofport(row)
 
         def build(txn: Any) -> None:
             br: Any = self.bridge(bridge, refresh=False)
             iface = txn.insert(self.idl.tables["Interface"])
             iface.name = name
             iface.external_ids = external_ids
+            iface.ofport_request = [ofport]
             port = txn.insert(self.idl.tables["Port"])
             port.name, port.interfaces = name, [iface]
             if tag is not None:
@@ -160,8 +191,8 @@ class Ovsdb:
                 port.protected = True
             br.addvalue("ports", port)  # a "mutate": no rewrite of the bridge's whole port set
 
-        self._commit(build, f"add port {name} to {bridge}")
-        return self._wait_interface(name)
+        self._commit(build, f"add port {name} to {bridge}", wait=False)
+        return ofport
 
     def delete_port(self, bridge: str, name: str) -> None:
         """Remove a port; nothing to do if it is already gone (undo must be idempotent)."""
@@ -176,23 +207,26 @@ class Ovsdb:
             self._commit(build, f"delete port {name}")
 
     # helpers ----------------------------------------------------------------------------------
-    def _commit(self, build: Callable[[Any], None], what: str) -> None:
-        """Commit one transaction, then wait until ovs-vswitchd has applied it (``next_cfg``
-        / ``cur_cfg``, as ovs-vsctl does): a deleted port is then gone from the kernel too."""
+    def _commit(self, build: Callable[[Any], None], what: str, wait: bool = True) -> None:
+        """Commit one transaction, then (``wait``) until ovs-vswitchd has applied it
+        (``next_cfg`` / ``cur_cfg``, as ovs-vsctl does): a deleted port is then gone from the
+        kernel too."""
         Transaction = self._idl_mod.Transaction
         for _ in range(20):
             self.idl.run()
             txn = Transaction(self.idl)
             try:
                 build(txn)
-                root = next(iter(self.idl.tables["Open_vSwitch"].rows.values()))
-                root.increment("next_cfg")
+                if wait:
+                    root = next(iter(self.idl.tables["Open_vSwitch"].rows.values()))
+                    root.increment("next_cfg")
             except BaseException:
                 txn.abort()
                 raise
             status = txn.commit_block()
             if status in (Transaction.SUCCESS, Transaction.UNCHANGED):
-                self._wait_applied(int(txn.get_increment_new_value()))
+                if wait:
+                    self._wait_applied(int(txn.get_increment_new_value()))
                 return
             if status != Transaction.TRY_AGAIN:
                 raise OperationFailed(f"Open vSwitch refused to {what}: {txn.get_error()}")

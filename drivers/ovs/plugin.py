@@ -224,6 +224,7 @@ def _check(services: Services, bridge: str) -> list[str]:
         problems.append(f"Open vSwitch bridge {bridge} is missing from OVSDB")
     if services.netlink.index(bridge) is None:
         problems.append(f"the local port of {bridge} is missing from the kernel")
+    problems += services.ovsdb.interface_errors(bridge)
     return problems
 
 
