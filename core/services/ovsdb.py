@@ -22,6 +22,22 @@ from virtnet.errors import Conflict, NotFound, OperationFailed, Unsupported
 
 DEFAULT_DB = "/var/run/openvswitch/db.sock"
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+#: The columns virtnet reads or writes. Registering only these keeps ovs-vswitchd's constant
+#: statistics and status updates of every interface out of this process.
+COLUMNS = {
+    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
+    "Bridge": ["name", "ports", "datapath_type", "external_ids", "other_config"],
+    "Port": ["name", "interfaces", "tag", "trunks", "vlan_mode", "protected"],
+    "Interface": [
+        "name",
+        "type",
+        "external_ids",
+        "ofport",
+        "ofport_request",
+        "error",
+        "mtu_request",
+    ],
+}
 
 
 def db_remote() -> str:
@@ -46,8 +62,13 @@ class Ovsdb:
         self._idl_mod, self._poller = ovs.db.idl, ovs.poller
         self.remote = remote or db_remote()
         helper = ovs.db.idl.SchemaHelper(location=SCHEMA)
-        helper.register_all()
+        for table, columns in COLUMNS.items():  # not statistics: a stream of updates per port
+            helper.register_columns(table, columns)
         self.idl = ovs.db.idl.Idl(self.remote, helper)
+        for table in ("Bridge", "Port", "Interface"):  # name look-ups without a table scan
+            self.idl.index_create(table, "name").add_column("name")
+        # per bridge: (its port count when last read, the OpenFlow numbers in use)
+        self._ofports: dict[str, tuple[int, set[int]]] = {}
         if not self._wait(lambda: self.idl.has_ever_connected() and self.idl.change_seqno > 0,
                           timeout):  # fmt: skip
             self.idl.close()
@@ -64,15 +85,25 @@ class Ovsdb:
             self.idl.run()
         return dict(self.idl.tables[name].rows)
 
+    def _by_name(self, table: str, name: str, refresh: bool) -> Any | None:
+        if refresh:
+            self.idl.run()
+        rows = self.idl.tables[table].rows
+        entry = rows.IndexEntry(uuid=None, name=name)
+        return next(iter(rows.indexes["name"].irange(entry, entry)), None)
+
     def bridge(self, name: str, refresh: bool = True) -> Any | None:
-        return next((b for b in self.table("Bridge", refresh).values() if b.name == name), None)
+        return self._by_name("Bridge", name, refresh)
 
     def port(self, name: str, refresh: bool = True) -> Any | None:
-        return next((p for p in self.table("Port", refresh).values() if p.name == name), None)
+        return self._by_name("Port", name, refresh)
+
+    def interface(self, name: str, refresh: bool = True) -> Any | None:
+        return self._by_name("Interface", name, refresh)
 
     def ofport(self, interface: str) -> int:
         """The interface's OpenFlow port: the one it asked for, else the one it was given."""
-        iface = next((i for i in self.table("Interface").values() if i.name == interface), None)
+        iface = self.interface(interface)
         if iface is not None and iface.ofport_request:
             return int(iface.ofport_request[0])
         if iface is None or not iface.ofport or iface.ofport[0] < 0:
@@ -91,12 +122,29 @@ class Ovsdb:
         return found
 
     def _free_ofport(self, bridge: Any) -> int:
-        """The lowest OpenFlow port number no interface of ``bridge`` has or asked for."""
-        used: set[int] = set()
-        for port in bridge.ports:
-            for iface in port.interfaces:
-                used.update(n for n in (*iface.ofport, *iface.ofport_request) if n > 0)
-        return next(n for n in range(1, 65280) if n not in used)
+        """An OpenFlow port number no interface of ``bridge`` has or asked for.
+
+        The bridge's numbers are read again only when its port count is not what this
+        session left it at (another process, or a delete): reading every interface on every
+        plug made plugging O(ports)."""
+        count = len(bridge.ports)
+        cached = self._ofports.get(bridge.name)
+        if cached is None or cached[0] != count:
+            used = {
+                n
+                for port in bridge.ports
+                for iface in port.interfaces
+                for n in (*iface.ofport, *iface.ofport_request)
+                if n > 0
+            }
+        else:
+            used = cached[1]
+        number = max(used, default=0) + 1
+        if number >= 65280:
+            number = next(n for n in range(1, 65280) if n not in used)
+        used.add(number)
+        self._ofports[bridge.name] = (count + 1, used)
+        return number
 
     def port_names(self, bridge: str) -> list[str]:
         row = self.bridge(bridge)
@@ -241,11 +289,11 @@ class Ovsdb:
 
     def _wait_interface(self, name: str, timeout: float = 5.0) -> int:
         def ready() -> bool:
-            iface = next((i for i in self.table("Interface").values() if i.name == name), None)
+            iface = self.interface(name, refresh=False)
             return iface is not None and (bool(iface.error) or bool(iface.ofport))
 
         self._wait(ready, timeout)
-        iface = next((i for i in self.table("Interface").values() if i.name == name), None)
+        iface = self.interface(name)
         if iface is None or not iface.ofport or iface.ofport[0] < 0 or iface.error:
             error = iface.error[0] if iface is not None and iface.error else "no OpenFlow port"
             raise OperationFailed(f"ovs-vswitchd could not add interface {name}: {error}")
