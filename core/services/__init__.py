@@ -90,6 +90,16 @@ class Services:
 
         return Dnsmasq()
 
+    @classmethod
+    def once(cls, host: Host, fn: Callable[..., T], *args: object) -> T:
+        """``fn(services, *args)`` in ``host``'s namespace with services made for this one
+        call (read-only hooks such as drift checks, which get no ApplyContext)."""
+        services = cls(host)
+        try:
+            return services.call(fn, services, *args)
+        finally:
+            services.close()
+
     def close(self) -> None:
         if "netlink" in self.__dict__:
             self.call(self.netlink.close)

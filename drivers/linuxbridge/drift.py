@@ -12,11 +12,7 @@ from virtnet.services.firewall_rules import network_rules
 
 
 def check(net: Network, host: Host, status: dict[str, Any]) -> list[str]:
-    services = Services(host)
-    try:
-        return services.call(_check, services, net, status)
-    finally:
-        services.close()
+    return Services.once(host, _check, net, status)
 
 
 def _check(services: Services, net: Network, status: dict[str, Any]) -> list[str]:

@@ -68,11 +68,7 @@ class MacvtapBackend:
 
     @hookimpl
     def virtnet_network_check(self, host: Host, status: dict[str, Any]) -> list[str]:
-        services = Services(host)
-        try:
-            return services.call(_check, services, list(status.get("devices", [])))
-        finally:
-            services.close()
+        return Services.once(host, _check, list(status.get("devices", [])))
 
 
 def plan_plug(net: Network, port: NetworkPort, host: Host, status: dict[str, Any]) -> Plan:

@@ -23,6 +23,7 @@ from virtnet.services.openflow import mgmt_target
 from virtnet.services.ovsdb import db_remote, kernel_datapath_available
 from virtnet.services.recipes import (
     bandwidth_steps,
+    host_side_mac,
     ifb_name,
     known_ips,
     l3_steps,
@@ -97,19 +98,11 @@ class OvsBackend:
     def virtnet_network_reconcile(
         self, network: Network, host: Host, status: dict[str, Any], ports: list[NetworkPort]
     ) -> list[str]:
-        services = Services(host)
-        try:
-            return services.call(reconcile, services, network, status, ports)
-        finally:
-            services.close()
+        return Services.once(host, reconcile, network, status, ports)
 
     @hookimpl
     def virtnet_network_check(self, host: Host, status: dict[str, Any]) -> list[str]:
-        services = Services(host)
-        try:
-            return services.call(_check, services, str(status["bridge"]))
-        finally:
-            services.close()
+        return Services.once(host, _check, str(status["bridge"]))
 
 
 def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
@@ -121,7 +114,7 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
     steps: list[Step]
     if a.kind in (AttachmentKind.TAP, AttachmentKind.NONE):
         a.kind = AttachmentKind.TAP
-        steps = [CreateTap(a.ifname, None, "fe" + port.mac[2:], a.owner_uid, net.mtu)]
+        steps = [CreateTap(a.ifname, None, host_side_mac(port.mac), a.owner_uid, net.mtu)]
     elif a.kind is AttachmentKind.VETH:
         if not a.netns:
             raise InvalidInput("a veth port needs the guest's namespace", subject="port/netns")
