@@ -8,7 +8,6 @@ Importing this package is cheap: the API and its datapath libraries load on firs
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from virtnet.errors import (
@@ -19,22 +18,32 @@ from virtnet.errors import (
     Unsupported,
     VirtnetError,
 )
-from virtnet.hookspecs import hookimpl
-
-try:
-    __version__ = version("virtnet")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
 
 if TYPE_CHECKING:
     from virtnet.api import Virtnet
+    from virtnet.hookspecs import hookimpl
+
+    __version__: str
 
 
 def __getattr__(name: str) -> Any:
+    """Load on first use: the thin client imports this package and must stay fast (reading
+    the installed version costs ~25 ms, pluggy and the API much more)."""
     if name == "Virtnet":
         from virtnet.api import Virtnet
 
         return Virtnet
+    if name == "hookimpl":
+        from virtnet.hookspecs import hookimpl
+
+        return hookimpl
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("virtnet")
+        except PackageNotFoundError:  # running from a source tree
+            return "0.0.0"
     raise AttributeError(name)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from virtnet.apply import ApplyContext, Journal, apply_plan, rollback
+from virtnet.apply import ApplyContext, Journal, apply_plan, repair_plan, rollback
 from virtnet.backend import FEATURE_BANDWIDTH, FEATURE_PORT_ISOLATION, FEATURE_VLAN, BackendInfo
 from virtnet.errors import Conflict, InvalidInput, NotFound, Unsupported
 from virtnet.events import Event, EventKind
@@ -60,6 +60,15 @@ class NetworkSummary:
     autostart: bool
     backend: str | None
     bridge: str | None
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What :meth:`Virtnet.repair_network` found, and what is still wrong after it."""
+
+    found: list[str]
+    remaining: list[str]
+    problems: list[str]
 
 
 class _Subscriber:
@@ -196,10 +205,13 @@ class Virtnet:
             problems = []
             bridge = active.info.get("bridge")  # a bridge the network owns goes as a whole
             teardown = str(bridge) if bridge and active.info.get("owned") else None
-            for port in self.store.ports(name):
+            ports = self.store.ports(name)
+            # the record goes first: if this process dies half-way, the journals left behind
+            # (with no active object) are what the next one undoes
+            self.store.delete_active(name)
+            for port in ports:
                 problems += self._rollback(self._port_journal(port["uuid"]), teardown)
             problems += self._rollback(self._network_journal(name), teardown)
-            self.store.delete_active(name)
         for problem in problems:
             log.warning("destroy %s: %s", name, problem)
         self.hooks.emit(Event(EventKind.NETWORK_STOPPED, name))
@@ -300,6 +312,32 @@ class Virtnet:
             net = parse_network(active.xml)
             return self.hooks.reconcile(active.backend, net, active.info, ports)
 
+    def repair_network(self, name: str) -> Repair:
+        """Find drift as ``net-check`` does and restore what is missing, without disturbing
+        what works: the network's plan and each port's plan are replayed with
+        :meth:`~virtnet.plan.Step.repair` (a deleted bridge is made again and the guests'
+        links rejoin it; flushed rules and a dead dnsmasq come back, with its leases)."""
+        with host_lock(self.host):
+            active = self.store.active_network(name)
+            if active is None:
+                raise Conflict(f"network {name!r} is not active")
+            net = parse_network(active.xml)
+            found = self.hooks.check(active.backend, net, active.info)
+            if not found:
+                return Repair([], [], [])
+            ctx = self._context()
+            plan = self.hooks.plan_start(active.backend, net)
+            problems = self.services.call(repair_plan, ctx, plan)
+            status = {**active.info, "plug_devices": self.store.plug_device_counts(name)}
+            for data in self.store.ports(name):
+                port = from_dict(NetworkPort, data)
+                port_plan = self.hooks.plan_plug(active.backend, net, port, status)
+                problems += self.services.call(repair_plan, ctx, port_plan)
+            remaining = self.hooks.check(active.backend, net, active.info)
+        repair = Repair(found, remaining, problems)
+        self.hooks.emit(Event(EventKind.NETWORK_REPAIRED, name, detail=dataclasses.asdict(repair)))
+        return repair
+
     # ports ----------------------------------------------------------------------------------
     def create_port(self, network: str, port: NetworkPort | None = None) -> NetworkPort:
         """Plug a guest port into an active network; returns it with its plug result."""
@@ -345,8 +383,8 @@ class Virtnet:
     def delete_port(self, uuid: str) -> None:
         with host_lock(self.host):
             port = self.get_port(uuid)
+            self.store.delete_port(port.uuid or uuid)  # first, as in destroy_network
             problems = self._rollback(self._port_journal(port.uuid or uuid))
-            self.store.delete_port(port.uuid or uuid)
         for problem in problems:
             log.warning("unplug %s: %s", uuid, problem)
         self.hooks.emit(Event(EventKind.PORT_UNPLUGGED, port.network, port.uuid))
@@ -572,4 +610,4 @@ class Virtnet:
                 self._rollback(Journal(path))
 
 
-__all__ = ["NetworkSummary", "Virtnet"]
+__all__ = ["NetworkSummary", "Repair", "Virtnet"]

@@ -136,3 +136,16 @@ def rollback(ctx: ApplyContext, journal: Journal) -> list[str]:
             problems.append(f"finishing the rollback: {exc}")
     journal.remove()
     return problems
+
+
+def repair_plan(ctx: ApplyContext, plan: Plan) -> list[str]:
+    """Replay ``plan`` on a live object with :meth:`Step.repair`; keeps going past a step that
+    fails and returns what could not be restored."""
+    problems = []
+    for step in plan:
+        try:
+            step.repair(ctx)
+        except Exception as exc:
+            problems.append(f"{step.describe()}: {exc}")
+            log.warning("repair: %s failed: %s", step.describe(), exc)
+    return problems

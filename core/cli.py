@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import click
 
 from virtnet.cli_dhcp import net_dhcp_leases, net_update
+from virtnet.cli_event import event
 from virtnet.cli_lab import lab
 from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
-from virtnet.cli_util import State, api, emit_json, read_input, table, yes_no
+from virtnet.cli_util import State, api, daemon_context, emit_json, read_input, table, yes_no
 from virtnet.errors import VirtnetError
 
 
@@ -34,10 +35,11 @@ def cli(
     ctx: click.Context, state_dir: str | None, run_dir: str | None, netns: str | None, verbose: bool
 ) -> None:
     """Virtual networks for VMs and containers (libvirt's network XML, pluggable backends)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="virtnet: %(levelname)s: %(message)s",
-    )
+    if daemon_context() is None:  # in the daemon, its own logging stays
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.WARNING,
+            format="virtnet: %(levelname)s: %(message)s",
+        )
     ctx.obj = State(state_dir, run_dir, netns, verbose)
 
 
@@ -188,6 +190,22 @@ def net_reconcile(name: str) -> None:
     click.echo(f"Network {name}: {len(repairs)} repair(s)")
 
 
+@cli.command("net-repair")
+@click.argument("name")
+def net_repair(name: str) -> None:
+    """Restore what drifted from an active network (what virtnetd does on its own)."""
+    repair = api().repair_network(name)
+    for line in repair.found:
+        click.echo(f"drift: {line}")
+    for line in repair.problems:
+        click.echo(f"could not repair: {line}")
+    for line in repair.remaining:
+        click.echo(f"still: {line}")
+    if repair.remaining:
+        sys.exit(1)
+    click.echo(f"Network {name} is in sync" + (" (repaired)" if repair.found else ""))
+
+
 @cli.command("drivers")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def drivers(as_json: bool) -> None:
@@ -218,6 +236,7 @@ for _command in (
     net_port_delete,
     net_update,
     net_dhcp_leases,
+    event,
     lab,
 ):
     cli.add_command(_command)

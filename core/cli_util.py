@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 import click
 
 from virtnet.errors import InvalidInput
+
+
+@dataclass
+class DaemonContext:
+    """Set while the CLI runs inside virtnetd for a client: the daemon's API, the files and
+    stdin the client sent (the daemon never opens a path a client names), the event stream."""
+
+    api: Any
+    files: dict[str, str] = field(default_factory=dict)
+    stdin: str | None = None
+    subscribe: Callable[[], AbstractContextManager[SimpleQueue[dict[str, Any]]]] | None = None
+    alive: Callable[[], bool] = lambda: True
+
+
+_daemon = threading.local()
+
+
+def daemon_context() -> DaemonContext | None:
+    """The context of the client this thread serves, or None in a plain CLI process."""
+    return getattr(_daemon, "context", None)
+
+
+def set_daemon_context(context: DaemonContext | None) -> None:
+    _daemon.context = context
 
 
 class State:
@@ -22,6 +50,9 @@ class State:
 
     @property
     def api(self) -> Any:
+        served = daemon_context()
+        if served is not None:
+            return served.api
         if self._api is None:
             from virtnet.api import Virtnet
             from virtnet.host import enter_netns
@@ -40,6 +71,12 @@ def api() -> Any:
 
 
 def read_input(path: str) -> str:
+    served = daemon_context()
+    if served is not None:
+        text = served.stdin if path == "-" else served.files.get(path)
+        if text is None:
+            raise InvalidInput(f"cannot read {path}: No such file or directory", subject="FILE")
+        return text
     try:
         return sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:

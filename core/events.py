@@ -17,6 +17,7 @@ class EventKind(StrEnum):
     NETWORK_UNDEFINED = "network-undefined"
     NETWORK_STARTED = "network-started"
     NETWORK_STOPPED = "network-stopped"
+    NETWORK_REPAIRED = "network-repaired"
     PORT_PLUGGED = "port-plugged"
     PORT_UNPLUGGED = "port-unplugged"
     LEASE_ADDED = "lease-added"

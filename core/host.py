@@ -17,9 +17,8 @@ from pathlib import Path
 
 from virtnet.backend import Host
 from virtnet.errors import NotFound, OperationFailed
+from virtnet.paths import resolve_dirs
 
-DEFAULT_STATE_DIR = Path("/var/lib/virtnet")
-DEFAULT_RUN_DIR = Path("/run/virtnet")
 NETNS_DIR = Path("/run/netns")
 _CLONE_NEWNET = 0x40000000
 
@@ -31,14 +30,8 @@ def make_host(
 ) -> Host:
     """Resolve directories: argument, then ``VIRTNET_STATE_DIR``/``VIRTNET_RUN_DIR``, then
     the defaults (with a per-namespace sub-directory when ``netns`` is given)."""
-    state = state_dir or os.environ.get("VIRTNET_STATE_DIR")
-    run = run_dir or os.environ.get("VIRTNET_RUN_DIR")
-    suffix = Path("netns", netns) if netns else Path()
-    return Host(
-        state_dir=Path(state) if state else DEFAULT_STATE_DIR / suffix,
-        run_dir=Path(run) if run else DEFAULT_RUN_DIR / suffix,
-        netns=netns,
-    )
+    state, run = resolve_dirs(state_dir, run_dir, netns)
+    return Host(state_dir=state, run_dir=run, netns=netns)
 
 
 def prepare_dirs(host: Host) -> None:

@@ -60,6 +60,15 @@ class Step(ABC):
     def apply(self, ctx: ApplyContext) -> None:
         """Make the change, through ``ctx``'s services."""
 
+    def repair(self, ctx: ApplyContext) -> None:  # noqa: B027 - optional, no-op by default
+        """Restore what ``apply()`` made if something outside virtnet removed it (drift).
+
+        Runs on a live network, with the journal untouched (the object keeps its name, so its
+        undo record stays right): a step checks what is there and redoes only what is
+        missing, never disturbing what still works (a VM holding a tap must keep it). The
+        default does nothing: a step that changes nothing lasting has nothing to restore.
+        """
+
     def check(self, ctx: ApplyContext) -> None:  # noqa: B027 - optional, no-op by default
         """Refuse, read-only, before anything is journalled (e.g. the bridge name is taken).
 

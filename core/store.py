@@ -69,7 +69,8 @@ class ActiveNetwork:
 
 def _connect(path: Path, schema: str) -> sqlite3.Connection:
     new = not path.exists()
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    # check_same_thread off: virtnetd shares one Store between its threads, under its lock
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     if new:
         path.chmod(0o600)
     conn.execute("PRAGMA journal_mode=WAL")

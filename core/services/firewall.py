@@ -40,12 +40,22 @@ class Firewall:
     def remove_network(self, r: rules.NetworkRules) -> None:
         self._remove(rules.remove_network(r))
 
+    def repair_network(self, r: rules.NetworkRules) -> None:
+        """After someone flushed or deleted virtnet's tables: the shared bases again (they
+        are idempotent), then the network's own rules, whatever is left of them removed."""
+        self.nft.run("\n".join(rules.inet_base()), f"table inet {rules.TABLE}")
+        self.nft.run("\n".join(rules.bridge_base()), f"table bridge {rules.TABLE}")
+        self.remove_network(r)
+        self.add_network(r)
+
     def network_drift(self, r: rules.NetworkRules) -> list[str]:
         """What is missing of the network's rules (read only)."""
         problems = []
         for chain in ["forward", "postrouting", *r.chains]:
             if not self._chain_has_rules("inet", chain):
                 problems.append(f"nftables chain inet {rules.TABLE} {chain} is missing or empty")
+        if not self._chain_has_rules("bridge", "prerouting"):
+            problems.append(f"nftables chain bridge {rules.TABLE} prerouting is missing or empty")
         for name in ("fwd_in", "fwd_out"):
             if not self._map_has("inet", name, r.bridge):
                 problems.append(f"nftables map {name} has no entry for {r.bridge}")

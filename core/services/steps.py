@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,22 @@ def _delete_undo(ifname: str, bulk: str | None = None) -> Undo:
     return Undo("core.link.delete", args)
 
 
+def _repair_port_link(
+    ctx: ApplyContext, ifname: str, master: str | None, bulk: bool, create: Callable[[], None]
+) -> None:
+    """A guest link that is gone is made again; one that lost its bridge (the bridge was
+    deleted and re-made) joins it again, keeping the guest's end and its open file."""
+    nl = services(ctx).netlink
+    if nl.index(ifname) is None:
+        create()
+        return
+    if master and nl.master_of(ifname) != master:
+        nl.enslave(ifname, master)
+        group = nl.port_group(master) if bulk else None
+        if group is not None:
+            nl.set_group(ifname, group)
+
+
 @dataclass(frozen=True)
 class RemovePortsInBulk(Step):
     """Plan it right after the bridge: on stop, the bridge and every port link still in its
@@ -117,6 +134,9 @@ class RemovePortsInBulk(Step):
 
     def undo(self) -> Undo | None:
         return Undo("core.link.delete_group", {"bridge": self.bridge})
+
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)  # a re-made bridge needs its link group again
 
     def apply(self, ctx: ApplyContext) -> None:
         # the bridge joins the group too: it then goes in the same request as its ports,
@@ -146,6 +166,10 @@ class CreateBridge(Step):
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.name)
 
+    def repair(self, ctx: ApplyContext) -> None:
+        if services(ctx).netlink.index(self.name) is None:
+            self.apply(ctx)
+
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
         nl.create_bridge(self.name, mac=self.mac, mtu=self.mtu, stp=self.stp, delay=self.delay)
@@ -165,6 +189,10 @@ class AddAddress(Step):
     def undo(self) -> Undo | None:
         return None
 
+    def repair(self, ctx: ApplyContext) -> None:
+        with contextlib.suppress(Conflict):  # already there
+            self.apply(ctx)
+
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).netlink.add_address(self.ifname, self.address, self.prefixlen)
 
@@ -178,6 +206,9 @@ class SetUp(Step):
 
     def undo(self) -> Undo | None:
         return None
+
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).netlink.set_up(self.ifname)
@@ -194,6 +225,10 @@ class AddRoute(Step):
 
     def undo(self) -> Undo | None:
         return Undo("core.route.delete", {"dst": self.dst, "gateway": self.gateway})
+
+    def repair(self, ctx: ApplyContext) -> None:
+        with contextlib.suppress(Conflict):  # already there
+            self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).netlink.add_route(self.dst, self.gateway, self.metric)
@@ -216,6 +251,9 @@ class EnableForwarding(Step):
 
     def undo(self) -> Undo | None:
         return None
+
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         def write() -> None:
@@ -247,6 +285,9 @@ class CreateTap(Step):
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
+
+    def repair(self, ctx: ApplyContext) -> None:
+        _repair_port_link(ctx, self.ifname, self.master, self.bulk, lambda: self.apply(ctx))
 
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
@@ -292,6 +333,9 @@ class CreateVeth(Step):
                 f"network namespace {self.peer_netns!r} does not exist", subject="port/netns"
             )
 
+    def repair(self, ctx: ApplyContext) -> None:
+        _repair_port_link(ctx, self.ifname, self.master, self.bulk, lambda: self.apply(ctx))
+
     def apply(self, ctx: ApplyContext) -> None:
         from virtnet.services.netlink import Netlink, in_namespace, set_tx_checksum
 
@@ -326,6 +370,9 @@ class SetPortIsolated(Step):
     def undo(self) -> Undo | None:
         return None
 
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)
+
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).netlink.set_bridge_port(self.ifname, isolated=self.isolated)
 
@@ -347,6 +394,13 @@ class AddNetworkFirewall(Step):
         if self.rules is None:
             return None
         return Undo("core.firewall.network.remove", {"rules": to_dict(self.rules)})
+
+    def repair(self, ctx: ApplyContext) -> None:
+        firewall = services(ctx).firewall
+        if self.rules is None:
+            self.apply(ctx)  # the guard table only (idempotent)
+        elif firewall.network_drift(self.rules):
+            firewall.repair_network(self.rules)
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).firewall.add_network(self.rules)
@@ -371,6 +425,9 @@ class GuardPort(Step):
         return Undo(
             "core.firewall.port.remove", {"guard": to_dict(self.guard), "leases": self.leases}
         )
+
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)  # adding set elements that exist is a no-op
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).firewall.add_port_guard(self.guard)
@@ -406,6 +463,10 @@ class StartDnsmasq(Step):
     def undo(self) -> Undo | None:
         return Undo("core.dnsmasq.stop", self.files.as_dict())
 
+    def repair(self, ctx: ApplyContext) -> None:
+        if services(ctx).dnsmasq.pid(self.files) is None:
+            self.apply(ctx)  # the lease file is kept: clients keep their addresses
+
     def apply(self, ctx: ApplyContext) -> None:
         dnsmasq = services(ctx).dnsmasq
         dnsmasq.write_files(self.files, self.conf, self.hosts, self.addn_hosts, self.script)
@@ -433,6 +494,10 @@ class ShapeLink(Step):
 
     def undo(self) -> Undo | None:
         return Undo("core.tc.remove", {"ifname": self.ifname, "ifb": self.ifb})
+
+    def repair(self, ctx: ApplyContext) -> None:
+        if not services(ctx).netlink.qdiscs(self.ifname):
+            self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         from virtnet.services import shaping
@@ -488,6 +553,10 @@ class CreateMacvtap(Step):
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
+
+    def repair(self, ctx: ApplyContext) -> None:
+        if services(ctx).netlink.index(self.ifname) is None:
+            self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
@@ -565,6 +634,10 @@ class CreateMacvlan(Step):
 
         if not netns_path(self.netns).exists():
             raise NotFound(f"network namespace {self.netns!r} does not exist", subject="port/netns")
+
+    def repair(self, ctx: ApplyContext) -> None:
+        if services(ctx).netlink.index(self.ifname) is None:
+            self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         from virtnet.services.netlink import in_namespace
@@ -650,6 +723,10 @@ class CreateOvsBridge(Step):
             )
         _require_free(ctx, self.name)
 
+    def repair(self, ctx: ApplyContext) -> None:
+        if services(ctx).ovsdb.bridge(self.name) is None:
+            self.apply(ctx)
+
     def apply(self, ctx: ApplyContext) -> None:
         ids = {"virtnet-network": self.network_uuid}
         services(ctx).ovsdb.create_bridge(self.name, self.datapath_type, ids, self.mtu, self.mac)
@@ -676,6 +753,10 @@ class AddOvsPort(Step):
 
     def undo(self) -> Undo | None:
         return Undo("core.ovs.port.delete", {"bridge": self.bridge, "name": self.ifname})
+
+    def repair(self, ctx: ApplyContext) -> None:
+        if services(ctx).ovsdb.port(self.ifname) is None:
+            self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).ovsdb.add_port(
@@ -712,6 +793,9 @@ class GuardOvsPort(Step):
             "core.ovs.guard.remove",
             {"bridge": self.bridge, "cookie": self.cookie, "mac": self.mac},
         )
+
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         from virtnet.services import openflow

@@ -1,6 +1,6 @@
 """pytest fixtures: ``lab`` (namespaces removed after the test, even on failure),
-``host_ns`` (a namespace playing a virtnet host), and ``virtnet_cli`` (runs the CLI inside it
-with private state and run directories)."""
+``host_ns`` (a namespace playing a virtnet host), ``virtnet_cli`` (runs the CLI inside it
+with private state and run directories, in-process) and ``virtnetd`` (a daemon serving it)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from virtnet.testing.daemon import Daemon
 from virtnet.testing.netns import Lab, Namespace
 from virtnet.testing.world import World, make_world
 
@@ -79,6 +80,23 @@ def virtnet_cli(host_ns: Namespace, tmp_path: Path) -> Iterator[CliRunner]:
     for row in json.loads(listed.stdout or "[]") if listed.returncode == 0 else []:
         call("net-destroy", row["name"])
     shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.fixture
+def virtnetd(lab: Lab, host_ns: Namespace, tmp_path: Path) -> Iterator[Daemon]:
+    """A running virtnetd serving ``host_ns`` (``.cli(...)`` runs the thin client against it).
+
+    Afterwards the networks left active are destroyed through it and it is stopped; the lab
+    then removes the namespace and kills anything still running there.
+    """
+    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab).start()
+    yield daemon
+    if daemon.proc is not None and daemon.proc.poll() is None:
+        listed = daemon.cli("net-list", "--json")
+        for row in json.loads(listed.stdout or "[]") if listed.returncode == 0 else []:
+            daemon.cli("net-destroy", row["name"])
+        daemon.stop()
+    shutil.rmtree(daemon.run_dir, ignore_errors=True)
 
 
 def run_dir_for_test() -> Path:

@@ -1,0 +1,226 @@
+"""The daemon's socket: accept, check the peer, read requests, answer them.
+
+One thread per connection. A connection asks one thing at a time; ``cli`` streams the
+command's output as ``output`` notifications before its answer, and ``subscribe_events``
+turns the connection into an event stream until the client closes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import inspect
+import logging
+import os
+import pwd
+import select
+import socket
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+from virtnet import rpc
+from virtnet.cli_util import DaemonContext, set_daemon_context
+from virtnet.daemon import stdio
+from virtnet.daemon.events import EventHub
+from virtnet.daemon.methods import Methods
+from virtnet.errors import InvalidInput, VirtnetError
+
+log = logging.getLogger("virtnetd")
+
+
+def _alive(conn: socket.socket) -> bool:
+    """Is the client still there? (A closed peer reads as end of stream.)"""
+    ready, _, _ = select.select([conn], [], [], 0)
+    if not ready:
+        return True
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+class Server:
+    def __init__(
+        self, path: Path, methods: Methods, hub: EventHub, group: str | None = None
+    ) -> None:
+        self.path = path
+        self.methods = methods
+        self.hub = hub
+        self.gid = grp.getgrnam(group).gr_gid if group else None
+        self.group = group
+        self.sock: socket.socket | None = None
+        self.closing = threading.Event()
+
+    # the socket ------------------------------------------------------------------------------
+    def bind(self) -> None:
+        """Root only (0600), or root and ``group`` (0660). A stale socket file is replaced:
+        the caller holds the daemon's lock, so no live daemon owns it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)  # never a window with a more open socket
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        if self.gid is not None:
+            os.chown(self.path, os.geteuid(), self.gid)
+            os.chmod(self.path, 0o660)
+        sock.listen(128)
+        self.sock = sock
+
+    def serve(self) -> None:
+        assert self.sock is not None
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                if self.closing.is_set():
+                    return
+                raise
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self.closing.set()
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+    # a connection ----------------------------------------------------------------------------
+    def _peer_allowed(self, conn: socket.socket) -> tuple[bool, int]:
+        """Defence in depth behind the socket's mode: root, our own user, or the group."""
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, gid = struct.unpack("3i", creds)
+        if uid in (0, os.geteuid()):
+            return True, uid
+        if self.gid is None:
+            return False, uid
+        if gid == self.gid:
+            return True, uid
+        try:
+            return pwd.getpwuid(uid).pw_name in grp.getgrgid(self.gid).gr_mem, uid
+        except KeyError:
+            return False, uid
+
+    def _connection(self, conn: socket.socket) -> None:
+        with conn:
+            allowed, uid = self._peer_allowed(conn)
+            if not allowed:
+                log.warning("refused a client with uid %d", uid)
+                conn.sendall(rpc.error(None, rpc.INVALID_REQUEST, "permission denied"))
+                return
+            reader = rpc.LineReader(conn)
+            try:
+                while (message := reader.read()) is not None:
+                    if not self._answer(conn, message):
+                        return
+            except (rpc.ProtocolError, OSError) as exc:
+                log.debug("connection ended: %s", exc)
+
+    def _answer(self, conn: socket.socket, message: dict[str, Any]) -> bool:
+        """Answer one request; False when the connection is done (event streams end so)."""
+        ident = message.get("id")
+        method = message.get("method")
+        params = message.get("params") or {}
+        if message.get("jsonrpc") != "2.0" or not isinstance(method, str):
+            conn.sendall(rpc.error(ident, rpc.INVALID_REQUEST, "not a JSON-RPC 2.0 request"))
+            return True
+        if not isinstance(params, dict):
+            conn.sendall(rpc.error(ident, rpc.INVALID_PARAMS, "params must be an object"))
+            return True
+        if method == "subscribe_events":
+            self._stream_events(conn, ident)
+            return False
+        if method == "cli":
+            fn: Any = self._cli(conn)
+        else:
+            fn = self.methods.find(method)
+        if fn is None:
+            conn.sendall(rpc.error(ident, rpc.METHOD_NOT_FOUND, f"no method {method!r}"))
+            return True
+        try:
+            inspect.signature(fn).bind(**params)
+        except TypeError as exc:
+            conn.sendall(rpc.error(ident, rpc.INVALID_PARAMS, f"{method}: {exc}"))
+            return True
+        try:
+            value = fn(**params)
+        except VirtnetError as exc:
+            conn.sendall(rpc.error_from_exception(ident, exc))
+            return True
+        except Exception as exc:
+            log.exception("%s failed", method)
+            conn.sendall(rpc.error(ident, rpc.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            return True
+        if ident is not None:
+            conn.sendall(rpc.result(ident, value))
+        return True
+
+    def _stream_events(self, conn: socket.socket, ident: Any) -> None:
+        with self.hub.subscription() as events:
+            conn.sendall(rpc.result(ident, {"subscribed": True}))
+            while not self.closing.is_set():
+                try:
+                    item = events.get(timeout=1.0)
+                except Exception:  # queue.Empty
+                    if not _alive(conn):
+                        return
+                    continue
+                conn.sendall(rpc.notification("event", item))
+
+    def _cli(self, conn: socket.socket) -> Any:
+        """The ``cli`` method bound to this connection: run the CLI here, stream its output."""
+
+        def run(
+            argv: list[str],
+            stdin: str | None = None,
+            files: dict[str, str] | None = None,
+            host: dict[str, Any] | None = None,
+        ) -> dict[str, Any]:
+            self._check_host(host or {})
+            from virtnet.cli import main as cli_main
+
+            def writer(fd: int) -> stdio.Writer:
+                def write(text: str) -> None:
+                    if text:
+                        conn.sendall(rpc.notification("output", {"fd": fd, "data": text}))
+
+                return write
+
+            set_daemon_context(
+                DaemonContext(
+                    api=self.methods.api,
+                    files=dict(files or {}),
+                    stdin=stdin,
+                    subscribe=self.hub.subscription,
+                    alive=lambda: _alive(conn),
+                )
+            )
+            try:
+                with stdio.redirected(writer(1), writer(2)):
+                    try:
+                        code = cli_main([str(a) for a in argv])
+                    except SystemExit as exc:
+                        code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                set_daemon_context(None)
+            return {"exit_code": code}
+
+        return run
+
+    def _check_host(self, host: dict[str, Any]) -> None:
+        ours = self.methods.host
+        for key, option in (("netns", "--netns"), ("state_dir", "--state-dir")):
+            wanted = host.get(key)
+            if wanted is not None and wanted != ours[key]:
+                raise InvalidInput(
+                    f"virtnetd on {self.path} serves {key.replace('_', ' ')} {ours[key]}, "
+                    f"not {wanted}",
+                    subject=option,
+                )

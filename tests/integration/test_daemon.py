@@ -1,0 +1,294 @@
+"""virtnetd with the thin client: same output as in-process, permissions, concurrency,
+autostart, events. Drift repair and crash safety are in test_daemon_repair.py."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from virtnet.errors import Conflict, InvalidInput
+from virtnet.testing import Lab, Namespace, dhcp_lease
+from virtnet.testing.daemon import BIN, Daemon
+from virtnet.testing.fixtures import needs_root, run_dir_for_test
+
+pytestmark = [needs_root, pytest.mark.root]
+
+
+def nat_xml(name: str, octet: int, bridge: str | None = None) -> str:
+    return (
+        f"<network><name>{name}</name><forward mode='nat'/>"
+        f"<bridge name='{bridge or 'vtd' + str(octet)}' stp='off'/>"
+        f"<ip address='10.81.{octet}.1' prefix='24'><dhcp>"
+        f"<range start='10.81.{octet}.10' end='10.81.{octet}.90'/></dhcp></ip></network>"
+    )
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_thin_client_prints_what_the_in_process_cli_prints(
+    virtnetd: Daemon, tmp_path: Path
+) -> None:
+    xml = tmp_path / "shared.xml"
+    xml.write_text(nat_xml("shared", 1))
+    commands: list[tuple[tuple[str, ...], str | None]] = [
+        (("net-define", str(xml)), None),
+        (("net-define", "-"), nat_xml("other", 2)),
+        (("net-define", "-"), "<network><name>bad</name><forward mode='bogus'/></network>"),
+        (("net-define", str(tmp_path / "missing.xml")), None),
+        (("net-start", "nope"), None),
+        (("net-list", "--all"), None),
+        (("net-info", "shared"), None),
+        (("net-dumpxml", "shared"), None),
+        (("net-list", "--all", "--json"), None),
+        (("net-autostart", "other"), None),
+        (("net-destroy", "shared"), None),
+        (("net-undefine", "nope"), None),
+        (("frobnicate",), None),
+    ]
+    for args, stdin in commands:
+        thin = virtnetd.cli(*args, input=stdin)
+        local = virtnetd.cli(*args, input=stdin, env={"VIRTNET_DAEMON": "never"})
+        assert (thin.returncode, thin.stdout, thin.stderr) == (
+            local.returncode,
+            local.stdout,
+            local.stderr,
+        ), args
+    assert virtnetd.cli("net-define", "-", input="<network>").returncode == 2
+    assert virtnetd.cli("net-start", "nope").stderr == "error: network 'nope' is not defined\n"
+    started = virtnetd.cli("net-start", "shared")
+    assert (started.returncode, started.stdout) == (0, "Network shared started\n")
+    assert virtnetd.cli("net-check", "shared").stdout == "Network shared is in sync\n"
+
+
+def test_without_a_daemon_the_cli_acts_in_process_or_fails_when_asked(
+    lab: Lab, host_ns: Namespace, tmp_path: Path
+) -> None:
+    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab)  # not started
+    required = daemon.cli("net-list")
+    assert required.returncode == 1
+    assert "virtnetd is not running" in required.stderr and "Traceback" not in required.stderr
+    auto = daemon.cli("net-define", "-", input=nat_xml("solo", 3), env={"VIRTNET_DAEMON": "auto"})
+    assert auto.returncode == 0, auto.stderr
+    daemon.start()  # the daemon adopts what the in-process CLI defined
+    assert "solo" in daemon.cli("net-list", "--all").stdout
+    daemon.stop()
+
+
+def test_the_socket_is_root_only(virtnetd: Daemon) -> None:
+    assert virtnetd.socket.stat().st_mode & 0o777 == 0o600
+    refused = subprocess.run(
+        [str(BIN / "virtnet"), *virtnetd.host_args, "net-list"],
+        capture_output=True,
+        text=True,
+        user="nobody",
+        env={**os.environ, "VIRTNET_DAEMON": "require"},
+        timeout=30,
+    )
+    assert refused.returncode == 1
+    assert "permission denied" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_group_member_may_use_the_socket_and_others_may_not(
+    lab: Lab, host_ns: Namespace, tmp_path: Path
+) -> None:
+    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab)
+    daemon.start("--group", "nogroup")
+    assert daemon.socket.stat().st_mode & 0o777 == 0o660
+    assert daemon.socket.stat().st_gid == grp.getgrnam("nogroup").gr_gid
+    script = (
+        "from virtnet.client import Client; import sys; "
+        f"c = Client.connect({str(daemon.socket)!r}); print(c.hello()['protocol'])"
+    )
+    member = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        user="nobody",
+        group="nogroup",
+        extra_groups=[],
+        timeout=30,
+    )
+    assert member.stdout.strip() == "1", member.stderr
+    stranger = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        user="nobody",
+        group="daemon",
+        extra_groups=[],
+        timeout=30,
+    )
+    assert stranger.returncode != 0 and "PermissionDenied" in stranger.stderr
+    daemon.stop()
+
+
+def test_twenty_clients_at_once_get_answers_and_state_matches_the_kernel(
+    virtnetd: Daemon, host_ns: Namespace
+) -> None:
+    assert virtnetd.cli("net-define", "-", input=nat_xml("contested", 100)).returncode == 0
+
+    def client(i: int) -> list[subprocess.CompletedProcess[str]]:
+        name = f"c{i}"
+        steps = [
+            virtnetd.cli("net-create", "-", input=nat_xml(name, 10 + i)),
+            virtnetd.cli("net-start", "contested"),  # one wins, the others get a conflict
+            virtnetd.cli("net-list", "--json"),
+            virtnetd.cli("net-info", name, "--json"),
+        ]
+        if i % 2:
+            steps.append(virtnetd.cli("net-destroy", name))
+        return steps
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(client, range(20)))
+    for i, steps in enumerate(results):
+        for done in steps:
+            assert "Traceback" not in done.stderr
+        assert steps[0].returncode == 0, steps[0].stderr
+        assert steps[2].returncode == 0 and json.loads(steps[2].stdout)
+        assert json.loads(steps[3].stdout)["name"] == f"c{i}"
+    contested = [steps[1] for steps in results]
+    assert sum(r.returncode == 0 for r in contested) == 1
+    for lost in (r for r in contested if r.returncode != 0):
+        assert lost.stderr == "error: network 'contested' is already active\n"
+
+    active = {row["name"] for row in json.loads(virtnetd.cli("net-list", "--json").stdout)}
+    assert active == {"contested"} | {f"c{i}" for i in range(0, 20, 2)}
+    links = host_ns.links()
+    for i in range(20):
+        assert (f"vtd{10 + i}" in links) == (i % 2 == 0)
+    dnsmasqs = {
+        pid for pid in host_ns.pids() if Path(f"/proc/{pid}/comm").read_text().strip() == "dnsmasq"
+    }
+    # one per network (each has a helper child that runs its lease script)
+    parents = {pid for pid in dnsmasqs if _ppid(pid) not in dnsmasqs}
+    assert len(parents) == len(active)
+    for name in active:
+        assert virtnetd.cli("net-check", name).returncode == 0
+
+
+def test_autostart_networks_start_in_dependency_order(
+    lab: Lab, host_ns: Namespace, tmp_path: Path
+) -> None:
+    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab).start()
+    onto = "<network><name>{name}</name><forward mode='bridge'/><bridge name='{bridge}'/></network>"
+    # 'a-guests' sorts first but needs the bridge 'z-nat' makes
+    for args, stdin in (
+        (("net-define", "-"), nat_xml("z-nat", 40, bridge="vtdauto")),
+        (("net-define", "-"), onto.format(name="a-guests", bridge="vtdauto")),
+        (("net-define", "-"), onto.format(name="later", bridge="vtdlater")),
+        (("net-autostart", "z-nat"), None),
+        (("net-autostart", "a-guests"), None),
+        (("net-autostart", "later"), None),
+    ):
+        assert daemon.cli(*args, input=stdin).returncode == 0
+    daemon.stop()
+    daemon.start()
+    active = {row["name"] for row in json.loads(daemon.cli("net-list", "--json").stdout)}
+    assert active == {"z-nat", "a-guests"}  # 'later' waits for its host bridge
+    host_ns.ip("link", "add", "vtdlater", "type", "bridge")
+    deadline = time.monotonic() + 5
+    while "later" not in daemon.cli("net-list").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "later" in daemon.cli("net-list").stdout
+    for name in ("a-guests", "later", "z-nat"):
+        assert daemon.cli("net-destroy", name).returncode == 0
+    host_ns.ip("link", "del", "vtdlater")
+    daemon.stop()
+
+
+def test_events_arrive_in_order_from_start_to_dhcp_lease(virtnetd: Daemon, lab: Lab) -> None:
+    events: list[dict[str, Any]] = []
+    subscribed = threading.Event()
+
+    def listen() -> None:
+        with virtnetd.client() as client:
+            stream = client.events()
+            subscribed.set()
+            for item in stream:
+                events.append(item)
+                if item["kind"] == "lease-added":
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    cli_events = subprocess.Popen(
+        [
+            str(BIN / "virtnet"),
+            *virtnetd.host_args,
+            "event",
+            "--loop",
+            "--json",
+            "--timeout",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "VIRTNET_DAEMON": "require"},
+    )
+    lab.track(cli_events)
+    time.sleep(0.5)
+    assert subscribed.wait(5)
+    guest = lab.netns("guest")
+    assert virtnetd.cli("net-define", "-", input=nat_xml("events", 60)).returncode == 0
+    assert virtnetd.cli("net-start", "events").returncode == 0
+    made = virtnetd.cli("net-port-create", "events", "--netns", guest.name, "--json")
+    port = json.loads(made.stdout)
+    assert dhcp_lease(guest, "eth0", hostname="evguest")
+    listener.join(timeout=10)
+    kinds = [(e["kind"], e["network"]) for e in events]
+    assert kinds == [
+        ("network-defined", "events"),
+        ("network-started", "events"),
+        ("port-plugged", "events"),
+        ("lease-added", "events"),
+    ]
+    assert events[2]["port"] == port["uuid"]
+    assert events[3]["detail"]["mac"] == port["mac"]
+    assert events[3]["detail"]["hostname"] == "evguest"
+    times = [e["time"] for e in events]
+    assert times == sorted(times)
+    assert virtnetd.cli("net-destroy", "events").returncode == 0
+    printed: list[str] = []
+    assert cli_events.stdout is not None
+    for line in cli_events.stdout:  # until the network-stopped event, then stop the client
+        printed.append(json.loads(line)["kind"])
+        if printed[-1] == "network-stopped":
+            break
+    cli_events.kill()
+    assert printed[:5] == [
+        "network-defined",
+        "network-started",
+        "port-plugged",
+        "lease-added",
+        "network-stopped",
+    ]
+
+
+def test_python_clients_get_the_api_and_its_errors(virtnetd: Daemon) -> None:
+    with virtnetd.client() as vn:
+        assert vn.hello()["protocol"] == 1
+        made = vn.define_network(nat_xml("py", 70))
+        assert made["name"] == "py" and "<name>py</name>" in made["xml"]
+        vn.start_network("py")
+        assert [r["name"] for r in vn.list_networks()] == ["py"]
+        with pytest.raises(Conflict, match="already active"):
+            vn.start_network("py")
+        with pytest.raises(InvalidInput) as bad:
+            vn.define_network("<network><name>x</name><forward mode='bogus'/></network>")
+        assert bad.value.subject == "network/forward/@mode" and bad.value.exit_code == 2
+        assert vn.check_network("py") == []
+        vn.destroy_network("py")
+        assert [r["name"] for r in vn.list_networks(inactive=False)] == []
