@@ -192,7 +192,7 @@ class Dnsmasq:
 
     def signal_stop(self, files: DnsmasqFiles) -> int | None:
         """SIGTERM the network's dnsmasq; returns its pid to :meth:`wait` for (or None)."""
-        pid = self.pid(files)
+        pid = self.pid(files) or _find(files)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
         files.pid.unlink(missing_ok=True)
@@ -214,6 +214,20 @@ class Dnsmasq:
             return parse_leases(files.leases.read_text())
         except FileNotFoundError:
             return []
+
+
+def _find(files: DnsmasqFiles) -> int | None:
+    """A dnsmasq of ``files`` without its pid file: a process killed between starting it and
+    dnsmasq writing the file leaves one (crash recovery; a scan of /proc, so only then)."""
+    wanted = f"--conf-file={files.conf}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if wanted in (entry / "cmdline").read_bytes().split(b"\0"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
 
 
 def _running(pid: int) -> bool:

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from virtnet.services import Services
 
 
+#: ``ApplyContext.scratch`` key during a repair: links that had to be made again.
+RECREATED = "repair.recreated"
+
+
 def services(ctx: ApplyContext) -> Services:
     from virtnet.services import Services
 
@@ -169,6 +173,7 @@ class CreateBridge(Step):
     def repair(self, ctx: ApplyContext) -> None:
         if services(ctx).netlink.index(self.name) is None:
             self.apply(ctx)
+            ctx.scratch.setdefault(RECREATED, set()).add(self.name)
 
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
@@ -464,7 +469,10 @@ class StartDnsmasq(Step):
         return Undo("core.dnsmasq.stop", self.files.as_dict())
 
     def repair(self, ctx: ApplyContext) -> None:
-        if services(ctx).dnsmasq.pid(self.files) is None:
+        dnsmasq = services(ctx).dnsmasq
+        if ctx.scratch.get(RECREATED):
+            dnsmasq.stop(self.files)  # its DHCP socket knew the old link (by ifindex)
+        if dnsmasq.pid(self.files) is None:
             self.apply(ctx)  # the lease file is kept: clients keep their addresses
 
     def apply(self, ctx: ApplyContext) -> None:
