@@ -17,7 +17,7 @@ from typing import Any
 
 from virtnet.backend import Host
 from virtnet.errors import OperationFailed, VirtnetError
-from virtnet.plan import Plan, Undo, UndoAction
+from virtnet.plan import Plan, Step, Undo, UndoAction
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ class ApplyContext:
     #: Waits an undo action may defer to the end of the rollback (e.g. for a signalled
     #: process to exit), so they overlap with the rest of the teardown instead of adding up.
     finally_: list[Callable[[], None]] = field(default_factory=list)
+    #: Work a step started and the plan must wait for before it is done (e.g. a daemon's
+    #: start-up), run at the end of the plan so it overlaps with the steps after it; a
+    #: failure there rolls the whole plan back like a failed step.
+    completions: list[Callable[[], None]] = field(default_factory=list)
 
 
 class Journal:
@@ -50,16 +54,21 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._fd: int | None = None
 
     def append(self, undo: Undo) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        line = json.dumps(undo.as_dict(), sort_keys=True) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """On disk (fsync) when this returns; the file stays open until :meth:`close`."""
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            self._fd = os.open(self.path, flags, 0o600)
+        os.write(self._fd, (json.dumps(undo.as_dict(), sort_keys=True) + "\n").encode())
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def records(self) -> list[Undo]:
         if not self.path.exists():
@@ -77,6 +86,7 @@ class Journal:
         return self.path.exists()
 
     def remove(self) -> None:
+        self.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -93,23 +103,44 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
                 f"step {step.describe()!r} needs undo action {undo.action!r}, which no plugin "
                 "registers (virtnet_undo_actions)"
             )
-    for step, undo in zip(plan, undos, strict=True):
-        try:
+    current: Step | None = None
+    try:
+        for current, undo in zip(plan, undos, strict=True):
+            step = current
             step.check(ctx)
             if undo is not None:
                 journal.append(undo)
             log.debug("apply: %s", step.describe())
             step.apply(ctx)
-        except BaseException as exc:
-            problems = rollback(ctx, journal)
-            if isinstance(exc, VirtnetError):
-                if problems:
-                    exc.add_note("rollback: " + "; ".join(problems))
-                raise
-            if not isinstance(exc, Exception):
-                raise
-            extra = f" (rollback problems: {'; '.join(problems)})" if problems else ""
-            raise OperationFailed(f"{step.describe()}: {exc}{extra}") from exc
+        current = None
+        _complete(ctx)
+        journal.close()
+    except BaseException as exc:
+        _settle(ctx)  # e.g. let a daemon being started finish, so its undo finds it
+        problems = rollback(ctx, journal)
+        if isinstance(exc, VirtnetError):
+            if problems:
+                exc.add_note("rollback: " + "; ".join(problems))
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        extra = f" (rollback problems: {'; '.join(problems)})" if problems else ""
+        what = current.describe() if current is not None else "finishing the plan"
+        raise OperationFailed(f"{what}: {exc}{extra}") from exc
+
+
+def _complete(ctx: ApplyContext) -> None:
+    while ctx.completions:
+        ctx.completions.pop(0)()
+
+
+def _settle(ctx: ApplyContext) -> None:
+    """Run what is left of the completions, ignoring their failures (we are failing)."""
+    while ctx.completions:
+        try:
+            ctx.completions.pop(0)()
+        except Exception as exc:
+            log.debug("completion during rollback: %s", exc)
 
 
 def rollback(ctx: ApplyContext, journal: Journal) -> list[str]:
@@ -148,4 +179,9 @@ def repair_plan(ctx: ApplyContext, plan: Plan) -> list[str]:
         except Exception as exc:
             problems.append(f"{step.describe()}: {exc}")
             log.warning("repair: %s failed: %s", step.describe(), exc)
+    try:
+        _complete(ctx)
+    except Exception as exc:
+        _settle(ctx)
+        problems.append(f"finishing the repair: {exc}")
     return problems

@@ -156,15 +156,24 @@ class Dnsmasq:
             _write(files.leases, "", 0o644)
 
     def start(self, files: DnsmasqFiles) -> int:
-        proc = subprocess.run(
+        return self.finish_start(self.spawn(files), files)
+
+    def spawn(self, files: DnsmasqFiles) -> subprocess.Popen[str]:
+        """Launch dnsmasq; it checks its configuration, binds, forks into the background and
+        its first process exits, which :meth:`finish_start` waits for (a few ms that the
+        caller can spend on other work)."""
+        return subprocess.Popen(
             [binary(), f"--conf-file={files.conf}"],
-            capture_output=True,
-            text=True,
             stdin=subprocess.DEVNULL,
-            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+
+    def finish_start(self, proc: subprocess.Popen[str], files: DnsmasqFiles) -> int:
+        _, stderr = proc.communicate()
         if proc.returncode != 0:
-            reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            reason = (stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
             raise OperationFailed(f"dnsmasq did not start: {reason.removeprefix('dnsmasq: ')}")
         pid = self.pid(files)
         if pid is None:

@@ -64,10 +64,8 @@ def l3_steps(
     if net.mode in (ForwardMode.NAT, ForwardMode.ROUTE):
         v6 = any(ip.version == 6 for ip in net.ips)
         steps.append(EnableForwarding(ipv4=True, ipv6=v6))
-    rules = network_rules(net, bridge)
-    steps.append(AddNetworkFirewall(rules))
-    if rules is not None:
-        info["firewall"] = rules.key
+    # dnsmasq before the firewall: it starts up while the rules go in (no guest is plugged
+    # in yet, so nothing reaches it before they are there)
     if dnsmasq_conf.needs_dnsmasq(net):
         from virtnet.services.dnsmasq import lease_script, service_user
 
@@ -83,6 +81,10 @@ def l3_steps(
             )
         )
         info["dnsmasq"] = files.as_dict()
+    rules = network_rules(net, bridge)
+    steps.append(AddNetworkFirewall(rules))
+    if rules is not None:
+        info["firewall"] = rules.key
     return steps, info
 
 

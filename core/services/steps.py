@@ -110,6 +110,10 @@ def _delete_undo(ifname: str, bulk: str | None = None) -> Undo:
     return Undo("core.link.delete", args)
 
 
+def _finish(_pid: int) -> None:
+    """A completion's result is not needed: dnsmasq's pid file records it."""
+
+
 def _repair_port_link(
     ctx: ApplyContext, ifname: str, master: str | None, bulk: bool, create: Callable[[], None]
 ) -> None:
@@ -478,7 +482,9 @@ class StartDnsmasq(Step):
     def apply(self, ctx: ApplyContext) -> None:
         dnsmasq = services(ctx).dnsmasq
         dnsmasq.write_files(self.files, self.conf, self.hosts, self.addn_hosts, self.script)
-        dnsmasq.start(self.files)
+        proc = dnsmasq.spawn(self.files)
+        # dnsmasq starts up while the plan goes on (the firewall); the plan waits at its end
+        ctx.completions.append(lambda: _finish(dnsmasq.finish_start(proc, self.files)))
 
 
 # --- traffic control --------------------------------------------------------------------------

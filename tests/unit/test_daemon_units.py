@@ -1,0 +1,142 @@
+"""The daemon's pure parts: the thin client's JSON and options, the protocol's error mapping,
+event formatting, per-thread output, autostart order."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import click
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from virtnet import rpc, thin
+from virtnet.api import Virtnet
+from virtnet.cli_event import format_event
+from virtnet.daemon import stdio
+from virtnet.daemon.methods import to_json
+from virtnet.daemon.monitor import autostart_order
+from virtnet.errors import Conflict, InvalidInput, NotFound
+from virtnet.paths import resolve_dirs, socket_path
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_the_thin_client_json_matches_the_json_module(value: object) -> None:
+    assert json.loads(thin.encode(value)) == value
+    assert thin.decode(json.dumps(value)) == value
+
+
+def test_the_thin_client_rejects_trailing_garbage() -> None:
+    with pytest.raises(ValueError):
+        thin.decode('{"a": 1} x')
+
+
+@pytest.mark.parametrize(
+    ("argv", "chosen", "rest"),
+    [
+        (["net-list"], {}, ["net-list"]),
+        (["--netns", "h1", "-v", "net-start", "x"], {"netns": "h1"}, ["-v", "net-start", "x"]),
+        (
+            ["--run-dir=/r", "--state-dir", "/s", "net-list"],
+            {"run_dir": "/r", "state_dir": "/s"},
+            ["net-list"],
+        ),
+        (
+            ["net-port-create", "n", "--netns", "guest"],
+            {},
+            ["net-port-create", "n", "--netns", "guest"],
+        ),
+        (["--netns"], {}, ["--netns"]),
+    ],
+)
+def test_host_options_are_split_from_the_command(
+    argv: list[str], chosen: dict[str, str], rest: list[str]
+) -> None:
+    assert thin.split_globals(argv) == (chosen, rest)
+
+
+@pytest.mark.parametrize(
+    "chosen", [{}, {"netns": "h1"}, {"run_dir": "/tmp/r"}, {"run_dir": "rel", "netns": "x"}]
+)
+def test_the_thin_client_finds_the_socket_where_the_daemon_puts_it(
+    chosen: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIRTNET_RUN_DIR", raising=False)
+    expected = socket_path(resolve_dirs(None, chosen.get("run_dir"), chosen.get("netns"))[1])
+    assert thin.socket_for(chosen) == str(expected)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidInput("bad", subject="network/ip/@address"),
+        NotFound("network 'x' does not exist"),
+        Conflict("already active"),
+    ],
+)
+def test_errors_cross_the_wire_as_the_same_class(error: Exception) -> None:
+    message = json.loads(rpc.error_from_exception(7, error))  # type: ignore[arg-type]
+    back = rpc.exception_from_error(message["error"])
+    assert type(back) is type(error) and str(back) == str(error)
+    assert back.subject == error.subject  # type: ignore[attr-defined]
+    assert message["error"]["data"]["exit_code"] == error.exit_code  # type: ignore[attr-defined]
+
+
+def test_events_print_on_one_line() -> None:
+    line = format_event(
+        {
+            "kind": "lease-added",
+            "network": "default",
+            "port": None,
+            "detail": {"mac": "52:54:00:00:00:01", "ip": "10.0.0.5", "expiry": 1700000000},
+            "time": 1764617401.25,
+        }
+    )
+    assert line == (
+        "2025-12-01 19:30:01.250+0000: lease-added network=default expiry=1700000000 "
+        "ip=10.0.0.5 mac=52:54:00:00:00:01"
+    )
+
+
+def test_each_thread_writes_to_its_own_client() -> None:
+    stdio.install()
+    seen: dict[int, list[str]] = {0: [], 1: []}
+
+    def run(n: int) -> None:
+        with stdio.redirected(seen[n].append, seen[n].append):
+            for _ in range(50):
+                click.echo(f"thread {n}")
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n in (0, 1):
+        assert "".join(seen[n]) == f"thread {n}\n" * 50
+
+
+def test_autostart_starts_bridge_makers_first(tmp_path: Path) -> None:
+    with Virtnet(tmp_path / "s", tmp_path / "r") as vn:
+        vn.define_network(
+            "<network><name>a-onto</name><forward mode='bridge'/><bridge name='br9'/></network>"
+        )
+        vn.define_network(
+            "<network><name>z-nat</name><forward mode='nat'/><bridge name='br9'/>"
+            "<ip address='10.9.0.1' prefix='24'/></network>"
+        )
+        vn.define_network("<network><name>m-off</name><bridge name='br8'/></network>")
+        for name in ("a-onto", "z-nat"):
+            vn.set_autostart(name)
+        assert autostart_order(vn) == ["z-nat", "a-onto"]
+        summary = to_json(vn.list_networks())
+        assert [row["name"] for row in summary] == ["a-onto", "m-off", "z-nat"]
+        assert to_json(vn.get_network("z-nat"))["xml"].startswith("<network>")
