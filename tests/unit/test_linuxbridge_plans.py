@@ -39,10 +39,11 @@ def test_nat_plan_builds_bridge_then_services() -> None:
         ),
         HOST,
     )
+    # dnsmasq before the firewall: it starts up while the rules go in (ctx.completions)
     assert kinds(plan) == [
         s.CreateBridge, s.RemovePortsInBulk, s.RequireSubnetsFree, s.ReleaseSharedTables,
         s.AddAddress, s.SetUp, s.EnableForwarding, s.StartDnsmasq, s.AddNetworkFirewall,
-    ]  # fmt: skip  (dnsmasq starts up while the rules go in: ctx.completions)
+    ]  # fmt: skip
     bridge = plan.steps[0]
     assert isinstance(bridge, s.CreateBridge)
     assert (bridge.name, bridge.mac, bridge.stp, bridge.delay) == (
