@@ -120,7 +120,10 @@ class Server:
                 while (message := reader.read()) is not None:
                     if not self._answer(conn, message):
                         return
-            except (rpc.ProtocolError, OSError) as exc:
+            except rpc.ProtocolError as exc:  # garbage: say so, then hang up
+                with contextlib.suppress(OSError):
+                    conn.sendall(rpc.error(None, rpc.PARSE_ERROR, str(exc)))
+            except OSError as exc:
                 log.debug("connection ended: %s", exc)
 
     def _answer(self, conn: socket.socket, message: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -292,3 +293,19 @@ def test_python_clients_get_the_api_and_its_errors(virtnetd: Daemon) -> None:
         assert vn.check_network("py") == []
         vn.destroy_network("py")
         assert [r["name"] for r in vn.list_networks(inactive=False)] == []
+
+
+def test_one_daemon_per_host_and_garbage_gets_an_error(virtnetd: Daemon) -> None:
+    second = subprocess.run(
+        [str(BIN / "virtnetd"), *virtnetd.host_args], capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 1 and "already running" in second.stderr
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(str(virtnetd.socket))
+        raw.sendall(b'{"jsonrpc":"2.0","id":1,"method":"frobnicate"}\n')
+        assert json.loads(raw.recv(65536))["error"]["code"] == -32601
+        raw.sendall(b'{"jsonrpc":"2.0","id":2,"method":"dumpxml","params":{"nme":"x"}}\n')
+        assert json.loads(raw.recv(65536))["error"]["code"] == -32602
+        raw.sendall(b"not json\n")
+        assert json.loads(raw.recv(65536))["error"]["code"] == -32700
+    assert virtnetd.cli("net-list").returncode == 0  # still serving
