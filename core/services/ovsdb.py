@@ -40,6 +40,14 @@ COLUMNS = {
 }
 
 
+def _set_size(row: Any, column: str) -> int:
+    """How many values a set column holds, without materialising it: the IDL turns
+    ``row.ports`` into a sorted list of rows, O(n log n) in Python on every read (1.5 ms at
+    1,000 ports). The count is read from the row's datum (the IDL's own representation)."""
+    datum = getattr(row, "_data", {}).get(column)
+    return len(datum.values) if datum is not None else len(getattr(row, column))
+
+
 def db_remote() -> str:
     raw = os.environ.get("VIRTNET_OVSDB", DEFAULT_DB)
     return raw if raw.startswith(("unix:", "tcp:", "ssl:")) else f"unix:{raw}"
@@ -127,7 +135,7 @@ class Ovsdb:
         The bridge's numbers are read again only when its port count is not what this
         session left it at (another process, or a delete): reading every interface on every
         plug made plugging O(ports)."""
-        count = len(bridge.ports)
+        count = _set_size(bridge, "ports")
         cached = self._ofports.get(bridge.name)
         if cached is None or cached[0] != count:
             used = {

@@ -110,6 +110,15 @@ def _delete_undo(ifname: str, bulk: str | None = None) -> Undo:
     return Undo("core.link.delete", args)
 
 
+def _bulk_of(master: str | None, bulk: bool, group_of: str | None) -> str | None:
+    """The bridge whose link group a port link joins (and whose teardown deletes it)."""
+    return master if master and bulk else group_of
+
+
+def _group(nl: Any, bridge: str | None) -> int | None:
+    return nl.port_group(bridge) if bridge else None
+
+
 def _finish(_pid: int) -> None:
     """A completion's result is not needed: dnsmasq's pid file records it."""
 
@@ -136,6 +145,9 @@ class RemovePortsInBulk(Step):
     link group go in one kernel request."""
 
     bridge: str
+    #: False for a bridge the kernel does not own (Open vSwitch's local port): only the
+    #: ports go in the request, the bridge goes through its own switch.
+    include_bridge: bool = True
 
     def describe(self) -> str:
         return f"on stop: delete the ports of {self.bridge} in one request"
@@ -147,6 +159,8 @@ class RemovePortsInBulk(Step):
         self.apply(ctx)  # a re-made bridge needs its link group again
 
     def apply(self, ctx: ApplyContext) -> None:
+        if not self.include_bridge:
+            return
         # the bridge joins the group too: it then goes in the same request as its ports,
         # and the kernel's ~30 ms of RCU waiting on link deletion is paid once
         nl = services(ctx).netlink
@@ -284,13 +298,16 @@ class CreateTap(Step):
     owner_uid: int | None = None
     mtu: int | None = None
     bulk: bool = False  # the bridge's plan has RemovePortsInBulk: join its ports' link group
+    #: Join this bridge's link group though it is not the link's master (Open vSwitch's
+    #: ports have no kernel master); its plan has ``RemovePortsInBulk(include_bridge=False)``.
+    group_of: str | None = None
 
     def describe(self) -> str:
         owner = f", owner uid {self.owner_uid}" if self.owner_uid is not None else ""
-        return f"create tap {self.ifname} on {self.master}{owner}"
+        return f"create tap {self.ifname} on {self.master or self.group_of}{owner}"
 
     def undo(self) -> Undo | None:
-        return _delete_undo(self.ifname, self.master if self.bulk else None)
+        return _delete_undo(self.ifname, _bulk_of(self.master, self.bulk, self.group_of))
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
@@ -306,7 +323,7 @@ class CreateTap(Step):
             mac=self.mac,
             owner_uid=self.owner_uid,
             mtu=self.mtu,
-            group=nl.port_group(self.master) if self.master and self.bulk else None,
+            group=_group(nl, _bulk_of(self.master, self.bulk, self.group_of)),
         )
 
 
@@ -323,6 +340,7 @@ class CreateVeth(Step):
     mtu: int | None = None
     bulk: bool = False  # the bridge's plan has RemovePortsInBulk: join its ports' link group
     peer_tx_checksum: bool = True  # False: the guest computes checksums (OVS userspace)
+    group_of: str | None = None  # as CreateTap's
 
     def describe(self) -> str:
         return (
@@ -331,7 +349,7 @@ class CreateVeth(Step):
         )
 
     def undo(self) -> Undo | None:
-        return _delete_undo(self.ifname, self.master if self.bulk else None)
+        return _delete_undo(self.ifname, _bulk_of(self.master, self.bulk, self.group_of))
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
@@ -356,7 +374,7 @@ class CreateVeth(Step):
             peer_netns=self.peer_netns,
             peer_mac=self.peer_mac,
             mtu=self.mtu,
-            group=nl.port_group(self.master) if self.master and self.bulk else None,
+            group=_group(nl, _bulk_of(self.master, self.bulk, self.group_of)),
         )
 
         def guest_side(guest: Netlink) -> None:

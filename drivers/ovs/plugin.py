@@ -36,6 +36,7 @@ from virtnet.services.steps import (
     CreateVeth,
     GuardOvsPort,
     OutOfHostStack,
+    RemovePortsInBulk,
     RequireOvsBridge,
     SetUp,
 )
@@ -81,7 +82,13 @@ class OvsBackend:
             )
         assert network.uuid is not None
         datapath = "system" if kernel_datapath_available() else "netdev"
-        plan = Plan([CreateOvsBridge(bridge, datapath, network.uuid, network.mtu, network.mac)])
+        plan = Plan(
+            [
+                CreateOvsBridge(bridge, datapath, network.uuid, network.mtu, network.mac),
+                # on stop, the port links go in one kernel request before the bridge goes
+                RemovePortsInBulk(bridge, include_bridge=False),
+            ]
+        )
         steps, info = l3_steps(network, bridge, host, openflow_target=mgmt_target(bridge))
         plan.add(*steps)
         plan.add(*bandwidth_steps(bridge, ifb_name(network.uuid), network.bandwidth, "network"))
@@ -112,9 +119,13 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
     port.plug = Plug(type="network" if status.get("owned") else "bridge", bridge=bridge)
     a.ifname = a.ifname or port_ifname(port.uuid)
     steps: list[Step]
+    group_of = bridge if status.get("owned") else None  # see RemovePortsInBulk in plan_start
     if a.kind in (AttachmentKind.TAP, AttachmentKind.NONE):
         a.kind = AttachmentKind.TAP
-        steps = [CreateTap(a.ifname, None, host_side_mac(port.mac), a.owner_uid, net.mtu)]
+        steps = [
+            CreateTap(a.ifname, None, host_side_mac(port.mac), a.owner_uid, net.mtu,
+                      group_of=group_of)
+        ]  # fmt: skip
     elif a.kind is AttachmentKind.VETH:
         if not a.netns:
             raise InvalidInput("a veth port needs the guest's namespace", subject="port/netns")
@@ -122,7 +133,7 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
         userspace = status.get("datapath", "netdev") == "netdev"
         steps = [
             CreateVeth(a.ifname, None, a.guest_ifname, a.netns, port.mac, net.mtu,
-                       peer_tx_checksum=not userspace)
+                       peer_tx_checksum=not userspace, group_of=group_of)
         ]  # fmt: skip
     else:
         raise Unsupported(f"the ovs backend cannot make {a.kind.value} ports", subject="port")
