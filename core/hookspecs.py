@@ -100,7 +100,8 @@ def virtnet_port_plan_plug(
     chosen and its portgroup resolved; fill in ``port.plug`` and ``port.attachment`` (names of
     what the steps will create) before returning. ``status`` is the network's runtime status
     (its ``Plan.info``), plus ``plug_devices``: how many of the network's ports use each
-    ``plug.dev`` (for choosing from a device pool). Unplugging undoes the steps in reverse.
+    ``plug.dev`` (for choosing from a device pool; empty for a network without forward
+    devices). Unplugging undoes the steps in reverse.
     """
 
 
