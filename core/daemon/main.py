@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     server = Server(path, methods, hub, args.group)
     monitor = Monitor(api, lock, args.interval, repair=not args.no_repair)
     stdio.install()
+    monitor.reconcile_all()
     if not args.no_autostart:
         monitor.autostart()
     server.bind()

@@ -75,6 +75,22 @@ class Monitor:
                 still.append(name)
         self.pending = still
 
+    def reconcile_all(self) -> None:
+        """At start: let each backend bring its datapath back in line with virtnet's record
+        of the ports (after a crash or a restart of Open vSwitch, stale OVS ports go and lost
+        ones come back), before drift checks begin."""
+        with self.lock:
+            names = [a.name for a in self.api.store.active()]
+        for name in names:
+            try:
+                with self.lock:
+                    done = self.api.reconcile_network(name)
+            except VirtnetError as exc:
+                log.warning("network %s: reconcile failed: %s", name, exc)
+                continue
+            for line in done:
+                log.warning("network %s: reconciled: %s", name, line)
+
     # the loop --------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()

@@ -14,6 +14,7 @@ import pytest
 from virtnet.testing import Lab, Namespace, can_ping, dhcp_lease
 from virtnet.testing.daemon import BIN, Daemon
 from virtnet.testing.fixtures import needs_root
+from virtnet.testing.ovs import OvsServer
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -136,3 +137,32 @@ for n in 1 2 3 4 5 6 7 8; do
   {v} net-destroy k{i}
 done
 """
+
+
+def test_a_restarted_daemon_reconciles_open_vswitch_ports(
+    virtnetd: Daemon, lab: Lab, host_ns: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ovs = OvsServer(host_ns).start()
+    try:
+        monkeypatch.setenv("VIRTNET_OVSDB", ovs.remote)
+        virtnetd.stop()
+        virtnetd.start("--interval", "0.5")  # with the OVSDB address in its environment
+        guest = lab.netns("guest")
+        xml = NET.replace("vtdrift", "vtdovs")
+        assert virtnetd.cli("net-define", "-", "--backend", "ovs", input=xml).returncode == 0
+        assert virtnetd.cli("net-start", "drift").returncode == 0
+        made = virtnetd.cli("net-port-create", "drift", "--netns", guest.name, "--json")
+        ifname = json.loads(made.stdout)["attachment"]["ifname"]
+        assert dhcp_lease(guest, "eth0") and can_ping(guest, "10.82.1.1")
+
+        virtnetd.kill()
+        ovs.vsctl("del-port", "vtdovs", ifname)  # lost while no daemon watched
+        assert not can_ping(guest, "10.82.1.1", wait=0.5)
+        virtnetd.start("--interval", "0.5")
+        assert ifname in ovs.vsctl("list-ports", "vtdovs")
+        assert "reconciled: re-added" in virtnetd.log_text()
+        assert can_ping(guest, "10.82.1.1", count=3)
+        assert virtnetd.cli("net-destroy", "drift").returncode == 0
+    finally:
+        virtnetd.cli("net-destroy", "drift")  # before OVS goes away
+        ovs.stop()
