@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,9 +90,10 @@ def main() -> int:
     parser.add_argument("--no-libvirt", action="store_true")
     args = parser.parse_args()
     lab = Lab()
+    run = run_dir_for_test()
     try:
         host = lab.netns("host")
-        daemon = Daemon(host.name, Path(run_dir_for_test()) / "state", run_dir_for_test(), lab)
+        daemon = Daemon(host.name, run / "state", run / "run", lab)
         daemon.start("--interval", "1")
         v = [str(BIN / "virtnet"), *daemon.host_args]
         thin = {**os.environ, "VIRTNET_DAEMON": "require"}
@@ -125,6 +127,7 @@ def main() -> int:
                 print(f"{'net-start: virsh / virtnet':<52} {ratio:7.2f}x  (target >= 3x) {verdict}")
     finally:
         lab.cleanup()
+        shutil.rmtree(run, ignore_errors=True)
     return 0
 
 

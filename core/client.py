@@ -87,7 +87,7 @@ class Client:
         try:
             self.sock.sendall(rpc.request(ident, method, params))
         except OSError as exc:
-            raise rpc.ProtocolError(f"virtnetd on {self.path}: {exc.strerror}") from None
+            raise rpc.ProtocolError(f"virtnetd on {self.path}: {exc.strerror or exc}") from None
         while True:
             message = self._read()
             if "id" not in message:
@@ -104,7 +104,7 @@ class Client:
         try:
             message = self._reader.read()
         except OSError as exc:
-            raise rpc.ProtocolError(f"virtnetd on {self.path}: {exc.strerror}") from None
+            raise rpc.ProtocolError(f"virtnetd on {self.path}: {exc.strerror or exc}") from None
         if message is None:
             raise rpc.ProtocolError(f"virtnetd on {self.path} closed the connection")
         return message

@@ -48,6 +48,7 @@ class Daemon:
 
     def start(self, *options: str, timeout: float = 20.0) -> Daemon:
         """Start and wait until it answers; ``options`` replace the default ones."""
+        self.run_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
         args = [str(BIN / "virtnetd"), *self.host_args, *(options or self.options)]
         with open(self.log, "a") as log:
             self.proc = self.lab.track(

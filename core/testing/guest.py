@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 from virtnet.testing.netns import Namespace
 
@@ -39,6 +41,30 @@ def dhcp_lease(ns: Namespace, ifname: str = "eth0", hostname: str | None = None)
         os.unlink(script)
     found = re.search(r"lease of (\S+) obtained", done.stdout + done.stderr)
     return found.group(1) if found else None
+
+
+def release_lease(ns: Namespace, ifname: str = "eth0", timeout: float = 20.0) -> bool:
+    """Take a lease, then give it back (DHCPRELEASE, as a guest shutting down does); True if
+    the client said it released it. busybox's ``-R`` does not release in ``-q`` mode, so
+    the client runs in the foreground and gets SIGUSR2."""
+    proc = ns.popen(
+        "busybox", "udhcpc", "-f", "-i", ifname, "-s", "/bin/true", "-t", "6", "-T", "1",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "obtained" in line:
+                proc.send_signal(signal.SIGUSR2)
+            if "released" in line:
+                return True
+        return False
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
 
 
 def resolve(ns: Namespace, name: str, server: str, rtype: str = "a") -> list[str]:

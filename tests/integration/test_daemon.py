@@ -6,21 +6,25 @@ from __future__ import annotations
 import grp
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from virtnet.client import Client
 from virtnet.errors import Conflict, InvalidInput
 from virtnet.testing import Lab, Namespace, dhcp_lease
 from virtnet.testing.daemon import BIN, Daemon
 from virtnet.testing.fixtures import needs_root, run_dir_for_test
+from virtnet.testing.guest import release_lease
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -32,6 +36,15 @@ def nat_xml(name: str, octet: int, bridge: str | None = None) -> str:
         f"<ip address='10.81.{octet}.1' prefix='24'><dhcp>"
         f"<range start='10.81.{octet}.10' end='10.81.{octet}.90'/></dhcp></ip></network>"
     )
+
+
+@pytest.fixture
+def spare(lab: Lab, host_ns: Namespace, tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon for the host namespace, not started yet; stopped and its run dir removed."""
+    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab)
+    yield daemon
+    daemon.stop()
+    shutil.rmtree(daemon.run_dir, ignore_errors=True)
 
 
 def _ppid(pid: int) -> int:
@@ -73,10 +86,8 @@ def test_thin_client_prints_what_the_in_process_cli_prints(
     assert virtnetd.cli("net-check", "shared").stdout == "Network shared is in sync\n"
 
 
-def test_without_a_daemon_the_cli_acts_in_process_or_fails_when_asked(
-    lab: Lab, host_ns: Namespace, tmp_path: Path
-) -> None:
-    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab)  # not started
+def test_without_a_daemon_the_cli_acts_in_process_or_fails_when_asked(spare: Daemon) -> None:
+    daemon = spare
     required = daemon.cli("net-list")
     assert required.returncode == 1
     assert "virtnetd is not running" in required.stderr and "Traceback" not in required.stderr
@@ -101,11 +112,8 @@ def test_the_socket_is_root_only(virtnetd: Daemon) -> None:
     assert "permission denied" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_a_group_member_may_use_the_socket_and_others_may_not(
-    lab: Lab, host_ns: Namespace, tmp_path: Path
-) -> None:
-    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab)
-    daemon.start("--group", "nogroup")
+def test_a_group_member_may_use_the_socket_and_others_may_not(spare: Daemon) -> None:
+    daemon = spare.start("--group", "nogroup")
     assert daemon.socket.stat().st_mode & 0o777 == 0o660
     assert daemon.socket.stat().st_gid == grp.getgrnam("nogroup").gr_gid
     script = (
@@ -180,10 +188,8 @@ def test_twenty_clients_at_once_get_answers_and_state_matches_the_kernel(
         assert virtnetd.cli("net-check", name).returncode == 0
 
 
-def test_autostart_networks_start_in_dependency_order(
-    lab: Lab, host_ns: Namespace, tmp_path: Path
-) -> None:
-    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab).start()
+def test_autostart_networks_start_in_dependency_order(spare: Daemon, host_ns: Namespace) -> None:
+    daemon = spare.start()
     onto = "<network><name>{name}</name><forward mode='bridge'/><bridge name='{bridge}'/></network>"
     # 'a-guests' sorts first but needs the bridge 'z-nat' makes
     for args, stdin in (
@@ -261,6 +267,17 @@ def test_events_arrive_in_order_from_start_to_dhcp_lease(virtnetd: Daemon, lab: 
     assert events[3]["detail"]["hostname"] == "evguest"
     times = [e["time"] for e in events]
     assert times == sorted(times)
+
+    with Client.connect(virtnetd.socket, timeout=15) as client:  # the guest gives it back
+        stream = client.events()
+        assert release_lease(guest, "eth0")
+        later = []
+        for item in stream:
+            later.append(item)
+            if item["kind"] == "lease-expired":
+                break
+    assert later[-1]["kind"] == "lease-expired", later
+    assert later[-1]["detail"]["mac"] == port["mac"]
     assert virtnetd.cli("net-destroy", "events").returncode == 0
     printed: list[str] = []
     assert cli_events.stdout is not None
@@ -269,11 +286,12 @@ def test_events_arrive_in_order_from_start_to_dhcp_lease(virtnetd: Daemon, lab: 
         if printed[-1] == "network-stopped":
             break
     cli_events.kill()
-    assert printed[:5] == [
+    assert printed[:6] == [
         "network-defined",
         "network-started",
         "port-plugged",
         "lease-added",
+        "lease-expired",
         "network-stopped",
     ]
 
