@@ -89,9 +89,11 @@ class Firewall:
 
         Reads only the small dispatch sets, never the whole ruleset.
         """
-        if self._empty("inet", "map", "fwd_in") and self._empty("inet", "map", "nat4"):
+        no_networks = self._empty("inet", "map", "fwd_in") and self._empty("inet", "map", "nat4")
+        if no_networks:
             self.nft.try_run(f"delete table inet {rules.TABLE}")
-        if self._empty("bridge", "set", "guarded"):
+        # the guard table stays while a network with rules remains: its drift check expects it
+        if no_networks and self._empty("bridge", "set", "guarded"):
             self.nft.try_run(f"delete table bridge {rules.TABLE}")
 
     # helpers --------------------------------------------------------------------------------

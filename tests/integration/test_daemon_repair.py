@@ -83,7 +83,8 @@ def _agreement(daemon: Daemon, host_ns: Namespace) -> None:
     assert links & bridges == {row["bridge"] for row in active.values()}
     ports = set()
     for name in active:
-        assert daemon.cli("net-check", name).returncode == 0
+        check = daemon.cli("net-check", name)
+        assert check.returncode == 0, check.stdout + check.stderr
         rows = json.loads(daemon.cli("net-port-list", name, "--json").stdout)
         ports |= {row["attachment"]["ifname"] for row in rows}
     assert links - bridges == ports  # every port link is a recorded port's, and back

@@ -153,6 +153,15 @@ def test_check_reports_drift(world: World) -> None:
     assert "vtbr-drift" not in world.host.links()
 
 
+def test_stopping_one_network_leaves_the_others_in_sync(world: World) -> None:
+    world.vn.create_network(xml("stays", "vtbr-stays", "10.79.10", "10"))
+    world.vn.create_network(xml("goes", "vtbr-goes", "10.79.11", "11"))
+    world.vn.destroy_network("goes")  # no guarded port anywhere: the guard table must stay
+    assert world.vn.check_network("stays") == []
+    world.vn.destroy_network("stays")
+    assert world.host.nft_tables() == []  # the last one takes virtnet's tables with it
+
+
 def test_check_reports_a_dead_dnsmasq(world: World) -> None:
     world.vn.create_network(xml("dead", "vtbr-dead", "10.79.9", "9"))
     directory = world.vn.network_info("dead")["status"]["dnsmasq"]["directory"]
