@@ -114,6 +114,7 @@ class Virtnet:
         """The core's datapath services for this host, created on first use."""
         if self._services is None:
             self._services = Services(self.host)
+            self._services.share()  # backends' drift checks reuse them (Services.once)
         return self._services
 
     def close(self) -> None:

@@ -111,12 +111,14 @@ class Monitor:
             self._retry_autostart()
         with self.lock:
             names = [a.name for a in self.api.store.active()]
-        for name in names:
-            if self._stop.is_set():
-                return
-            self._watch_leases(name)
-            if self.repair:
-                self._repair(name)
+            firewall = self.api.services.call(lambda s: s.firewall, self.api.services)
+        with firewall.cached_reads():  # one listing of virtnet's tables for the whole pass
+            for name in names:
+                if self._stop.is_set():
+                    return
+                self._watch_leases(name)
+                if self.repair:
+                    self._repair(name)
         for gone in set(self._leases) - set(names):
             del self._leases[gone]
 

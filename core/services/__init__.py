@@ -11,10 +11,11 @@ namespace never changes.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 from virtnet.backend import Host
 from virtnet.host import enter_netns, netns_path
@@ -40,24 +41,42 @@ def _in_netns(name: str) -> bool:
     return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
+def _key(host: Host) -> tuple[str | None, str]:
+    return host.netns, str(host.run_dir)
+
+
 class Services:
+    #: The long-lived services of each host a :class:`~virtnet.api.Virtnet` serves (see
+    #: :meth:`share`), which :meth:`once` reuses.
+    _shared: ClassVar[dict[tuple[str | None, str], Services]] = {}
+
     def __init__(self, host: Host) -> None:
         self.host = host
         self._worker: ThreadPoolExecutor | None = None
+        self._worker_thread: int | None = None
         if host.netns is not None and not _in_netns(host.netns):
             netns = host.netns
             self._worker = ThreadPoolExecutor(
                 max_workers=1,
                 thread_name_prefix=f"virtnet-{netns}",
-                initializer=enter_netns,
+                initializer=self._enter,
                 initargs=(netns,),
             )
 
+    def _enter(self, netns: str) -> None:
+        enter_netns(netns)
+        self._worker_thread = threading.get_ident()
+
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` in the host's namespace (inline when the caller is already there)."""
-        if self._worker is None:
+        if self._worker is None or threading.get_ident() == self._worker_thread:
             return fn(*args, **kwargs)
         return self._worker.submit(fn, *args, **kwargs).result()
+
+    def share(self) -> None:
+        """Offer these services to :meth:`once` callers of the same host (the API does, so a
+        backend's drift check in a long-lived process reuses its sockets and caches)."""
+        Services._shared[_key(self.host)] = self
 
     @cached_property
     def netlink(self) -> Netlink:
@@ -92,8 +111,12 @@ class Services:
 
     @classmethod
     def once(cls, host: Host, fn: Callable[..., T], *args: object) -> T:
-        """``fn(services, *args)`` in ``host``'s namespace with services made for this one
-        call (read-only hooks such as drift checks, which get no ApplyContext)."""
+        """``fn(services, *args)`` in ``host``'s namespace (read-only hooks such as drift
+        checks, which get no ApplyContext): with the host's shared services if a process
+        keeps some (:meth:`share`), else with services made for this one call."""
+        shared = cls._shared.get(_key(host))
+        if shared is not None:
+            return shared.call(fn, shared, *args)
         services = cls(host)
         try:
             return services.call(fn, services, *args)
@@ -101,6 +124,8 @@ class Services:
             services.close()
 
     def close(self) -> None:
+        if Services._shared.get(_key(self.host)) is self:
+            del Services._shared[_key(self.host)]
         if "netlink" in self.__dict__:
             self.call(self.netlink.close)
         if "firewall" in self.__dict__:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from virtnet.errors import OperationFailed
 from virtnet.services import firewall_rules as rules
@@ -21,10 +24,31 @@ from virtnet.services.nft import Nft
 from virtnet.services.nft_elements import NftElementError, NftElements
 
 
+@dataclass
+class _TableView:
+    """One listing of a virtnet table: rules per chain, keys per map."""
+
+    generation: int
+    rules: Counter[str]
+    maps: dict[str, set[str]]
+
+
 class Firewall:
     def __init__(self, nft: Nft, elements: NftElements) -> None:
         self.nft = nft
         self.elements = elements
+        self._views: dict[str, _TableView] | None = None
+
+    @contextmanager
+    def cached_reads(self) -> Iterator[None]:
+        """Within this block, drift checks share one listing of each table (until a write):
+        checking N networks costs two listings, not 8N queries that each make libnftables
+        fetch the whole table (virtnetd's monitor pass)."""
+        self._views = {}
+        try:
+            yield
+        finally:
+            self._views = None
 
     # networks -------------------------------------------------------------------------------
     def add_network(self, r: rules.NetworkRules | None) -> None:
@@ -49,16 +73,20 @@ class Firewall:
         self.add_network(r)
 
     def network_drift(self, r: rules.NetworkRules) -> list[str]:
-        """What is missing of the network's rules (read only)."""
-        problems = []
-        for chain in ["forward", "postrouting", *r.chains]:
-            if not self._chain_has_rules("inet", chain):
-                problems.append(f"nftables chain inet {rules.TABLE} {chain} is missing or empty")
-        if not self._chain_has_rules("bridge", "prerouting"):
+        """What is missing of the network's rules (read only): two table listings."""
+        inet, bridge = self._view("inet"), self._view("bridge")
+        problems = [
+            f"nftables chain inet {rules.TABLE} {chain} is missing or empty"
+            for chain in ["forward", "postrouting", *r.chains]
+            if not inet.rules[chain]
+        ]
+        if not bridge.rules["prerouting"]:
             problems.append(f"nftables chain bridge {rules.TABLE} prerouting is missing or empty")
-        for name in ("fwd_in", "fwd_out"):
-            if not self._map_has("inet", name, r.bridge):
-                problems.append(f"nftables map {name} has no entry for {r.bridge}")
+        problems += [
+            f"nftables map {name} has no entry for {r.bridge}"
+            for name in ("fwd_in", "fwd_out")
+            if r.bridge not in inet.maps.get(name, set())
+        ]
         return problems
 
     # ports ----------------------------------------------------------------------------------
@@ -125,14 +153,24 @@ class Firewall:
                 return False
         return True
 
-    def _chain_has_rules(self, family: str, chain: str) -> bool:
-        return any(
-            "rule" in i for i in self.nft.query(f"list chain {family} {rules.TABLE} {chain}")
-        )
-
-    def _map_has(self, family: str, name: str, key: str) -> bool:
-        for item in self.nft.query(f"list map {family} {rules.TABLE} {name}"):
-            for elem in item.get("map", {}).get("elem", []):
-                if isinstance(elem, list) and elem and elem[0] == key:
-                    return True
-        return False
+    def _view(self, family: str) -> _TableView:
+        views = self._views
+        if views is not None:
+            cached = views.get(family)
+            if cached is not None and cached.generation == self.nft.generation:
+                return cached
+        generation = self.nft.generation
+        counts: Counter[str] = Counter()
+        maps: dict[str, set[str]] = {}
+        for item in self.nft.query(f"list table {family} {rules.TABLE}"):
+            if "rule" in item:
+                counts[item["rule"]["chain"]] += 1
+            elif "map" in item:
+                elems = item["map"].get("elem", [])
+                maps[item["map"]["name"]] = {
+                    e[0] for e in elems if isinstance(e, list) and e and isinstance(e[0], str)
+                }
+        view = _TableView(generation, counts, maps)
+        if views is not None:
+            views[family] = view
+        return view

@@ -77,11 +77,17 @@ class Netlink:
             raise
 
     def link_kind(self, ifname: str) -> str | None:
+        return self.link_state(ifname)[0]
+
+    def link_state(self, ifname: str) -> tuple[str | None, bool]:
+        """(kind, administratively up) in one lookup; (None, False) if there is no such link
+        (a link without a kind, e.g. a physical NIC, gives ``""``)."""
         msg = self.link(ifname)
         if msg is None:
-            return None
+            return None, False
         info = msg.get_attr("IFLA_LINKINFO")
-        return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+        return str(kind or ""), bool(msg["flags"] & 1)
 
     def master_of(self, ifname: str) -> str | None:
         msg = self.link(ifname)

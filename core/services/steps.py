@@ -57,7 +57,8 @@ class RequireBridge(Step):
         if kind is None:
             raise NotFound(f"host bridge {self.name!r} does not exist", subject="network/bridge")
         if kind not in ("bridge", "openvswitch"):
-            raise Conflict(f"{self.name!r} is a {kind}, not a bridge", subject="network/bridge")
+            what = f"a {kind}" if kind else "a device"
+            raise Conflict(f"{self.name!r} is {what}, not a bridge", subject="network/bridge")
 
     def apply(self, ctx: ApplyContext) -> None:
         pass

@@ -19,10 +19,10 @@ def _check(services: Services, net: Network, status: dict[str, Any]) -> list[str
     bridge = str(status["bridge"])
     nl = services.netlink
     problems = []
-    kind = nl.link_kind(bridge)
+    kind, up = nl.link_state(bridge)
     if kind is None:
         problems.append(f"bridge {bridge} is missing")
-    elif status.get("owned") and not nl.is_up(bridge):
+    elif status.get("owned") and not up:
         problems.append(f"bridge {bridge} is down")
     if status.get("owned"):
         rules = network_rules(net, bridge)
