@@ -16,23 +16,82 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from virtnet.errors import VirtnetError
+from virtnet.errors import InvalidInput, VirtnetError
 
 log = logging.getLogger("virtnetd")
+
+
+DEFAULT_CONFIG = Path("/etc/virtnet/virtnetd.conf")
+#: Settings a config file may hold ([virtnetd] section), with how to read them.
+CONFIG_KEYS = {"group": str, "interval": float, "repair": bool, "autostart": bool}
+
+
+def read_config(path: Path) -> dict[str, object]:
+    """``[virtnetd]`` settings from an INI file; errors name the file, the key and why."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except (OSError, configparser.Error) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}", subject="--config") from None
+    for section in parser.sections():
+        if section != "virtnetd":
+            raise InvalidInput(f"unknown section [{section}]", subject=str(path))
+    settings: dict[str, object] = {}
+    if not parser.has_section("virtnetd"):
+        return settings
+    for key, raw in parser.items("virtnetd"):
+        kind = CONFIG_KEYS.get(key)
+        if kind is None:
+            raise InvalidInput(
+                f"unknown setting (known: {', '.join(sorted(CONFIG_KEYS))})",
+                subject=f"{path}: {key}",
+            )
+        try:
+            if kind is bool:
+                settings[key] = parser.getboolean("virtnetd", key)
+            elif kind is float:
+                settings[key] = float(raw)
+                if float(raw) <= 0:
+                    raise ValueError("must be positive")
+            else:
+                settings[key] = raw
+        except ValueError as exc:
+            raise InvalidInput(f"{raw!r}: {exc}", subject=f"{path}: {key}") from None
+    return settings
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="virtnetd", description="Serve virtnet's API for one host network namespace."
     )
+    p.add_argument(
+        "--config",
+        help="settings file: a [virtnetd] section with group, interval, repair, autostart "
+        f"[{DEFAULT_CONFIG}, if it exists]; options given here win",
+    )
     p.add_argument("--netns", help="serve this network namespace (it must exist)")
     p.add_argument("--state-dir", help="persistent definitions [/var/lib/virtnet]")
     p.add_argument("--run-dir", help="runtime state and the socket [/run/virtnet]")
     p.add_argument("--socket", help="socket path [RUN_DIR/virtnetd.sock]")
     p.add_argument("--group", help="also let this group use the socket (mode 0660)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between drift checks [1]")
-    p.add_argument("--no-repair", action="store_true", help="report drift, do not repair it")
-    p.add_argument("--no-autostart", action="store_true", help="do not start autostart networks")
+    p.add_argument("--interval", type=float, help="seconds between drift checks [1]")
+    p.add_argument(
+        "--no-repair",
+        dest="repair",
+        action="store_false",
+        default=None,
+        help="report drift, do not repair it",
+    )
+    p.add_argument(
+        "--no-autostart",
+        dest="autostart",
+        action="store_false",
+        default=None,
+        help="do not start autostart networks",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -61,6 +120,19 @@ def _notify_systemd() -> None:
         s.send(b"READY=1")
 
 
+def settle(args: argparse.Namespace) -> argparse.Namespace:
+    """Command-line options win over the config file, which wins over the defaults."""
+    config = Path(args.config) if args.config else DEFAULT_CONFIG
+    settings = read_config(config) if args.config or config.exists() else {}
+    defaults = {"group": None, "interval": 1.0, "repair": True, "autostart": True}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, settings.get(key, value))
+    if args.interval <= 0:
+        raise InvalidInput(f"{args.interval}: must be positive", subject="--interval")
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     from virtnet.host import enter_netns
     from virtnet.paths import resolve_dirs, socket_path
@@ -85,10 +157,10 @@ def run(args: argparse.Namespace) -> int:
     methods = Methods(Serialized(api, lock), hub, host)
     path = Path(args.socket) if args.socket else socket_path(run_dir)
     server = Server(path, methods, hub, args.group)
-    monitor = Monitor(api, lock, args.interval, repair=not args.no_repair)
+    monitor = Monitor(api, lock, args.interval, repair=args.repair)
     stdio.install()
     monitor.reconcile_all()
-    if not args.no_autostart:
+    if args.autostart:
         monitor.autostart()
     server.bind()
     stop = threading.Event()
@@ -115,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s virtnetd: %(levelname)s: %(message)s",
     )
     try:
-        return run(args)
+        return run(settle(args))
     except VirtnetError as exc:
         print(f"virtnetd: error: {exc}", file=sys.stderr)
         return exc.exit_code

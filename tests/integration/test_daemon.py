@@ -112,8 +112,12 @@ def test_the_socket_is_root_only(virtnetd: Daemon) -> None:
     assert "permission denied" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_a_group_member_may_use_the_socket_and_others_may_not(spare: Daemon) -> None:
-    daemon = spare.start("--group", "nogroup")
+def test_a_group_member_may_use_the_socket_and_others_may_not(
+    spare: Daemon, tmp_path: Path
+) -> None:
+    config = tmp_path / "virtnetd.conf"
+    config.write_text("[virtnetd]\ngroup = nogroup\ninterval = 2\n")
+    daemon = spare.start("--config", str(config))
     assert daemon.socket.stat().st_mode & 0o777 == 0o660
     assert daemon.socket.stat().st_gid == grp.getgrnam("nogroup").gr_gid
     script = (

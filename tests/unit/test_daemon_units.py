@@ -16,6 +16,7 @@ from virtnet import rpc, thin
 from virtnet.api import Virtnet
 from virtnet.cli_event import format_event
 from virtnet.daemon import stdio
+from virtnet.daemon.main import _parser, read_config, settle
 from virtnet.daemon.methods import to_json
 from virtnet.daemon.monitor import autostart_order
 from virtnet.errors import Conflict, InvalidInput, NotFound
@@ -140,3 +141,25 @@ def test_autostart_starts_bridge_makers_first(tmp_path: Path) -> None:
         summary = to_json(vn.list_networks())
         assert [row["name"] for row in summary] == ["a-onto", "m-off", "z-nat"]
         assert to_json(vn.get_network("z-nat"))["xml"].startswith("<network>")
+
+
+def test_the_daemon_config_file_is_read_and_checked(tmp_path: Path) -> None:
+    good = tmp_path / "good.conf"
+    good.write_text("[virtnetd]\ngroup = virtnet\ninterval = 2.5\nrepair = no\n")
+    assert read_config(good) == {"group": "virtnet", "interval": 2.5, "repair": False}
+    args = settle(_parser().parse_args(["--config", str(good), "--interval", "1"]))
+    assert (args.group, args.interval, args.repair, args.autostart) == ("virtnet", 1.0, False, True)
+    for text, subject in (
+        ("[virtnetd]\ncolour = blue\n", "colour"),
+        ("[virtnetd]\ninterval = soon\n", "interval"),
+        ("[virtnetd]\ninterval = -1\n", "interval"),
+        ("[virtnetd]\nrepair = perhaps\n", "repair"),
+        ("[other]\n", str(tmp_path / "bad.conf")),
+    ):
+        bad = tmp_path / "bad.conf"
+        bad.write_text(text)
+        with pytest.raises(InvalidInput) as error:
+            read_config(bad)
+        assert subject in str(error.value)
+    with pytest.raises(InvalidInput, match="--config"):
+        read_config(tmp_path / "missing.conf")
