@@ -57,13 +57,17 @@ class Journal:
         self._fd: int | None = None
 
     def append(self, undo: Undo) -> None:
-        """On disk (fsync) when this returns; the file stays open until :meth:`close`."""
+        """In the file when this returns; the file stays open until :meth:`close`.
+
+        No fsync: the journal guards against the *process* dying (its write is in the page
+        cache and survives that); against the machine dying it is useless, because the
+        kernel objects it describes die with the machine and the run dir is emptied at boot.
+        """
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
             self._fd = os.open(self.path, flags, 0o600)
         os.write(self._fd, (json.dumps(undo.as_dict(), sort_keys=True) + "\n").encode())
-        os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
