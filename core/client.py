@@ -13,14 +13,13 @@ Importing this module is cheap (standard library only): the thin ``virtnet`` CLI
 
 from __future__ import annotations
 
-import errno
 import itertools
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from virtnet import rpc
+from virtnet import rpc, thin
 from virtnet.errors import VirtnetError
 from virtnet.paths import resolve_dirs, socket_path
 
@@ -55,20 +54,14 @@ class Client:
     ) -> Client:
         """Connect to the daemon of ``netns`` (its socket is in that host's run dir)."""
         target = Path(path) if path else socket_path(resolve_dirs(None, run_dir, netns)[1])
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(timeout)
         try:
-            sock.connect(str(target))
-        except OSError as exc:
-            sock.close()
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                raise PermissionDenied(
-                    f"permission denied: {target} is for root or the group virtnetd was "
-                    "configured with (--group)"
-                ) from None
-            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK):
-                raise DaemonNotRunning(f"virtnetd is not running (no daemon on {target})") from None
-            raise DaemonNotRunning(f"cannot reach virtnetd on {target}: {exc.strerror}") from None
+            raw = thin.connect(str(target))  # one place maps connect errors to messages
+        except thin.Unavailable as exc:
+            raise DaemonNotRunning(str(exc)) from None
+        except PermissionError as exc:
+            raise PermissionDenied(str(exc)) from None
+        sock = socket.socket(fileno=raw.detach())
+        sock.settimeout(timeout)
         return cls(sock, target)
 
     def close(self) -> None:

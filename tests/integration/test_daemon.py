@@ -124,25 +124,21 @@ def test_a_group_member_may_use_the_socket_and_others_may_not(
         "from virtnet.client import Client; import sys; "
         f"c = Client.connect({str(daemon.socket)!r}); print(c.hello()['protocol'])"
     )
-    member = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        user="nobody",
-        group="nogroup",
-        extra_groups=[],
-        timeout=30,
-    )
+
+    def hello_as_nobody(group: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            user="nobody",
+            group=group,
+            extra_groups=[],
+            timeout=30,
+        )
+
+    member = hello_as_nobody("nogroup")
     assert member.stdout.strip() == "1", member.stderr
-    stranger = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        user="nobody",
-        group="daemon",
-        extra_groups=[],
-        timeout=30,
-    )
+    stranger = hello_as_nobody("daemon")
     assert stranger.returncode != 0 and "PermissionDenied" in stranger.stderr
     daemon.stop()
 
