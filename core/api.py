@@ -336,7 +336,9 @@ class Virtnet:
                 problems += self.services.call(repair_plan, ctx, port_plan)
             remaining = self.hooks.check(active.backend, net, active.info)
         repair = Repair(found, remaining, problems)
-        self.hooks.emit(Event(EventKind.NETWORK_REPAIRED, name, detail=dataclasses.asdict(repair)))
+        if remaining != found:  # something was restored (drift nobody can fix is not news)
+            detail = dataclasses.asdict(repair)
+            self.hooks.emit(Event(EventKind.NETWORK_REPAIRED, name, detail=detail))
         return repair
 
     # ports ----------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class Monitor:
         self.repair = repair
         self.pending: list[str] = []
         self._leases: dict[str, _LeaseFile] = {}
+        self._unfixed: dict[str, list[str]] = {}  # drift repair could not fix, per network
         self._since = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="virtnetd-monitor", daemon=True)
@@ -131,14 +132,20 @@ class Monitor:
             except VirtnetError as exc:
                 log.warning("network %s: repair failed: %s", name, exc)
                 return
-        if result.found:
-            log.warning("network %s drifted: %s", name, "; ".join(result.found))
-            for problem in result.problems:
-                log.warning("network %s: could not repair: %s", name, problem)
-            if result.remaining:
-                log.warning("network %s: still: %s", name, "; ".join(result.remaining))
-            else:
-                log.warning("network %s: repaired", name)
+        if not result.found:
+            self._unfixed.pop(name, None)
+            return
+        if result.remaining and result.remaining == self._unfixed.get(name):
+            return  # the same drift nothing here can fix (a NIC down): said once already
+        log.warning("network %s drifted: %s", name, "; ".join(result.found))
+        for problem in result.problems:
+            log.warning("network %s: could not repair: %s", name, problem)
+        if result.remaining:
+            log.warning("network %s: still: %s", name, "; ".join(result.remaining))
+            self._unfixed[name] = result.remaining
+        else:
+            log.warning("network %s: repaired", name)
+            self._unfixed.pop(name, None)
 
     def _watch_leases(self, name: str) -> None:
         with self.lock:

@@ -74,7 +74,12 @@ class MacvtapBackend:
 def plan_plug(net: Network, port: NetworkPort, host: Host, status: dict[str, Any]) -> Plan:
     assert port.uuid is not None and port.mac is not None
     mode = KERNEL_MODES[net.mode]
-    device = _pick_device(list(status["devices"]), dict(status.get("plug_devices", {})), net)
+    devices = list(status["devices"])
+    recorded = port.plug.dev if port.plug is not None else None
+    if recorded is not None and recorded in devices:
+        device = recorded  # a port planned again (drift repair) keeps its device
+    else:
+        device = _pick_device(devices, dict(status.get("plug_devices", {})), net)
     port.plug = Plug(type="direct", dev=device, mode=net.mode.value)
     a = port.attachment
     # what a caller asks for a VM (a tap) or a container (a veth), made the direct way

@@ -113,6 +113,18 @@ def test_passthrough_gives_one_guest_the_device(lan: Lan) -> None:
     assert snapshot(lan.host) == before
 
 
+def test_repair_plans_a_passthrough_port_again_on_its_own_device(lan: Lan) -> None:
+    peer_on_wire(lan)
+    lan.vn.create_network(direct("dpass", "passthrough"))
+    g1, _ = lan.guest("dpass", "g1", "192.0.2.11")
+    lan.host.ip("link", "set", "eth1", "down")  # drift no one here can repair
+    repair = lan.vn.repair_network("dpass")  # re-planning the port must not refuse eth1
+    assert repair.found == repair.remaining == ["forward device eth1 is down"]
+    lan.host.ip("link", "set", "eth1", "up")
+    assert lan.vn.repair_network("dpass").found == []
+    assert can_ping(g1, PEER)
+
+
 def test_a_pool_gives_each_port_the_least_used_device(lan: Lan) -> None:
     second = lan.lab.netns("lan2")
     lan.lab.cable(lan.host, "eth2", second, "eth0")

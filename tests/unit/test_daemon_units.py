@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from virtnet import rpc, thin
-from virtnet.api import Virtnet
+from virtnet.api import Repair, Virtnet
 from virtnet.cli_event import format_event
 from virtnet.daemon import stdio
 from virtnet.daemon.main import _parser, read_config, settle
 from virtnet.daemon.methods import to_json
-from virtnet.daemon.monitor import autostart_order
+from virtnet.daemon.monitor import Monitor, autostart_order
 from virtnet.errors import Conflict, InvalidInput, NotFound
 from virtnet.paths import resolve_dirs, socket_path
 
@@ -163,3 +163,34 @@ def test_the_daemon_config_file_is_read_and_checked(tmp_path: Path) -> None:
         assert subject in str(error.value)
     with pytest.raises(InvalidInput, match="--config"):
         read_config(tmp_path / "missing.conf")
+
+
+def test_the_monitor_says_once_what_it_cannot_repair(caplog: pytest.LogCaptureFixture) -> None:
+    """The monitor's own logic, over a stand-in for the API: drift nobody here can fix (a NIC
+    down) is logged when it appears, not on every pass; a repair is logged each time."""
+    down = ["forward device eth1 is down"]
+    results = iter(
+        [Repair(down, down, []), Repair(down, down, []), Repair([], [], []), Repair(down, [], [])]
+    )
+
+    class Api:
+        class store:
+            @staticmethod
+            def active_network(name: str) -> object:
+                return object()
+
+        @staticmethod
+        def repair_network(name: str) -> Repair:
+            return next(results)
+
+    monitor = Monitor(Api(), threading.RLock())  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="virtnetd"):
+        for _ in range(4):
+            monitor._repair("n1")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "network n1 drifted: forward device eth1 is down",
+        "network n1: still: forward device eth1 is down",
+        "network n1 drifted: forward device eth1 is down",
+        "network n1: repaired",
+    ]
