@@ -46,7 +46,7 @@ class ApplyContext:
     #: Work a step started and the plan must wait for before it is done (e.g. a daemon's
     #: start-up), run at the end of the plan so it overlaps with the steps after it; a
     #: failure there rolls the whole plan back like a failed step.
-    completions: list[Callable[[], None]] = field(default_factory=list)
+    completions: list[Callable[[], object]] = field(default_factory=list)  # results ignored
 
 
 class Journal:
@@ -110,12 +110,11 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
     current: Step | None = None
     try:
         for current, undo in zip(plan, undos, strict=True):
-            step = current
-            step.check(ctx)
+            current.check(ctx)
             if undo is not None:
                 journal.append(undo)
-            log.debug("apply: %s", step.describe())
-            step.apply(ctx)
+            log.debug("apply: %s", current.describe())
+            current.apply(ctx)
         current = None
         _complete(ctx)
         journal.close()

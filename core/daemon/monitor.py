@@ -58,7 +58,7 @@ class Monitor:
         """Start autostart networks; one that cannot start yet (its host bridge is missing)
         is retried on every pass."""
         with self.lock:
-            active = {a.name for a in self.api.store.active()}
+            active = set(self._active_names())
             self.pending = [n for n in autostart_order(self.api) if n not in active]
         self._retry_autostart(first=True)
 
@@ -81,7 +81,7 @@ class Monitor:
         of the ports (after a crash or a restart of Open vSwitch, stale OVS ports go and lost
         ones come back), before drift checks begin."""
         with self.lock:
-            names = [a.name for a in self.api.store.active()]
+            names = self._active_names()
         for name in names:
             try:
                 with self.lock:
@@ -91,6 +91,9 @@ class Monitor:
                 continue
             for line in done:
                 log.warning("network %s: reconciled: %s", name, line)
+
+    def _active_names(self) -> list[str]:
+        return list(self.api.store.active_xml())  # names only: no status decoding
 
     # the loop --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -111,7 +114,7 @@ class Monitor:
         if self.pending:
             self._retry_autostart()
         with self.lock:
-            names = [a.name for a in self.api.store.active()]
+            names = self._active_names()
             firewall = self.api.services.call(lambda s: s.firewall, self.api.services)
         with firewall.cached_reads():  # one listing of virtnet's tables for the whole pass
             for name in names:

@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import pwd
+import queue
 import select
 import socket
 import struct
@@ -171,7 +172,7 @@ class Server:
             while not self.closing.is_set():
                 try:
                     item = events.get(timeout=1.0)
-                except Exception:  # queue.Empty
+                except queue.Empty:
                     if not _alive(conn):
                         return
                     continue

@@ -120,24 +120,25 @@ def _group(nl: Any, bridge: str | None) -> int | None:
     return nl.port_group(bridge) if bridge else None
 
 
-def _finish(_pid: int) -> None:
-    """A completion's result is not needed: dnsmasq's pid file records it."""
-
-
 def _repair_port_link(
-    ctx: ApplyContext, ifname: str, master: str | None, bulk: bool, create: Callable[[], None]
+    ctx: ApplyContext,
+    ifname: str,
+    master: str | None,
+    bulk_of: str | None,
+    create: Callable[[], None],
 ) -> None:
     """A guest link that is gone is made again; one that lost its bridge (the bridge was
-    deleted and re-made) joins it again, keeping the guest's end and its open file."""
+    deleted and re-made) joins it again, keeping the guest's end and its open file, and the
+    re-made bridge's link group (its number follows the new bridge's ifindex)."""
     nl = services(ctx).netlink
     if nl.index(ifname) is None:
         create()
         return
     if master and nl.master_of(ifname) != master:
         nl.enslave(ifname, master)
-        group = nl.port_group(master) if bulk else None
-        if group is not None:
-            nl.set_group(ifname, group)
+    group = _group(nl, bulk_of)
+    if group is not None:
+        nl.set_group(ifname, group)
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,8 @@ class CreateTap(Step):
         _require_free(ctx, self.ifname)
 
     def repair(self, ctx: ApplyContext) -> None:
-        _repair_port_link(ctx, self.ifname, self.master, self.bulk, lambda: self.apply(ctx))
+        bulk_of = _bulk_of(self.master, self.bulk, self.group_of)
+        _repair_port_link(ctx, self.ifname, self.master, bulk_of, lambda: self.apply(ctx))
 
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
@@ -362,7 +364,8 @@ class CreateVeth(Step):
             )
 
     def repair(self, ctx: ApplyContext) -> None:
-        _repair_port_link(ctx, self.ifname, self.master, self.bulk, lambda: self.apply(ctx))
+        bulk_of = _bulk_of(self.master, self.bulk, self.group_of)
+        _repair_port_link(ctx, self.ifname, self.master, bulk_of, lambda: self.apply(ctx))
 
     def apply(self, ctx: ApplyContext) -> None:
         from virtnet.services.netlink import Netlink, in_namespace, set_tx_checksum
@@ -503,7 +506,7 @@ class StartDnsmasq(Step):
         dnsmasq.write_files(self.files, self.conf, self.hosts, self.addn_hosts, self.script)
         proc = dnsmasq.spawn(self.files)
         # dnsmasq starts up while the plan goes on (the firewall); the plan waits at its end
-        ctx.completions.append(lambda: _finish(dnsmasq.finish_start(proc, self.files)))
+        ctx.completions.append(lambda: dnsmasq.finish_start(proc, self.files))
 
 
 # --- traffic control --------------------------------------------------------------------------

@@ -188,3 +188,21 @@ def test_reconcile_repairs_lost_and_stale_ovs_ports(world: World, ovs: OvsServer
     spoofed = lost.exec("ping", "-c", "1", "-W", "1", "-I", "10.31.0.233", "10.31.0.1", check=False)
     assert spoofed.returncode != 0
     assert world.vn.reconcile_network("ovsnat") == []  # nothing left to do
+
+
+def test_repair_remakes_a_deleted_ovs_bridge_and_destroy_still_removes_everything(
+    world: World, ovs: OvsServer
+) -> None:
+    before, db_before = snapshot(world.host, world.run_dir), ovs.vsctl("show")
+    world.vn.create_network(NAT, backend="ovs")
+    guest, port = plug(world, "ovsnat", "g1")
+    assert dhcp_lease(guest)
+    ovs.vsctl("del-br", "vtovsnat")  # the bridge and its ports gone from OVSDB
+    repair = world.vn.repair_network("ovsnat")
+    assert any("missing from OVSDB" in line for line in repair.found)
+    assert repair.remaining == [] and repair.problems == []
+    assert port.attachment.ifname in ovs.vsctl("list-ports", "vtovsnat")
+    assert can_ping(guest, "10.31.0.1", count=3)
+    world.vn.destroy_network("ovsnat")  # the guest link joined the re-made bridge's group
+    assert snapshot(world.host, world.run_dir) == before
+    assert ovs.vsctl("show") == db_before
