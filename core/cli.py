@@ -18,7 +18,16 @@ from virtnet.cli_dhcp import net_dhcp_leases, net_update
 from virtnet.cli_event import event
 from virtnet.cli_lab import lab
 from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
-from virtnet.cli_util import State, api, daemon_context, emit_json, read_input, table, yes_no
+from virtnet.cli_util import (
+    NETWORK,
+    State,
+    api,
+    daemon_context,
+    emit_json,
+    read_input,
+    table,
+    yes_no,
+)
 from virtnet.errors import VirtnetError
 
 
@@ -62,7 +71,7 @@ def net_create(file: str, backend: str | None) -> None:
 
 
 @cli.command("net-undefine")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 def net_undefine(name: str) -> None:
     """Remove a network's persistent definition."""
     api().undefine_network(name)
@@ -70,7 +79,7 @@ def net_undefine(name: str) -> None:
 
 
 @cli.command("net-start")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 @click.option("--dry-run", is_flag=True, help="Print the backend and the steps; change nothing.")
 def net_start(name: str, dry_run: bool) -> None:
     """Start a defined network."""
@@ -85,7 +94,7 @@ def net_start(name: str, dry_run: bool) -> None:
 
 
 @cli.command("net-destroy")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 def net_destroy(name: str) -> None:
     """Stop an active network (a transient one disappears)."""
     api().destroy_network(name)
@@ -117,7 +126,7 @@ def net_list(show_all: bool, inactive: bool, as_json: bool) -> None:
 
 
 @cli.command("net-info")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def net_info(name: str, as_json: bool) -> None:
     """Show a network's identity, state and backend."""
@@ -138,7 +147,7 @@ def net_info(name: str, as_json: bool) -> None:
 
 
 @cli.command("net-dumpxml")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 @click.option("--inactive", is_flag=True, help="The stored definition, not the live one.")
 def net_dumpxml(name: str, inactive: bool) -> None:
     """Print a network's XML in libvirt's canonical form."""
@@ -146,7 +155,7 @@ def net_dumpxml(name: str, inactive: bool) -> None:
 
 
 @cli.command("net-autostart")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 @click.option("--disable", is_flag=True, help="Do not start it automatically.")
 def net_autostart(name: str, disable: bool) -> None:
     """Mark a network to start when virtnet's service starts."""
@@ -155,7 +164,7 @@ def net_autostart(name: str, disable: bool) -> None:
 
 
 @cli.command("net-uuid")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 def net_uuid(name: str) -> None:
     """Print a network's UUID."""
     click.echo(api().network_info(name)["uuid"])
@@ -169,7 +178,7 @@ def net_name(uuid: str) -> None:
 
 
 @cli.command("net-check")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 def net_check(name: str) -> None:
     """Report drift between an active network and the host (exit 1 if any)."""
     drift = api().check_network(name)
@@ -181,7 +190,7 @@ def net_check(name: str) -> None:
 
 
 @cli.command("net-reconcile")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 def net_reconcile(name: str) -> None:
     """Repair an active network's datapath from virtnet's record of its ports."""
     repairs = api().reconcile_network(name)
@@ -191,7 +200,7 @@ def net_reconcile(name: str) -> None:
 
 
 @cli.command("net-repair")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 def net_repair(name: str) -> None:
     """Restore what drifted from an active network (what virtnetd does on its own)."""
     repair = api().repair_network(name)
@@ -255,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # usage errors: one line too, exit 2
+        command = getattr(getattr(exc, "ctx", None), "command_path", None)
+        where = f" (see '{command} --help')" if command else ""
+        click.echo(f"error: {exc.format_message()}{where}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

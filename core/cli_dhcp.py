@@ -6,12 +6,12 @@ import time
 
 import click
 
-from virtnet.cli_util import api, emit_json, read_input, table
+from virtnet.cli_util import NETWORK, api, emit_json, read_input, table
 from virtnet.model.update import COMMANDS, SECTIONS
 
 
 @click.command("net-update")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 @click.argument("command", type=click.Choice(COMMANDS))
 @click.argument("section", type=click.Choice(sorted(SECTIONS)))
 @click.argument("xml")
@@ -45,7 +45,7 @@ def net_update(
 
 
 @click.command("net-dhcp-leases")
-@click.argument("name")
+@click.argument("name", type=NETWORK)
 @click.option("--mac", help="Only this MAC's leases.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def net_dhcp_leases(name: str, mac: str | None, as_json: bool) -> None:

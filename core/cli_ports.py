@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from virtnet.cli_util import api, emit_json, table, yes_no
+from virtnet.cli_util import NETWORK, api, emit_json, table, yes_no
 from virtnet.errors import InvalidInput
 from virtnet.model.codec import to_dict
 from virtnet.model.names import check_ifname
@@ -13,14 +13,19 @@ from virtnet.model.port_xml import format_port
 
 
 @click.command("net-port-create")
-@click.argument("network")
+@click.argument("network", type=NETWORK)
 @click.option(
     "--tap",
     "tap",
     metavar="IFNAME",
     help="A VM's link, with this name (the default; a macvtap on direct networks).",
 )
-@click.option("--owner", type=int, metavar="UID", help="The tap's owner, so QEMU can open it.")
+@click.option(
+    "--owner",
+    type=click.IntRange(0, 4294967294),
+    metavar="UID",
+    help="The tap's owner, so QEMU can open it.",
+)
 @click.option(
     "--netns",
     "guest_netns",
@@ -75,7 +80,7 @@ def net_port_create(
 
 
 @click.command("net-port-list")
-@click.argument("network")
+@click.argument("network", type=NETWORK)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def net_port_list(network: str, as_json: bool) -> None:
     """List the ports of NETWORK."""

@@ -78,9 +78,27 @@ def read_input(path: str) -> str:
             raise InvalidInput(f"cannot read {path}: No such file or directory", subject="FILE")
         return text
     try:
-        return sys.stdin.read() if path == "-" else Path(path).read_text()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", subject="FILE") from None
+    return decode_text(data, path)
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Definitions are UTF-8 (a byte-order mark is allowed, and UTF-16 with its mark);
+    anything else is refused with the offset of the first bad byte."""
+    import codecs
+
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding, data = "utf-16", data
+    else:
+        encoding, data = "utf-8", data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{source} is not {encoding.upper()} text (byte {exc.start})", subject="FILE"
+        ) from None
 
 
 def emit_json(data: Any) -> None:
@@ -103,3 +121,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+class NetworkName(click.ParamType):  # type: ignore[type-arg]
+    """A network name argument: checked by libvirt's naming rules before anything is looked
+    up, so ``../../etc/passwd`` is bad input (exit 2), not a missing network."""
+
+    name = "NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from virtnet.model.names import check_network_name
+
+        return check_network_name(
+            str(value), subject=param.human_readable_name if param else "NAME"
+        )
+
+
+NETWORK = NetworkName()

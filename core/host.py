@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from virtnet.backend import Host
-from virtnet.errors import NotFound, OperationFailed
+from virtnet.errors import InvalidInput, OperationFailed
 from virtnet.paths import resolve_dirs
 
 NETNS_DIR = Path("/run/netns")
@@ -45,8 +45,8 @@ def prepare_dirs(host: Host) -> None:
 
 
 def netns_path(name: str) -> Path:
-    if not name or "/" in name or name in (".", ".."):
-        raise NotFound(f"{name!r} is not a network namespace name", subject="--netns")
+    if not name or "/" in name or name in (".", "..") or not name.isprintable():
+        raise InvalidInput(f"{name!r} is not a network namespace name", subject="--netns")
     return NETNS_DIR / name
 
 
@@ -60,7 +60,9 @@ def enter_netns(name: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NotFound(f"network namespace {name!r} does not exist", subject="--netns") from None
+        raise InvalidInput(
+            f"network namespace {name!r} does not exist", subject="--netns"
+        ) from None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, _CLONE_NEWNET) != 0:

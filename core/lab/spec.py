@@ -17,7 +17,7 @@ import yaml
 from virtnet.errors import InvalidInput
 from virtnet.model.names import check_ifname, check_mac
 
-_ROLE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+_ROLE = re.compile(r"[a-z][a-z0-9]{0,7}")
 
 
 @dataclass(frozen=True)
@@ -326,7 +326,7 @@ def _unknown(body: dict[str, Any], known: set[str], path: str) -> None:
 
 
 def _role(name: str, path: str) -> str:
-    if not _ROLE.match(name):
+    if not _ROLE.fullmatch(name):
         raise InvalidInput(
             f"{name!r} must be 1-8 lower-case letters or digits, starting with a letter",
             subject=path,

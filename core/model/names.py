@@ -13,10 +13,12 @@ import uuid as uuidlib
 from virtnet.errors import InvalidInput
 
 NAME_MAX = 64
+_THIS_NET4 = ipaddress.ip_network("0.0.0.0/8")
 IFNAME_MAX = 15  # IFNAMSIZ - 1
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_IFNAME_BAD = re.compile(r"[/:\s]")
+# always used with fullmatch: ``$`` alone would accept a trailing newline
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
+_IFNAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 def check_network_name(name: str, subject: str = "network/name") -> str:
@@ -35,16 +37,19 @@ def check_network_name(name: str, subject: str = "network/name") -> str:
 
 
 def check_ifname(name: str, subject: str) -> str:
-    """The kernel's rules for an interface name (dev_valid_name)."""
+    """An interface name: the kernel's rules (dev_valid_name), narrowed to letters, digits and
+    ``_ . + -``: names reach nftables rules and dnsmasq's ``interface=`` (where ',' would
+    add another interface), so nothing in them may carry meaning there."""
     if not name:
         raise InvalidInput("interface name must not be empty", subject=subject)
     if len(name.encode()) > IFNAME_MAX:
         raise InvalidInput(
             f"interface name {name!r} is longer than {IFNAME_MAX} bytes", subject=subject
         )
-    if name in (".", "..") or _IFNAME_BAD.search(name) or not name.isprintable():
+    if name in (".", "..") or not _IFNAME.fullmatch(name):
         raise InvalidInput(
-            f"interface name {name!r} may not be '.', '..' or contain '/', ':' or spaces",
+            f"interface name {name!r} may hold only letters, digits and '_.+-' "
+            "(and not be '.' or '..')",
             subject=subject,
         )
     return name
@@ -60,16 +65,22 @@ def check_uuid(value: str, subject: str) -> str:
 def check_mac(value: str, subject: str) -> str:
     """A unicast MAC address, returned in lower case."""
     mac = value.lower()
-    if not _MAC.match(mac):
+    if not _MAC.fullmatch(mac):
         raise InvalidInput(f"{value!r} is not a MAC address", subject=subject)
     if int(mac[:2], 16) & 1:
         raise InvalidInput(f"{value!r} is a multicast address", subject=subject)
+    if mac == "00:00:00:00:00:00":
+        raise InvalidInput(f"{value!r} is the all-zero address", subject=subject)
     return mac
 
 
 def check_ip(
     value: str, subject: str, version: int | None = None
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IP address without an IPv6 scope id (``fe80::1%eth0``): a scope id is free text
+    to Python's parser, and would reach dnsmasq's files as it was written."""
+    if "%" in value:
+        raise InvalidInput(f"{value!r}: a scope id ('%') is not allowed here", subject=subject)
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
@@ -79,9 +90,31 @@ def check_ip(
     return addr
 
 
+def unusable_reason(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``addr`` cannot be a host's own unicast address, or None when it can."""
+    if addr.is_unspecified:
+        return "is the unspecified address"
+    if addr.is_multicast:
+        return "is a multicast address"
+    if addr.is_loopback:
+        return "is a loopback address"
+    if addr.version == 4 and (addr in _THIS_NET4 or addr.is_reserved):
+        return "is a reserved address (0.0.0.0/8, 240.0.0.0/4, 255.255.255.255)"
+    return None
+
+
+def check_host_address(value: str, subject: str, version: int | None = None) -> str:
+    """A unicast address a host may use, in its canonical text form."""
+    addr = check_ip(value, subject, version)
+    reason = unusable_reason(addr)
+    if reason:
+        raise InvalidInput(f"{value} {reason}", subject=subject)
+    return str(addr)
+
+
 def check_dns_name(value: str, subject: str) -> str:
     """A host or domain name: dot-separated labels of letters, digits, '-' and '_'."""
     labels = value.rstrip(".").split(".")
-    if not value or len(value) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+    if not value or len(value) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
         raise InvalidInput(f"{value!r} is not a valid DNS name", subject=subject)
     return value

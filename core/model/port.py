@@ -40,6 +40,9 @@ class Attachment:
     owner_uid: int | None = None  # the tap's owner, so an unprivileged QEMU may open it
     device: str | None = None  # a character device to open (macvtap's /dev/tapN)
     spoof_check: bool | None = None  # False: no anti-spoofing on this port (default: on)
+    #: static addresses the guest declares (like Neutron's fixed IPs, nwfilter's IP): its
+    #: anti-spoofing guard allows them as sources, as it allows leases and reservations
+    addresses: list[str] = field(default_factory=list)
 
 
 @dataclass

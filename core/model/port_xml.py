@@ -8,7 +8,7 @@ tap, a veth in a namespace, a macvtap device) has no libvirt element; it is writ
 from __future__ import annotations
 
 from virtnet.errors import InvalidInput
-from virtnet.model.names import check_ifname, check_mac, check_uuid
+from virtnet.model.names import check_host_address, check_ifname, check_mac, check_uuid
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort, Plug, PortOwner
 from virtnet.model.xml_format import (
     XmlWriter,
@@ -60,20 +60,24 @@ def format_port(port: NetworkPort) -> str:
             ],
         )
     a = port.attachment
-    if a.kind != AttachmentKind.NONE or a.spoof_check is not None:
-        w.empty(
-            "virtnet:attachment",
-            [
-                ("xmlns:virtnet", ATTACHMENT_NS),
-                ("kind", a.kind.value),
-                ("ifname", a.ifname),
-                ("netns", a.netns),
-                ("guestIfname", a.guest_ifname),
-                ("ownerUid", a.owner_uid),
-                ("device", a.device),
-                ("spoofCheck", None if a.spoof_check is None else "yes" if a.spoof_check else "no"),
-            ],
-        )
+    if a.kind != AttachmentKind.NONE or a.spoof_check is not None or a.addresses:
+        attrs: list[tuple[str, object]] = [
+            ("xmlns:virtnet", ATTACHMENT_NS),
+            ("kind", a.kind.value),
+            ("ifname", a.ifname),
+            ("netns", a.netns),
+            ("guestIfname", a.guest_ifname),
+            ("ownerUid", a.owner_uid),
+            ("device", a.device),
+            ("spoofCheck", None if a.spoof_check is None else "yes" if a.spoof_check else "no"),
+        ]
+        if not a.addresses:
+            w.empty("virtnet:attachment", attrs)
+        else:
+            w.open("virtnet:attachment", attrs)
+            for address in a.addresses:
+                w.empty("virtnet:ip", [("address", address)])
+            w.close("virtnet:attachment")
     w.close("networkport")
     return w.result()
 
@@ -137,6 +141,10 @@ def parse_port(text: str | bytes, network: str) -> NetworkPort:
         ):
             if value is not None:
                 check_ifname(value, f"networkport/attachment/@{field}")
+        for ip in att.children(f"{{{ATTACHMENT_NS}}}ip"):
+            subject = "networkport/attachment/ip/@address"
+            port.attachment.addresses.append(check_host_address(ip.req("address"), subject))
+            ip.finish()
         att.finish()
     root.finish()
     return port

@@ -8,20 +8,25 @@ touches the host.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 
 from virtnet.errors import Conflict, InvalidInput
 from virtnet.model.names import (
     check_dns_name,
+    check_host_address,
     check_ifname,
     check_ip,
     check_mac,
     check_network_name,
     check_uuid,
+    unusable_reason,
 )
 from virtnet.model.network import IP, ForwardMode, Network, Vlan
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: a DHCP client id as libvirt writes it: hex bytes separated by colons (dnsmasq's ``id:``)
+_DUID = re.compile(r"[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2})*")
 
 
 def _path(tag: str, index: int, count: int) -> str:
@@ -35,8 +40,14 @@ def validate_network(net: Network) -> None:
         net.uuid = check_uuid(net.uuid, "network/uuid")
     if net.mac:
         net.mac = check_mac(net.mac, "network/mac/@address")
-    if net.bridge and net.bridge.name and "%d" not in net.bridge.name:
-        check_ifname(net.bridge.name, "network/bridge/@name")
+    if net.bridge and net.bridge.name:
+        name = net.bridge.name
+        if name.count("%") > 1 or ("%" in name and "%d" not in name):
+            raise InvalidInput(
+                f"{name!r}: '%' is only allowed once, as the template '%d'",
+                subject="network/bridge/@name",
+            )
+        check_ifname(name.replace("%d", "0"), "network/bridge/@name")
     for i, dev in enumerate(net.forward_devices):
         check_ifname(dev, "network/forward/@dev" if i == 0 else "network/forward/interface/@dev")
     if net.domain:
@@ -175,6 +186,12 @@ def _check_nat(net: Network) -> None:
 
 def _check_ip(ip: IP, path: str) -> None:
     addr = check_ip(ip.address, f"{path}/@address", ip.version)
+    reason = unusable_reason(addr)
+    if reason is None and addr.version == 6 and addr.is_link_local:
+        reason = "is link-local (the bridge has its own; give a global or ULA prefix)"
+    if reason:
+        raise InvalidInput(f"{addr} {reason}", subject=f"{path}/@address")
+    ip.address = str(addr)  # canonical text (libvirt writes f0:d::1 for f0:0d::1)
     if ip.prefix is not None and ip.netmask is not None:
         raise InvalidInput("give prefix or netmask, not both", subject=f"{path}/@netmask")
     if ip.netmask is not None:
@@ -202,11 +219,16 @@ def _check_ip(ip: IP, path: str) -> None:
     taken: list[tuple[int, int, str]] = []
     for i, r in enumerate(ip.dhcp.ranges, 1):
         rpath = f"{path}/dhcp/" + _path("range", i, len(ip.dhcp.ranges))
-        start = _in_subnet(r.start, subnet, f"{rpath}/@start")
-        end = _in_subnet(r.end, subnet, f"{rpath}/@end")
+        start = _host_in_subnet(r.start, subnet, f"{rpath}/@start")
+        end = _host_in_subnet(r.end, subnet, f"{rpath}/@end")
+        r.start, r.end = str(start), str(end)
         first, last = int(start), int(end)
         if first > last:
             raise InvalidInput(f"start {start} is after end {end}", subject=rpath)
+        if subnet.version == 4 and subnet.num_addresses > 2:
+            for edge in (subnet.network_address, subnet.broadcast_address):
+                if first <= int(edge) <= last:
+                    raise InvalidInput(f"{start}-{end} contains {edge}", subject=rpath)
         if first <= int(addr) <= last:
             raise InvalidInput(f"{start}-{end} contains the host's address {addr}", subject=rpath)
         for other_first, other_last, other_path in taken:
@@ -222,6 +244,11 @@ def _check_ip(ip: IP, path: str) -> None:
             raise InvalidInput("an IPv4 host needs mac or name", subject=hpath)
         if ip.version == 6 and not (h.id or h.name):
             raise InvalidInput("an IPv6 host needs id or name", subject=hpath)
+        if h.id is not None and not _DUID.fullmatch(h.id):
+            raise InvalidInput(
+                f"{h.id!r} is not a client id (hex bytes separated by ':')",
+                subject=f"{hpath}/@id",
+            )
         if ip.version == 6 and h.mac:
             raise InvalidInput(
                 "IPv6 hosts are matched by id or name, not mac", subject=f"{hpath}/@mac"
@@ -237,22 +264,43 @@ def _check_ip(ip: IP, path: str) -> None:
                 raise InvalidInput(f"duplicate name {h.name!r}", subject=f"{hpath}/@name")
             names.add(h.name)
         if h.ip:
-            host_ip = _in_subnet(h.ip, subnet, f"{hpath}/@ip")
+            host_ip = _host_in_subnet(h.ip, subnet, f"{hpath}/@ip")
+            h.ip = str(host_ip)
             if host_ip == addr:
                 raise InvalidInput(f"{host_ip} is the host's own address", subject=f"{hpath}/@ip")
             if host_ip in ips:
                 raise InvalidInput(f"duplicate IP {host_ip}", subject=f"{hpath}/@ip")
             ips.add(host_ip)
-    if ip.dhcp.bootp and ip.dhcp.bootp.server:
-        check_ip(ip.dhcp.bootp.server, f"{path}/dhcp/bootp/@server")
+    if ip.dhcp.bootp:
+        bootp = ip.dhcp.bootp
+        if bootp.server:
+            bootp.server = check_host_address(bootp.server, f"{path}/dhcp/bootp/@server", 4)
+        _check_file_value(bootp.file, f"{path}/dhcp/bootp/@file")
+    if ip.tftp_root is not None:
+        _check_file_value(ip.tftp_root, f"{path}/tftp/@root")
 
 
-def _in_subnet(
+def _check_file_value(value: str, subject: str) -> None:
+    """A path or file name that becomes one field of a dnsmasq option: dnsmasq splits
+    fields at ',', reads '"' and '\\' as quoting and '#' after a space as a comment."""
+    bad = sorted({c for c in value if c in ',"\\#' or not c.isprintable()})
+    if bad or not value.strip() or value != value.strip():
+        shown = " ".join(repr(c) for c in bad) or "leading or trailing spaces"
+        raise InvalidInput(f"{value!r} is not usable here ({shown})", subject=subject)
+
+
+def _host_in_subnet(
     value: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network, subject: str
 ) -> IPAddress:
+    """An address a guest can have: inside ``subnet``, not its network or broadcast address."""
     addr = check_ip(value, subject, subnet.version)
     if addr not in subnet:
         raise InvalidInput(f"{addr} is outside {subnet}", subject=subject)
+    if subnet.version == 4 and subnet.num_addresses > 2:
+        if addr == subnet.network_address:
+            raise InvalidInput(f"{addr} is the subnet's network address", subject=subject)
+        if addr == subnet.broadcast_address:
+            raise InvalidInput(f"{addr} is the subnet's broadcast address", subject=subject)
     return addr
 
 
@@ -285,7 +333,7 @@ def _check_dns(net: Network) -> None:
         return
     for f in dns.forwarders:
         if f.addr:
-            check_ip(f.addr, "network/dns/forwarder/@addr")
+            f.addr = str(check_ip(f.addr, "network/dns/forwarder/@addr"))
         if f.domain:
             check_dns_name(f.domain, "network/dns/forwarder/@domain")
         if not (f.addr or f.domain):
@@ -307,7 +355,7 @@ def _check_dns(net: Network) -> None:
         if s.target and s.target != ".":
             check_dns_name(s.target, "network/dns/srv/@target")
     for h in dns.hosts:
-        check_ip(h.ip, "network/dns/host/@ip")
+        h.ip = str(check_ip(h.ip, "network/dns/host/@ip"))
         if not h.hostnames:
             raise InvalidInput("needs at least one <hostname>", subject="network/dns/host")
         for name in h.hostnames:

@@ -17,7 +17,8 @@ from virtnet.model.codec import from_dict
 from virtnet.plan import UndoAction
 from virtnet.services.dnsmasq import parse_leases
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
-from virtnet.services.firewall_rules import NetworkRules, PortGuard
+from virtnet.services.firewall_rules import NetworkRules
+from virtnet.services.guard_rules import PortGuard
 from virtnet.services.steps import services
 
 
@@ -82,6 +83,10 @@ def remove_port_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
     services(ctx).firewall.remove_port_guard(guard, leased)
 
 
+def remove_host_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).firewall.remove_host_guard(args["mac"], args["guarded"], args["isolated"])
+
+
 def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
     services(ctx).firewall.drop_unused_tables()
 
@@ -120,6 +125,7 @@ class CoreActions:
             "core.route.delete": delete_route,
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,
+            "core.firewall.host.remove": remove_host_guard,
             "core.firewall.release": release_tables,
             "core.dnsmasq.stop": stop_dnsmasq,
             "core.tc.remove": remove_shaping,

@@ -18,6 +18,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,29 +43,45 @@ case "$ip" in ""|*[!0-9a-f.:]*) exit 0 ;; esac
 exit 0
 """
 
-#: The Linux bridge's guard: nftables set elements (virtnet.services.firewall_rules).
-NFT_GUARD = """{nft} "$verb element bridge virtnet allowed$family {{ $mac . $ip }}" 2>/dev/null"""
-
-#: An Open vSwitch bridge's guard: OpenFlow rules in table 1 (virtnet.services.openflow).
-OPENFLOW_GUARD = """target='{target}'
-if [ "$family" = 4 ]; then
-  match="ip,dl_src=$mac,nw_src=$ip"; arp="arp,dl_src=$mac,arp_sha=$mac,arp_spa=$ip"
-else
-  match="ipv6,dl_src=$mac,ipv6_src=$ip"; arp=""
+#: The Linux bridge's guard: nftables set elements (virtnet.services.guard_rules). Leases
+#: have sets of their own, so a lease going never removes a reservation or a declared address.
+#: An IPv6 lease also opens Neighbour Advertisements for it (a raw 128-bit key: nftables
+#: reads the NA's target as raw payload, so the address is given as a number).
+NFT_GUARD = """elements="{{ $mac . $ip }}"
+if [ "$family" = 6 ]; then
+  n=$({python} -I -S -c "import ipaddress,sys; print(int(ipaddress.ip_address(sys.argv[1])))" \
+    "$ip") || exit 0
+  {nft} "$verb element bridge virtnet leased_target6 {{ $mac . $n }}" 2>/dev/null
 fi
-for flow in "$match" $arp; do
+{nft} "$verb element bridge virtnet leased$family $elements" 2>/dev/null"""
+
+#: An Open vSwitch bridge's guard: OpenFlow rules (virtnet.services.openflow): a lease's
+#: sources in table 2 at priority 101 (a reservation's are at 100, so deleting a lease's flow
+#: never deletes a reservation's), and an IPv6 lease's Neighbour Advertisements in table 1.
+OPENFLOW_GUARD = """target='{target}'
+na="table=1,priority=141,icmp6,icmp_type=136,dl_src=$mac,nd_target=$ip"
+if [ "$family" = 4 ]; then
+  set -- "table=2,priority=101,ip,dl_src=$mac,nw_src=$ip" NORMAL \
+    "table=2,priority=101,arp,dl_src=$mac,arp_sha=$mac,arp_spa=$ip" NORMAL
+else
+  set -- "table=2,priority=101,ipv6,dl_src=$mac,ipv6_src=$ip" NORMAL \
+    "$na,nd_tll=$mac" "resubmit(,2)" "$na,nd_tll=00:00:00:00:00:00" "resubmit(,2)"
+fi
+while [ $# -ge 2 ]; do
   if [ "$verb" = add ]; then
-    {ofctl} add-flow "$target" "table=1,priority=100,$flow,actions=NORMAL" 2>/dev/null
+    {ofctl} add-flow "$target" "$1,actions=$2" 2>/dev/null
   else
-    {ofctl} del-flows --strict "$target" "table=1,priority=100,$flow" 2>/dev/null
+    {ofctl} del-flows --strict "$target" "$1" 2>/dev/null
   fi
+  shift 2
 done"""
 
 
 def lease_script(openflow_target: str | None = None) -> str:
     """The network's lease script: nftables sets, or an OVS bridge's OpenFlow rules."""
     if openflow_target is None:
-        guard = NFT_GUARD.format(nft=shutil.which("nft") or "/usr/sbin/nft")
+        nft = shutil.which("nft") or "/usr/sbin/nft"
+        guard = NFT_GUARD.format(nft=nft, python=sys.executable)
     else:
         if any(c in openflow_target for c in "'\n"):
             raise OperationFailed(f"unusable OpenFlow target {openflow_target!r}")

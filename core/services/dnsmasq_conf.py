@@ -112,6 +112,8 @@ def _dns_lines(net: Network) -> list[str]:
     if dns is not None and dns.enable is False:
         return ["port=0"]
     out = []
+    if net.mode is ForwardMode.ISOLATED:
+        out.append("no-resolv")  # as libvirt: an isolated network's DNS answers local names only
     if net.domain is not None:
         out += [f"domain={net.domain.name}", "expand-hosts"]
         if net.domain.local_only:
@@ -120,7 +122,7 @@ def _dns_lines(net: Network) -> list[str]:
         return out
     if dns.forward_plain_names is False:
         out.append("domain-needed")
-    if any(f.addr and not f.domain for f in dns.forwarders):
+    if any(f.addr and not f.domain for f in dns.forwarders) and "no-resolv" not in out:
         out.append("no-resolv")
     for f in dns.forwarders:
         if f.domain:
@@ -178,6 +180,10 @@ def _dhcp_lines(net: Network) -> list[str]:
             out += ["enable-tftp", f"tftp-root={root}"]
     if lease_max:
         out += ["dhcp-no-override", "dhcp-authoritative", "no-ping"]
+        if any(ip.version == 4 and ip.dhcp for ip in net.ips):
+            # a lease belongs to a MAC, and the firewall makes that MAC the sender's: no guest
+            # can take, renew or release a lease in another's name by its client id
+            out.append("dhcp-ignore-clid")
         out.append(f"dhcp-lease-max={min(lease_max, 1 << 24)}")
     if has_v6:
         out.append("enable-ra")

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from virtnet.errors import OperationFailed
 from virtnet.services import firewall_rules as rules
+from virtnet.services import guard_rules
 from virtnet.services.nft import Nft
-from virtnet.services.nft_elements import NftElementError, NftElements
+from virtnet.services.nft_elements import ElementChange, NftElementError, NftElements
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Firewall:
     def add_network(self, r: rules.NetworkRules | None) -> None:
         """One transaction: the network's rules (None: it has none, e.g. open mode), and the
         anti-spoofing table made ready for its ports (idempotent)."""
-        statements = rules.bridge_base() + (rules.add_network(r) if r is not None else [])
+        statements = guard_rules.bridge_base() + (rules.add_network(r) if r is not None else [])
         what = f"the rules of bridge {r.bridge}" if r is not None else "the guard table"
         if r is None:
             self.nft.run("\n".join(statements), what)
@@ -68,7 +69,7 @@ class Firewall:
         """After someone flushed or deleted virtnet's tables: the shared bases again (they
         are idempotent), then the network's own rules, whatever is left of them removed."""
         self.nft.run("\n".join(rules.inet_base()), f"table inet {rules.TABLE}")
-        self.nft.run("\n".join(rules.bridge_base()), f"table bridge {rules.TABLE}")
+        self.nft.run("\n".join(guard_rules.bridge_base()), f"table bridge {rules.TABLE}")
         self.remove_network(r)
         self.add_network(r)
 
@@ -90,19 +91,36 @@ class Firewall:
         return problems
 
     # ports ----------------------------------------------------------------------------------
-    def add_port_guard(self, g: rules.PortGuard) -> None:
-        changes = rules.port_guard_changes(g, add=True, addresses=g.ips)
+    def add_port_guard(self, g: guard_rules.PortGuard, leased: tuple[str, ...] = ()) -> None:
+        """``leased``: addresses the port's MAC already holds a lease for (a re-plug)."""
+        changes = guard_rules.port_guard_changes(g, add=True, addresses=g.ips, leased=leased)
         try:
             self.elements.apply(changes)
         except NftElementError as exc:
             if exc.errno != errno.ENOENT:
                 raise OperationFailed(f"cannot guard port {g.ifname}: {exc.strerror}") from None
-            self.nft.run("\n".join(rules.bridge_base()), f"table bridge {rules.TABLE}")
+            self.nft.run("\n".join(guard_rules.bridge_base()), f"table bridge {rules.TABLE}")
             self.elements.apply(changes)
 
-    def remove_port_guard(self, g: rules.PortGuard, leased: list[str]) -> None:
-        addresses = tuple(sorted(set(g.ips) | set(leased)))
-        changes = rules.port_guard_changes(g, add=False, addresses=addresses)
+    def remove_port_guard(self, g: guard_rules.PortGuard, leased: list[str]) -> None:
+        changes = guard_rules.port_guard_changes(
+            g, add=False, addresses=g.ips, leased=tuple(sorted(set(leased)))
+        )
+        self._remove_elements(changes)
+
+    def add_host_guard(self, mac: str, guarded: bool, isolated: bool) -> None:
+        """The host-side facts of a port on any backend (see ``guard_rules.host_guard_changes``);
+        the network's start made the table."""
+        changes = guard_rules.host_guard_changes(mac, guarded, isolated, add=True)
+        try:
+            self.elements.apply(changes)
+        except NftElementError as exc:
+            raise OperationFailed(f"cannot guard port {mac} on the host: {exc.strerror}") from None
+
+    def remove_host_guard(self, mac: str, guarded: bool, isolated: bool) -> None:
+        self._remove_elements(guard_rules.host_guard_changes(mac, guarded, isolated, add=False))
+
+    def _remove_elements(self, changes: list[ElementChange]) -> None:
         try:
             self.elements.apply(changes)
         except NftElementError:  # something was already gone: remove what is left

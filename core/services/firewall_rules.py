@@ -2,43 +2,47 @@
 
 Layout: two tables of virtnet's own, never anyone else's.
 
-``table inet virtnet`` (routed traffic of networks with their own bridge)::
+``table inet virtnet`` (routed traffic of networks with their own bridge, and what guests may
+reach on the host)::
 
     forward     (hook forward)      oifname vmap @fwd_out ; iifname vmap @fwd_in
     postrouting (hook nat srcnat)   ip saddr vmap @nat4 ; ip6 saddr vmap @nat6
-    input       (hook input)        ip daddr vmap @local4 ; ip6 daddr vmap @local6
+    input       (hook input)        guarded DHCP clients ; iifname vmap @guest_in ;
+                                    ip daddr vmap @local4 ; ip6 daddr vmap @local6
 
-Each network adds its own chains (``n<uuid>_from``, ``_to``, ``_nat4``, ``_nat6``) and one
-element per map pointing at them. A packet costs two hash lookups however many networks exist,
-and adding or removing a network changes only its own chains and elements. The rules mirror
-libvirt's: traffic between a bridge and itself is accepted; from the bridge only the
+Each network adds its own chains (``n<uuid>_from``, ``_to``, ``_host``, ``_nat4``, ``_nat6``)
+and one element per map pointing at them. A packet costs a few hash lookups however many
+networks exist, and adding or removing a network changes only its own chains and elements.
+
+Forwarding mirrors libvirt: traffic between a bridge and itself is accepted (except a routed
+hairpin from an *isolated* port, whose MAC is in ``isolated_mac``: sent to the bridge's MAC,
+since with ``br_netfilter`` loaded frames bridged between ports pass the forward hook too,
+as from the bridge to itself); from the bridge only the
 network's own source addresses are forwarded; towards the bridge NAT allows replies only and
 route allows the subnet; anything else is rejected; NAT leaves multicast and broadcast alone.
-The host's own address on an *isolated* network answers only that network's bridge (the
+
+What guests reach on the host (``n<uuid>_host``, every mode with firewall rules): the host's
+own addresses on that network (any service there), DHCP, DHCPv6 and ICMPv6 (neighbour and
+router discovery); nothing on the host's other addresses (its uplink, other networks). The
+host's own address on an *isolated* network also answers only that network's bridge (the
 seed's "host on VLAN 2" is not reachable from VLAN 1), through the ``local`` maps.
-libvirt's input/output accepts for DHCP and DNS are not copied: an accept in one nftables
-table cannot override a drop in another, so they would change nothing.
 
-``table bridge virtnet`` (per-port anti-spoofing): one fixed chain and four sets. A frame
-from a port in ``guarded`` is dropped unless ``iifname . source MAC`` (Ethernet and ARP) is in
-``port_mac``, and ``MAC . source IP`` (IPv4, ARP, IPv6) is in ``allowed4``/``allowed6``
-(filled from reservations at plug time and by dnsmasq's lease script after DHCP). DHCP
-discovery from 0.0.0.0, ARP probes, and IPv6 link-local and unspecified sources pass;
-VLAN-tagged frames do not. Plugging a port adds set elements only, sent as raw netlink
-(:mod:`virtnet.services.nft_elements`): its cost does not depend on the ruleset's size.
+DHCP requests from guarded ports (MAC in ``guest_mac``) reach dnsmasq only when their client
+hardware address (``chaddr``) is the port's own MAC (``guest_hw`` holds ``MAC . MAC``):
+dnsmasq identifies a client by it (``dhcp-ignore-clid``), so no guest can take leases in
+another's name, starve the pool with made-up addresses, or release another guest's lease.
+OpenFlow cannot see ``chaddr``, so the check sits here, on the host, for every backend.
 
-libnftables loads a table's chains and sets into its cache before each command, so per-object
-chains or named sets would make every later operation slower; set elements do not.
+Per-port anti-spoofing on a Linux bridge is in :mod:`virtnet.services.guard_rules`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from virtnet.model.network import ForwardMode, Network
 from virtnet.services.nft import quote
-from virtnet.services.nft_elements import ElementChange, concat, ifname_key, ip_key, mac_key
 
 TABLE = "virtnet"
 INET = f"inet {TABLE}"
@@ -60,6 +64,7 @@ class NetworkRules:
     nat_ports: tuple[int, int] = DEFAULT_NAT_PORTS
     nat_ipv6: bool = False
     addresses: tuple[str, ...] = ()  # the host's own addresses on the network
+    mac: str | None = None  # the bridge's MAC: what a routed packet from a guest is sent to
 
     @property
     def guards_host(self) -> bool:
@@ -68,7 +73,7 @@ class NetworkRules:
 
     @property
     def chains(self) -> list[str]:
-        names = [f"n{self.key}_from", f"n{self.key}_to"]
+        names = [f"n{self.key}_from", f"n{self.key}_to", f"n{self.key}_host"]
         if self.guards_host:
             names.append(f"n{self.key}_in")
         if self.mode is ForwardMode.NAT:
@@ -103,6 +108,7 @@ def network_rules(net: Network, bridge: str) -> NetworkRules | None:
         nat_ports=ports,
         nat_ipv6=bool(nat and nat.ipv6),
         addresses=tuple(ip.address for ip in net.ips),
+        mac=net.mac,
     )
 
 
@@ -126,8 +132,17 @@ def inet_base() -> list[str]:
         f"add rule {INET} postrouting ip6 saddr vmap @nat6",
         f"add map {INET} local4 {{ type ipv4_addr : verdict ; }}",
         f"add map {INET} local6 {{ type ipv6_addr : verdict ; }}",
+        f"add map {INET} guest_in {{ type ifname : verdict ; }}",
+        f"add set {INET} guest_mac {{ type ether_addr ; }}",
+        f"add set {INET} guest_hw {{ typeof ether saddr . @th,288,48 ; }}",
+        f"add set {INET} isolated_mac {{ type ether_addr ; }}",
         f"add chain {INET} input {{ type filter hook input priority filter ; policy accept ; }}",
         f"flush chain {INET} input",
+        # BOOTREQUEST over Ethernet whose chaddr is the sender's own MAC (see above)
+        f"add rule {INET} input udp dport 67 ether saddr @guest_mac @th,64,24 != 0x010106 drop",
+        f"add rule {INET} input udp dport 67 ether saddr @guest_mac "
+        "ether saddr . @th,288,48 != @guest_hw drop",
+        f"add rule {INET} input iifname vmap @guest_in",
         f"add rule {INET} input ip daddr vmap @local4",
         f"add rule {INET} input ip6 daddr vmap @local6",
     ]
@@ -138,9 +153,15 @@ def add_network(r: NetworkRules) -> list[str]:
     br = quote(r.bridge, "network/bridge/@name")
     dev_out = f"oifname {quote(r.forward_dev, 'network/forward/@dev')} " if r.forward_dev else ""
     dev_in = f"iifname {quote(r.forward_dev, 'network/forward/@dev')} " if r.forward_dev else ""
-    frm, to = f"n{r.key}_from", f"n{r.key}_to"
+    frm, to, host = f"n{r.key}_from", f"n{r.key}_to", f"n{r.key}_host"
     out = [f"add chain {INET} {frm}", f"add chain {INET} {to}"]
     out.append(f"add rule {INET} {frm} oifname {br} accept")
+    if r.mac:  # no routed hairpin for isolated ports (to the bridge's MAC: with br_netfilter
+        # on, frames bridged between ports pass this hook too, and must not be caught here)
+        out.append(
+            f"add rule {INET} {to} iifname {br} ether daddr {r.mac} "
+            "ether saddr @isolated_mac reject"
+        )
     out.append(f"add rule {INET} {to} iifname {br} accept")
     if r.mode is not ForwardMode.ISOLATED:
         for family, subnets in (("ip", r.subnets4), ("ip6", r.subnets6)):
@@ -153,6 +174,8 @@ def add_network(r: NetworkRules) -> list[str]:
     out.append(f"add rule {INET} {to} reject")
     out.append(f"add element {INET} fwd_in {{ {br} : jump {frm} }}")
     out.append(f"add element {INET} fwd_out {{ {br} : jump {to} }}")
+    out += [f"add chain {INET} {host}", *_host_rules(r, host)]
+    out.append(f"add element {INET} guest_in {{ {br} : jump {host} }}")
     if r.guards_host:  # the host's address on an isolated network: from its bridge only
         own = f"n{r.key}_in"
         out += [
@@ -169,6 +192,25 @@ def add_network(r: NetworkRules) -> list[str]:
         if r.subnets6 and r.nat_ipv6:
             out += _nat_chain(r, "ip6", "6", r.subnets6, dev_out)
     return out
+
+
+def _host_rules(r: NetworkRules, chain: str) -> list[str]:
+    """What a guest may reach on the host: its network's services, nothing else."""
+    c = f"add rule {INET} {chain}"
+    own4 = [a for a in r.addresses if ipaddress.ip_address(a).version == 4]
+    own6 = [a for a in r.addresses if ipaddress.ip_address(a).version == 6]
+    out = []
+    if own4:
+        out.append(f"{c} ip daddr {{ {', '.join(own4)} }} accept")
+    if own6:
+        out.append(f"{c} ip6 daddr {{ {', '.join(own6)} }} accept")
+    return [
+        *out,
+        f"{c} ip daddr 255.255.255.255 udp dport 67 accept",  # DHCP discovery
+        f"{c} ip6 daddr ff02::1:2 udp dport 547 accept",  # DHCPv6
+        f"{c} ip6 daddr {{ fe80::/10, ff02::/16 }} meta l4proto ipv6-icmp accept",  # ND, RS
+        f"{c} reject",
+    ]
 
 
 def _nat_chain(
@@ -206,7 +248,7 @@ def _nat_chain(
 def remove_network(r: NetworkRules) -> list[str]:
     """Statements removing exactly what :func:`add_network` added (elements before chains)."""
     br = quote(r.bridge)
-    out = [f"delete element {INET} fwd_in {{ {br} }}", f"delete element {INET} fwd_out {{ {br} }}"]
+    out = [f"delete element {INET} {m} {{ {br} }}" for m in ("fwd_in", "fwd_out", "guest_in")]
     if r.guards_host:
         out += [
             f"delete element {INET} local{ipaddress.ip_address(a).version} {{ {a} }}"
@@ -219,62 +261,3 @@ def remove_network(r: NetworkRules) -> list[str]:
     for chain in r.chains:
         out += [f"flush chain {INET} {chain}", f"delete chain {INET} {chain}"]
     return out
-
-
-# --- per-port anti-spoofing -----------------------------------------------------------------
-@dataclass(frozen=True)
-class PortGuard:
-    """One guarded port: its link, its MAC, and the addresses known for it at plug time."""
-
-    ifname: str
-    mac: str
-    ips: tuple[str, ...] = field(default=())
-
-
-def bridge_base() -> list[str]:
-    """The shared guard table: fixed rules, and per-port facts only as set elements, so a
-    port costs the same however many exist (no per-port chains or sets to cache or walk)."""
-    c = f"{BRIDGE} prerouting"
-    return [
-        f"add table {BRIDGE}",
-        f"add set {BRIDGE} guarded {{ type ifname ; }}",
-        f"add set {BRIDGE} port_mac {{ type ifname . ether_addr ; }}",
-        f"add set {BRIDGE} allowed4 {{ type ether_addr . ipv4_addr ; }}",
-        f"add set {BRIDGE} allowed6 {{ type ether_addr . ipv6_addr ; }}",
-        f"add chain {c} {{ type filter hook prerouting priority filter ; policy accept ; }}",
-        f"flush chain {c}",  # makes the whole base idempotent, in one transaction
-        f"add rule {c} iifname != @guarded accept",
-        f"add rule {c} iifname . ether saddr != @port_mac drop",
-        f"add rule {c} iifname . arp saddr ether != @port_mac drop",
-        # a guest cannot hide traffic from these checks behind a VLAN tag
-        f"add rule {c} ether type {{ 8021q, 8021ad }} drop",
-        f"add rule {c} arp saddr ip 0.0.0.0 accept",
-        f"add rule {c} ether type arp ether saddr . arp saddr ip != @allowed4 drop",
-        f"add rule {c} ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
-        f"add rule {c} ether type ip ether saddr . ip saddr != @allowed4 drop",
-        f"add rule {c} ip6 saddr {{ ::, fe80::/10 }} accept",
-        f"add rule {c} ether type ip6 ether saddr . ip6 saddr != @allowed6 drop",
-    ]
-
-
-def port_guard_changes(
-    g: PortGuard, add: bool, addresses: tuple[str, ...] = ()
-) -> list[ElementChange]:
-    """The set elements of a guarded port (sent as raw netlink: see ``nft_elements``).
-
-    Added in this order (and removed in reverse) so the port is only ``guarded`` once its MAC
-    and addresses are in place.
-    """
-    quote(g.ifname)  # the same names are accepted as in rules
-    port, mac = ifname_key(g.ifname), mac_key(g.mac)
-    by_family: dict[int, list[bytes]] = {4: [], 6: []}
-    for address in addresses:
-        by_family[ipaddress.ip_address(address).version].append(concat(mac, ip_key(address)))
-    changes = [ElementChange(add, "bridge", TABLE, "port_mac", (concat(port, mac),))]
-    changes += [
-        ElementChange(add, "bridge", TABLE, f"allowed{v}", tuple(keys))
-        for v, keys in by_family.items()
-        if keys
-    ]
-    changes.append(ElementChange(add, "bridge", TABLE, "guarded", (port,)))
-    return changes if add else changes[::-1]

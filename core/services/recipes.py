@@ -20,12 +20,14 @@ from virtnet.model.port import NetworkPort
 from virtnet.plan import Step
 from virtnet.services import dnsmasq_conf
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
-from virtnet.services.firewall_rules import PortGuard, network_rules
+from virtnet.services.firewall_rules import network_rules
+from virtnet.services.guard_rules import PortGuard, eui64_link_local
 from virtnet.services.steps import (
     AddAddress,
     AddNetworkFirewall,
     AddRoute,
     EnableForwarding,
+    GuardHostSide,
     GuardPort,
     ReleaseSharedTables,
     RequireSubnetsFree,
@@ -104,30 +106,63 @@ def bandwidth_steps(ifname: str, ifb: str, bandwidth: Bandwidth | None, subject:
 def port_extras(
     net: Network, port: NetworkPort, ifname: str, status: dict[str, object]
 ) -> list[Step]:
-    """Anti-spoofing (unless the port opted out) and shaping for a port on a managed network."""
+    """Anti-spoofing (unless the port opted out), the host-side guard and shaping for a port
+    on a managed network (a Linux bridge's: OVS guards with OpenFlow instead)."""
     assert port.uuid is not None and port.mac is not None
     steps: list[Step] = []
-    if net.mode.has_own_bridge and port.attachment.spoof_check is not False:
-        guard = PortGuard(ifname, port.mac, tuple(known_ips(net, port, status)))
-        files = status.get("dnsmasq")
-        leases = str(Path(files["directory"]) / "leases") if isinstance(files, dict) else None
-        steps.append(GuardPort(guard, leases))
+    guarded = guards(net, port)
+    if guarded:
+        guard = PortGuard(ifname, port.mac, tuple(static_ips(net, port)))
+        steps.append(GuardPort(guard, lease_file(status), tuple(leased_ips(port, status))))
+    steps += host_guard_steps(net, port)
     steps += bandwidth_steps(ifname, ifb_name(port.uuid), port.bandwidth, "port")
     return steps
 
 
-def known_ips(net: Network, port: NetworkPort, status: dict[str, object]) -> list[str]:
-    """The port's reserved addresses, plus any lease its MAC already holds (a re-plug)."""
+def guards(net: Network, port: NetworkPort) -> bool:
+    """Anti-spoofing applies: a network virtnet routes for, and the port did not opt out."""
+    return net.mode.has_own_bridge and port.attachment.spoof_check is not False
+
+
+def host_guard_steps(net: Network, port: NetworkPort) -> list[Step]:
+    """The host-side guard of any backend's port (DHCP as itself, no isolated hairpin)."""
+    assert port.mac is not None
+    guarded, isolated = guards(net, port), bool(port.isolated)
+    routed = (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED)
+    if net.mode not in routed or not (guarded or isolated):
+        return []  # no firewall on this network (open, bridge, direct modes)
+    return [GuardHostSide(port.mac, guarded, isolated)]
+
+
+def lease_file(status: dict[str, object]) -> str | None:
+    files = status.get("dnsmasq")
+    return str(Path(files["directory"]) / "leases") if isinstance(files, dict) else None
+
+
+def static_ips(net: Network, port: NetworkPort) -> list[str]:
+    """What a guarded port may always send from: its reservations, declared addresses,
+    EUI-64 link-local and SLAAC addresses (leases come and go: :func:`leased_ips`)."""
     assert port.mac is not None
     known = dnsmasq_conf.reserved_ip(net, port.mac) + _slaac_addresses(net, port.mac)
-    files = status.get("dnsmasq")
-    if isinstance(files, dict):
-        from virtnet.services.dnsmasq import parse_leases
-
-        path = Path(files["directory"]) / "leases"
-        with contextlib.suppress(OSError):
-            known += [lease.ip for lease in parse_leases(path.read_text()) if lease.mac == port.mac]
+    known += [eui64_link_local(port.mac), *port.attachment.addresses]
     return sorted(set(known))
+
+
+def leased_ips(port: NetworkPort, status: dict[str, object]) -> list[str]:
+    """Leases the port's MAC already holds (a re-plug, a repair)."""
+    path = lease_file(status)
+    if path is None:
+        return []
+    from virtnet.services.dnsmasq import parse_leases
+
+    with contextlib.suppress(OSError):
+        return sorted({x.ip for x in parse_leases(Path(path).read_text()) if x.mac == port.mac})
+    return []
+
+
+def known_ips(net: Network, port: NetworkPort, status: dict[str, object]) -> list[str]:
+    """Every address the port may send from now: static ones and current leases."""
+    return sorted(set(static_ips(net, port)) | set(leased_ips(port, status)))
 
 
 def _slaac_addresses(net: Network, mac: str) -> list[str]:

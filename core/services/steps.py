@@ -21,7 +21,8 @@ from virtnet.model.codec import to_dict
 from virtnet.model.network import Rate
 from virtnet.plan import Step, Undo
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
-from virtnet.services.firewall_rules import NetworkRules, PortGuard
+from virtnet.services.firewall_rules import NetworkRules
+from virtnet.services.guard_rules import PortGuard
 
 if TYPE_CHECKING:
     from virtnet.apply import ApplyContext
@@ -439,17 +440,20 @@ class AddNetworkFirewall(Step):
 
 @dataclass(frozen=True)
 class GuardPort(Step):
-    """Anti-spoofing: only the port's MAC, and its reserved or leased addresses, get in.
+    """Anti-spoofing on a Linux bridge: only the port's MAC, and its own addresses, get in
+    (:mod:`virtnet.services.guard_rules`).
 
-    ``leases`` is the network's dnsmasq lease file: on unplug, the addresses the port leased
-    since are removed from the allowed set too.
+    ``leased``: addresses the port's MAC already leased (a re-plug). ``leases`` is the
+    network's dnsmasq lease file: on unplug, the addresses the port leased since are removed
+    from the lease sets too.
     """
 
     guard: PortGuard
     leases: str | None = None
+    leased: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        allowed = ", ".join(self.guard.ips) or "addresses from DHCP"
+        allowed = ", ".join(self.guard.ips + self.leased) or "addresses from DHCP"
         return f"guard port {self.guard.ifname}: source MAC {self.guard.mac}, IP {allowed}"
 
     def undo(self) -> Undo | None:
@@ -461,7 +465,35 @@ class GuardPort(Step):
         self.apply(ctx)  # adding set elements that exist is a no-op
 
     def apply(self, ctx: ApplyContext) -> None:
-        services(ctx).firewall.add_port_guard(self.guard)
+        services(ctx).firewall.add_port_guard(self.guard, self.leased)
+
+
+@dataclass(frozen=True)
+class GuardHostSide(Step):
+    """A port's facts on the host, for every backend: a guarded port's DHCP requests must
+    carry its own MAC; an isolated port gets no routed hairpin through the host to the
+    network's other ports (:func:`virtnet.services.guard_rules.host_guard_changes`)."""
+
+    mac: str
+    guarded: bool
+    isolated: bool
+
+    def describe(self) -> str:
+        what = [w for w, on in (("DHCP as itself only", self.guarded),
+                                ("no hairpin through the host", self.isolated)) if on]  # fmt: skip
+        return f"host guard for {self.mac}: {', '.join(what)}"
+
+    def undo(self) -> Undo | None:
+        return Undo(
+            "core.firewall.host.remove",
+            {"mac": self.mac, "guarded": self.guarded, "isolated": self.isolated},
+        )
+
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).firewall.add_host_guard(self.mac, self.guarded, self.isolated)
 
 
 @dataclass(frozen=True)

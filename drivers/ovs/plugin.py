@@ -23,6 +23,8 @@ from virtnet.services.openflow import mgmt_target
 from virtnet.services.ovsdb import db_remote, kernel_datapath_available
 from virtnet.services.recipes import (
     bandwidth_steps,
+    guards,
+    host_guard_steps,
     host_side_mac,
     ifb_name,
     known_ips,
@@ -143,8 +145,9 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
     steps.append(
         AddOvsPort(bridge, a.ifname, tag, trunks, mode, external_ids(port), bool(port.isolated))
     )
-    if net.mode.has_own_bridge and a.spoof_check is not False:
+    if guards(net, port):
         steps.append(GuardOvsPort(bridge, a.ifname, port.mac, tuple(known_ips(net, port, status))))
+    steps += host_guard_steps(net, port)
     steps += bandwidth_steps(a.ifname, ifb_name(port.uuid), port.bandwidth, "port")
     steps.append(SetUp(a.ifname))
     return Plan(steps, {"ifname": a.ifname})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -27,7 +28,12 @@ def test_cleanup_removes_namespaces_and_their_processes() -> None:
     made = Lab()
     ns = made.netns("gone")
     sleeper = ns.popen("sleep", "300")
-    assert sleeper.pid in ns.pids() or ns.pids()
+    # `ip netns exec` enters the namespace a moment after Popen returns: wait for it (was a
+    # flaky assertion on a loaded machine)
+    deadline = time.monotonic() + 10
+    while not ns.pids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ns.pids()
     made.cleanup()
     assert sleeper.wait(timeout=10) != 0
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -162,8 +162,11 @@ def test_lease_scripts_guard_with_nftables_or_openflow() -> None:
     from virtnet.services.dnsmasq import lease_script
 
     nft = lease_script()
-    assert "element bridge virtnet allowed$family { $mac . $ip }" in nft
+    # leases have their own sets: a lease going never removes a reservation
+    assert 'element bridge virtnet leased$family $elements"' in nft
+    assert "allowed$family" not in nft
     assert 'case "$mac" in $x:$x:$x:$x:$x:$x) ;; *) exit 0 ;; esac' in nft  # checked first
     flows = lease_script("unix:/run/ovs/br0.mgmt")
     assert "target='unix:/run/ovs/br0.mgmt'" in flows and "nft" not in flows
-    assert 'add-flow "$target" "table=1,priority=100,$flow,actions=NORMAL"' in flows
+    assert 'add-flow "$target" "$1,actions=$2"' in flows
+    assert "table=2,priority=101,ip,dl_src=$mac,nw_src=$ip" in flows  # reservations: 100

@@ -8,6 +8,7 @@ from virtnet.errors import InvalidInput
 from virtnet.model import parse_network
 from virtnet.model.network import ForwardMode
 from virtnet.services import firewall_rules as fw
+from virtnet.services import guard_rules
 from virtnet.services.nft import quote
 
 UUID = "11111111-2222-3333-4444-555555555555"
@@ -57,7 +58,8 @@ def test_isolated_forwards_nothing_off_the_bridge() -> None:
     r = rules("")
     assert r.mode is ForwardMode.ISOLATED
     script = fw.add_network(r)
-    assert not any("saddr" in s or "daddr" in s for s in script)
+    forwarding = [s for s in script if f"n{KEY}_from" in s or f"n{KEY}_to " in s]
+    assert not any(f in s for s in forwarding for f in ("ip saddr", "ip6 saddr", "daddr"))
     assert f"add rule inet virtnet n{KEY}_from reject" in script
 
 
@@ -83,16 +85,35 @@ def test_removal_mirrors_addition() -> None:
 
 
 def test_port_guard_is_set_elements_in_a_safe_order() -> None:
-    g = fw.PortGuard("vnet1", "52:54:00:aa:bb:cc", ("10.1.0.5", "fd00::5"))
-    added = fw.port_guard_changes(g, add=True, addresses=g.ips)
-    assert [c.set for c in added] == ["port_mac", "allowed4", "allowed6", "guarded"]
+    g = guard_rules.PortGuard("vnet1", "52:54:00:aa:bb:cc", ("10.1.0.5", "fd00::5"))
+    added = guard_rules.port_guard_changes(g, add=True, addresses=g.ips)
+    sets = ["port_mac", "port_hw", "allowed4", "allowed6", "target6", "guarded"]
+    assert [c.set for c in added] == sets
     assert all(c.add and c.family == "bridge" and c.table == "virtnet" for c in added)
     # keys as the kernel stores them: fields padded to 32 bits
     assert added[0].keys == (b"vnet1".ljust(16, b"\0") + bytes.fromhex("525400aabbcc") + b"\0\0",)
-    assert added[1].keys == (bytes.fromhex("525400aabbcc") + b"\0\0" + bytes([10, 1, 0, 5]),)
-    removed = fw.port_guard_changes(g, add=False, addresses=("10.1.0.77",))
-    assert [c.set for c in removed] == ["guarded", "allowed4", "port_mac"]
+    assert added[1].keys == added[0].keys  # the same bytes under a raw-payload type
+    assert added[2].keys == (bytes.fromhex("525400aabbcc") + b"\0\0" + bytes([10, 1, 0, 5]),)
+    assert added[3].keys == added[4].keys
+    removed = guard_rules.port_guard_changes(g, add=False, leased=("10.1.0.77",))
+    assert [c.set for c in removed] == ["guarded", "leased4", "port_hw", "port_mac"]
     assert not any(c.add for c in removed)
+
+
+def test_host_guard_keys_dhcp_by_mac_and_isolation() -> None:
+    mac = bytes.fromhex("525400aabbcc")
+    changes = guard_rules.host_guard_changes("52:54:00:aa:bb:cc", True, True, add=True)
+    assert [(c.family, c.set) for c in changes] == [
+        ("inet", "guest_hw"),
+        ("inet", "guest_mac"),
+        ("inet", "isolated_mac"),
+    ]
+    assert changes[0].keys == (mac + b"\0\0" + mac + b"\0\0",)
+    assert changes[1].keys == (mac,)  # a single field is not padded
+
+
+def test_eui64_link_local() -> None:
+    assert guard_rules.eui64_link_local("52:54:00:aa:bb:cc") == "fe80::5054:ff:feaa:bbcc"
 
 
 @pytest.mark.parametrize("name", ['br"0', "br*", "br\\0", ""])

@@ -104,7 +104,7 @@ STATUS = {"bridge": "vb0", "owned": True}
 def test_tap_port_is_guarded_and_up_last() -> None:
     p = port(AttachmentKind.TAP, owner_uid=1000)
     plan = plan_plug(net("<forward mode='nat'/>"), p, STATUS)
-    assert kinds(plan) == [s.CreateTap, s.GuardPort, s.SetUp]
+    assert kinds(plan) == [s.CreateTap, s.GuardPort, s.GuardHostSide, s.SetUp]
     tap = plan.steps[0]
     assert isinstance(tap, s.CreateTap)
     assert tap.ifname == "vnet0c1e9a521f7" and tap.mac == "fe:54:00:aa:bb:cc" and tap.bulk
@@ -116,7 +116,9 @@ def test_veth_port_with_isolation_bandwidth_and_no_spoof_check() -> None:
     p.isolated = True
     p.bandwidth = Bandwidth(outbound=Rate(average=10))
     plan = plan_plug(net("<forward mode='nat'/>"), p, STATUS)
-    assert kinds(plan) == [s.CreateVeth, s.SetPortIsolated, s.ShapeLink, s.SetUp]
+    assert kinds(plan) == [s.CreateVeth, s.SetPortIsolated, s.GuardHostSide, s.ShapeLink, s.SetUp]
+    host_guard = next(x for x in plan.steps if isinstance(x, s.GuardHostSide))
+    assert host_guard.isolated and not host_guard.guarded  # no DHCP check without the guard
     assert p.attachment.guest_ifname == "eth0"
 
 

@@ -23,7 +23,7 @@ CASES = [
     (net("", name="x" * 65), "network/name", "longer than 64"),
     (net("<uuid>not-a-uuid</uuid>"), "network/uuid", "not a UUID"),
     (net("<bridge name='averyveryverylongname'/>"), "network/bridge/@name", "longer than 15"),
-    (net("<bridge name='br:0'/>"), "network/bridge/@name", "may not be"),
+    (net("<bridge name='br:0'/>"), "network/bridge/@name", "may hold only"),
     (net("<mac address='01:00:5e:00:00:01'/>"), "network/mac/@address", "multicast"),
     (net("<mac address='zz'/>"), "network/mac/@address", "not a MAC"),
     (net(IP24.replace("10.0.0.1", "10.0.0.300").format("")), "network/ip/@address", "not an IP"),

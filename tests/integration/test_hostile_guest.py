@@ -1,0 +1,222 @@
+"""A hostile guest with raw sockets against the anti-spoofing guard, on every backend that
+claims it (Linux bridge with nftables, Open vSwitch with OpenFlow).
+
+Each test first shows the attack is really made (a rogue server answers, frames leave the
+attacker), then that the victim, the host and the network's DHCP service are unaffected.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from virtnet.model.port import NetworkPort
+from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, frames
+from virtnet.testing.fixtures import needs_root
+from virtnet.testing.ovs import OvsServer
+from virtnet.testing.world import UPLINK_HOST, World
+
+pytestmark = [needs_root, pytest.mark.root]
+
+GW_MAC = "52:54:00:0a:0a:01"
+NET = f"""<network><name>hostile</name><forward mode='nat'/><bridge name='vtbr-hos' stp='off'/>
+  <mac address='{GW_MAC}'/>
+  <ip address='10.79.0.1' prefix='24'><dhcp><range start='10.79.0.100' end='10.79.0.110'/>
+  <host mac='52:54:00:00:cc:01' ip='10.79.0.20'/></dhcp></ip>
+  <ip family='ipv6' address='fd00:79::1' prefix='64'/></network>"""
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+@pytest.fixture(params=["linuxbridge", "ovs"])
+def net(request: pytest.FixtureRequest, world: World) -> Iterator[World]:
+    """The hostile network on each backend that claims anti-spoofing."""
+    server = None
+    if request.param == "ovs":
+        server = OvsServer(world.host).start()
+        mp = pytest.MonkeyPatch()
+        mp.setenv("VIRTNET_OVSDB", server.remote)
+    try:
+        world.vn.create_network(NET, backend=request.param)
+        yield world
+    finally:
+        for row in world.vn.list_networks(inactive=False):
+            world.vn.destroy_network(row.name)
+        if server is not None:
+            server.stop()
+            mp.undo()
+
+
+def guest(world: World, role: str, **port: object) -> tuple[Namespace, NetworkPort, str]:
+    ns, made = world.plug("hostile", role, **port)
+    assert made.mac is not None
+    deadline = time.monotonic() + 5  # its link-local answers once duplicate detection is over
+    while "tentative" in ns.ip("-6", "addr", "show", "eth0").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return ns, made, made.mac
+
+
+def gateway_mac_seen_by(ns: Namespace, address: str) -> str | None:
+    out = ns.ip("neigh", "show", address, "dev", "eth0").stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+
+def bridge_of(world: World) -> str:
+    return str(world.vn.network_info("hostile")["bridge"])
+
+
+def test_a_rogue_dhcp_server_never_reaches_other_guests(net: World) -> None:
+    attacker, _, attacker_mac = guest(net, "rogue")
+    victim, _, _ = guest(net, "victim")
+    assert dhcp_lease(attacker)
+    # a real DHCP server in the attacker, naming itself the router
+    rogue = attacker.popen(
+        "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--log-dhcp",
+        "--interface=eth0", "--bind-interfaces", "--dhcp-range=10.79.0.200,10.79.0.210",
+        "--dhcp-option=3,10.79.0.254", "--dhcp-leasefile=/dev/null", "--no-ping", "-u", "root",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    sniffer = victim.popen("tcpdump", "-l", "-n", "-e", "-i", "eth0", "udp src port 67",
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.5)
+        for _ in range(3):
+            assert (dhcp_lease(victim) or "").startswith("10.79.0.1")
+            route = victim.ip("route", "show", "default").stdout
+            assert "via 10.79.0.1 " in route, route
+        # and a forged OFFER sent straight at the victim
+        offer = frames.dhcp_offer("10.79.0.201", "10.79.0.254", "52:54:00:00:00:99", "10.79.0.254")
+        ip = frames.ipv4_udp("10.79.0.254", "255.255.255.255", 67, 68, offer)
+        frames.send(attacker, "eth0", [frames.ethernet(BROADCAST, attacker_mac, 0x0800, ip)], 5)
+        time.sleep(0.5)
+    finally:
+        rogue.terminate()
+        sniffer.terminate()
+    seen, log = sniffer.communicate()[0], rogue.communicate()[0]
+    assert "DHCPOFFER" in log  # the rogue server did answer
+    assert GW_MAC in seen  # the real server's replies arrive
+    assert attacker_mac not in seen  # the rogue's never do
+
+
+def test_a_forged_release_does_not_cut_another_guest_off(net: World) -> None:
+    attacker, _, attacker_mac = guest(net, "att")
+    reserved, _, reserved_mac = guest(net, "res", mac="52:54:00:00:cc:01")
+    dynamic, _, dynamic_mac = guest(net, "dyn")
+    assert dhcp_lease(attacker) and dhcp_lease(reserved) == "10.79.0.20"
+    dynamic_ip = dhcp_lease(dynamic)
+    assert dynamic_ip
+    forged = []
+    for mac, ip in ((reserved_mac, "10.79.0.20"), (dynamic_mac, dynamic_ip)):
+        # in the victim's name (chaddr), and in the attacker's with the victim's client id
+        for chaddr, clid in ((mac, None), (attacker_mac, b"\x01" + frames.mac_bytes(mac))):
+            release = frames.dhcp_request(chaddr, 7, ciaddr=ip, server="10.79.0.1",
+                                          client_id=clid)  # fmt: skip
+            for src in ("0.0.0.0", ip):
+                udp = frames.ipv4_udp(src, "10.79.0.1", 68, 67, release)
+                forged.append(frames.ethernet(GW_MAC, attacker_mac, 0x0800, udp))
+    frames.send(attacker, "eth0", forged)
+    time.sleep(0.5)
+    leases = {lease.mac: lease.ip for lease in net.vn.dhcp_leases("hostile")}
+    assert leases.get(reserved_mac) == "10.79.0.20" and leases.get(dynamic_mac) == dynamic_ip
+    assert can_ping(reserved, "10.79.0.1") and can_ping(dynamic, "10.79.0.1")
+    assert net.vn.check_network("hostile") == []
+
+
+def test_dhcp_starvation_with_made_up_addresses_takes_no_lease(net: World) -> None:
+    attacker, _, attacker_mac = guest(net, "starver")
+    assert dhcp_lease(attacker)
+    forged = []
+    for i in range(40):  # the range holds 11
+        fake = f"52:54:00:66:00:{i:02x}"
+        for kind, requested in ((1, None), (3, f"10.79.0.{100 + i % 11}")):
+            body = frames.dhcp_request(fake, kind, server="10.79.0.1", requested=requested,
+                                       xid=i)  # fmt: skip
+            udp = frames.ipv4_udp("0.0.0.0", "255.255.255.255", 68, 67, body)
+            forged.append(frames.ethernet(BROADCAST, attacker_mac, 0x0800, udp))
+    frames.send(attacker, "eth0", forged)
+    time.sleep(0.5)
+    macs = {lease.mac for lease in net.vn.dhcp_leases("hostile")}
+    assert not any(m.startswith("52:54:00:66:00:") for m in macs)
+    newcomer, _, _ = guest(net, "newcomer")
+    assert dhcp_lease(newcomer)
+
+
+def _default_route(ns: Namespace) -> str:
+    return ns.ip("-6", "route", "show", "default").stdout
+
+
+def test_router_advertisements_from_a_guest_are_dropped(net: World) -> None:
+    attacker, _, attacker_mac = guest(net, "ra")
+    victim, _, _ = guest(net, "victim")
+    deadline = time.monotonic() + 15  # the network's own RA (dnsmasq answers solicitations)
+    while "fe80::" not in _default_route(victim) and time.monotonic() < deadline:
+        victim.exec("ip", "link", "set", "eth0", "down")
+        victim.exec("ip", "link", "set", "eth0", "up")
+        time.sleep(1)
+    real = _default_route(victim)
+    assert "fe80::" in real
+    gateway_ll = real.split()[2]
+    attacker_ll = frames.link_local(attacker_mac)
+    evil = [
+        # a new prefix and default router: the attacker
+        frames.ipv6(attacker_ll, "ff02::1", 58, frames.router_advert("fd66::/64", attacker_mac)),
+        # the gateway's own link-local saying "I am no router any more"
+        frames.ipv6(gateway_ll, "ff02::1", 58, frames.router_advert("fd00:79::/64", GW_MAC, 0)),
+    ]
+    frames.send(attacker, "eth0", [frames.ethernet("33:33:00:00:00:01", attacker_mac, 0x86DD, f)
+                                   for f in evil], 3)  # fmt: skip
+    time.sleep(1)
+    assert "fd66:" not in victim.ip("-6", "addr", "show", "eth0").stdout
+    assert _default_route(victim).split()[:3] == real.split()[:3]
+
+
+def test_neighbour_advertisements_cannot_poison_caches(net: World) -> None:
+    attacker, _, attacker_mac = guest(net, "poison")
+    victim, _, victim_mac = guest(net, "victim")
+    victim_ll = frames.link_local(victim_mac)
+    bridge = bridge_of(net)
+    # the host and the victim learn each other
+    assert net.host.exec("ping", "-6", "-c", "1", "-W", "2", f"{victim_ll}%{bridge}",
+                         check=False).returncode == 0  # fmt: skip
+    attacker_ll = frames.link_local(attacker_mac)
+    na = [
+        # "the victim's link-local is at my MAC", from my own and from the victim's source
+        frames.ipv6(attacker_ll, "ff02::1", 58, frames.neighbour_advert(victim_ll, attacker_mac)),
+        frames.ipv6(victim_ll, "ff02::1", 58, frames.neighbour_advert(victim_ll, attacker_mac)),
+        # "the gateway is at my MAC", told to the victim
+        frames.ipv6(
+            attacker_ll, victim_ll, 58, frames.neighbour_advert("fd00:79::1", attacker_mac)
+        ),
+        # my own address, but someone else's MAC in the option
+        frames.ipv6(attacker_ll, "ff02::1", 58, frames.neighbour_advert(attacker_ll, victim_mac)),
+    ]
+    frames.send(attacker, "eth0", [frames.ethernet("33:33:00:00:00:01", attacker_mac, 0x86DD, f)
+                                   for f in na], 3)  # fmt: skip
+    time.sleep(0.5)
+    host_view = net.host.ip("-6", "neigh", "show", victim_ll, "dev", bridge).stdout
+    assert attacker_mac not in host_view and victim_mac in host_view, host_view
+    assert attacker_mac not in victim.ip("-6", "neigh", "show").stdout
+    assert victim_mac not in net.host.ip("-6", "neigh", "show", attacker_ll, "dev", bridge).stdout
+
+
+def test_isolated_ports_do_not_reach_each_other_through_the_host(net: World) -> None:
+    a, _, _ = guest(net, "a", isolated=True)
+    b, _, _ = guest(net, "b", isolated=True)
+    addr_a, addr_b = dhcp_lease(a), dhcp_lease(b)
+    assert addr_a and addr_b and can_ping(a, "10.79.0.1") and can_ping(b, "10.79.0.1")
+    # a /32 route through the gateway: the routed hairpin
+    a.ip("route", "add", f"{addr_b}/32", "via", "10.79.0.1")
+    b.ip("route", "add", f"{addr_a}/32", "via", "10.79.0.1")
+    assert not can_ping(a, addr_b, wait=0.5)
+    assert can_tcp(a, b, addr_b, timeout=1.0) is None
+
+
+def test_guests_reach_only_their_networks_services_on_the_host(net: World) -> None:
+    g, _, _ = guest(net, "g")
+    assert dhcp_lease(g)
+    assert can_tcp(g, net.host, "10.79.0.1", port=5301)  # the host's address on the network
+    assert can_tcp(g, net.host, UPLINK_HOST, port=5302) is None  # the uplink's: not
+    assert not can_ping(g, UPLINK_HOST, wait=0.5)
