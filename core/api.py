@@ -38,6 +38,7 @@ from virtnet.model import (
 from virtnet.model.codec import from_dict, to_dict
 from virtnet.model.names import check_mac, check_uuid
 from virtnet.model.update import RELOADABLE, apply_update
+from virtnet.model.validate import validate_port_addresses
 from virtnet.plan import Plan
 from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
 from virtnet.services import Services
@@ -540,6 +541,8 @@ class Virtnet:
             raise Conflict(f"port {port.uuid} already exists", subject="port/uuid")
         if port.mac:
             port.mac = check_mac(port.mac, "port/mac")
+            if net.mac and port.mac == net.mac:
+                raise InvalidInput(f"{port.mac} is the network's own MAC", subject="port/mac")
             if self.store.mac_in_use(port.mac):
                 raise Conflict(
                     f"MAC {port.mac} is already used by another port", subject="port/mac"
@@ -565,6 +568,17 @@ class Virtnet:
         port.virtualport = port.virtualport or net.virtualport
         if port.isolated is None:
             port.isolated = net.port_isolated
+        declared = port.attachment.addresses
+        if declared:
+            declared[:] = validate_port_addresses(net, port.mac, declared)
+            for other in self.store.ports(net.name):  # only when addresses are declared
+                taken = set(other.get("attachment", {}).get("addresses") or [])
+                if taken & set(declared):
+                    raise Conflict(
+                        f"{', '.join(sorted(taken & set(declared)))} is declared by port "
+                        f"{other.get('uuid')}",
+                        subject="port/ip",
+                    )
 
     def _port_status(self, name: str, net: Network, info: dict[str, Any]) -> dict[str, Any]:
         """What a backend's port hook gets: the network's status, and for a network with

@@ -37,6 +37,13 @@ from virtnet.model.port_xml import format_port
 @click.option("--portgroup", help="Take VLAN, bandwidth and isolation from this portgroup.")
 @click.option("--isolated", is_flag=True, help="Isolated ports cannot reach each other.")
 @click.option("--no-spoof-check", is_flag=True, help="Let the guest use any MAC and IP.")
+@click.option(
+    "--ip",
+    "addresses",
+    multiple=True,
+    metavar="ADDR",
+    help="A static address the guest uses (repeatable, IPv4 or IPv6): its guard allows it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole port as JSON.")
 def net_port_create(
     network: str,
@@ -48,6 +55,7 @@ def net_port_create(
     portgroup: str | None,
     isolated: bool,
     no_spoof_check: bool,
+    addresses: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a guest's link and plug it into an active NETWORK; prints the port's uuid."""
@@ -64,6 +72,7 @@ def net_port_create(
         guest_ifname=check_ifname(ifname, "--ifname") if ifname else None,
         owner_uid=owner,
         spoof_check=False if no_spoof_check else None,
+        addresses=list(addresses),
     )
     request = NetworkPort(
         network=network,

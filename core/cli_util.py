@@ -57,7 +57,7 @@ class State:
             from virtnet.api import Virtnet
             from virtnet.host import enter_netns
 
-            if self.netns:
+            if self.netns is not None:
                 # The whole process moves, so plugins that run tools act in the namespace too.
                 enter_netns(self.netns)
             self._api = Virtnet(self.state_dir, self.run_dir, self.netns)

@@ -100,6 +100,8 @@ class Client:
             raise rpc.ProtocolError(f"virtnetd on {self.path}: {exc.strerror or exc}") from None
         if message is None:
             raise rpc.ProtocolError(f"virtnetd on {self.path} closed the connection")
+        if not isinstance(message, dict):
+            raise rpc.ProtocolError(f"virtnetd on {self.path} sent a message that is no object")
         return message
 
     def events(self) -> Iterator[dict[str, Any]]:

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from typing import Any
 
 from virtnet import errors
 
 PROTOCOL_VERSION = 1
-MAX_MESSAGE = 64 << 20  # one request or response line; a network XML is a few KiB
+MAX_MESSAGE = 64 << 20  # one response line (the client reads the daemon's answers)
+#: One request line the daemon accepts: a definition is at most 4 MiB (xml_node), and JSON's
+#: escaping can double it.
+MAX_REQUEST = 10 << 20
 
 #: JSON-RPC error codes of virtnet's error classes (the standard's own are negative).
 ERROR_CODES: dict[str, int] = {
@@ -43,7 +47,8 @@ class ProtocolError(errors.VirtnetError):
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    # allow_nan=False: NaN and Infinity are not JSON, and a peer must never be sent them
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
 def request(ident: int, method: str, params: dict[str, Any]) -> bytes:
@@ -87,29 +92,74 @@ def exception_from_error(body: dict[str, Any]) -> errors.VirtnetError:
     return exc
 
 
-class LineReader:
-    """Reads newline-framed JSON messages from a stream socket."""
+class Budget:
+    """Bytes all connections may hold in unanswered request lines together, so many large
+    requests at once cannot take the daemon's memory (each line is also capped alone)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+class TooLarge(ProtocolError):
+    """A line over the size limit, or over what the daemon can buffer right now."""
+
+
+class LineReader:
+    """Reads newline-framed JSON messages from a stream socket.
+
+    ``limit`` caps one line; ``budget`` (the daemon's) caps what all readers hold at once.
+    A message that is valid JSON but not an object is returned as it is: the caller answers
+    it as an invalid request and goes on.
+    """
+
+    def __init__(
+        self, sock: socket.socket, limit: int = MAX_MESSAGE, budget: Budget | None = None
+    ) -> None:
         self.sock = sock
+        self.limit = limit
+        self.budget = budget
         self.buffer = b""
 
-    def read(self) -> dict[str, Any] | None:
+    def read(self) -> Any:
         """The next message, or None at end of stream."""
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                if self.buffer.strip():
-                    raise ProtocolError("connection closed in the middle of a message")
-                return None
-            self.buffer += chunk
-            if len(self.buffer) > MAX_MESSAGE:
-                raise ProtocolError(f"message longer than {MAX_MESSAGE} bytes")
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        chunks = [self.buffer]
+        size = len(self.buffer)
+        held = 0
         try:
-            message = json.loads(line)
+            while b"\n" not in chunks[-1]:
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    if b"".join(chunks).strip():
+                        raise ProtocolError("connection closed in the middle of a message")
+                    return None
+                size += len(chunk)
+                if size > self.limit:
+                    raise TooLarge(f"message longer than {self.limit} bytes")
+                if self.budget is not None:
+                    if not self.budget.take(len(chunk)):
+                        raise TooLarge("the daemon is holding too many large requests; retry")
+                    held += len(chunk)
+                chunks.append(chunk)
+            line, _, self.buffer = b"".join(chunks).partition(b"\n")
+        finally:
+            if self.budget is not None:
+                self.budget.give(held)
+        try:
+            return json.loads(line)
+        except RecursionError:
+            raise ProtocolError("not JSON: nested too deeply") from None
         except ValueError as exc:
             raise ProtocolError(f"not JSON: {exc}") from None
-        if not isinstance(message, dict):
-            raise ProtocolError("a message must be a JSON object")
-        return message

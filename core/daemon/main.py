@@ -176,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
     monitor.stop()
     with lock:
         api.close()
+    # the pid file goes while its lock is still held: a daemon starting now either fails on
+    # the lock or makes a new file
+    (run_dir / "virtnetd.pid").unlink(missing_ok=True)
     os.close(lock_fd)
     return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import inspect
 import logging
 import os
 import pwd
@@ -26,9 +25,24 @@ from virtnet.cli_util import DaemonContext, set_daemon_context
 from virtnet.daemon import stdio
 from virtnet.daemon.events import EventHub
 from virtnet.daemon.methods import Methods
+from virtnet.daemon.params import params_problem
 from virtnet.errors import InvalidInput, VirtnetError
 
 log = logging.getLogger("virtnetd")
+
+#: What all connections together may hold in request lines not yet answered: four maximal
+#: requests at once; a fifth waits for none, it is refused (-32600) and may retry.
+MAX_BUFFERED = 4 * rpc.MAX_REQUEST
+
+
+def _valid_id(ident: Any) -> bool:
+    """JSON-RPC ids are strings, numbers or null; virtnet takes integers, not fractions (the
+    spec discourages them, and 1e400 parses to infinity, which is not JSON)."""
+    return (
+        ident is None
+        or isinstance(ident, str)
+        or (isinstance(ident, int) and not isinstance(ident, bool))
+    )
 
 
 def _alive(conn: socket.socket) -> bool:
@@ -55,6 +69,7 @@ class Server:
         self.group = group
         self.sock: socket.socket | None = None
         self.closing = threading.Event()
+        self.budget = rpc.Budget(MAX_BUFFERED)
 
     # the socket ------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -116,22 +131,33 @@ class Server:
                 log.warning("refused a client with uid %d", uid)
                 conn.sendall(rpc.error(None, rpc.INVALID_REQUEST, "permission denied"))
                 return
-            reader = rpc.LineReader(conn)
+            reader = rpc.LineReader(conn, rpc.MAX_REQUEST, self.budget)
             try:
                 while (message := reader.read()) is not None:
                     if not self._answer(conn, message):
                         return
+            except rpc.TooLarge as exc:  # said, then hang up: the rest of the line is unread
+                with contextlib.suppress(OSError):
+                    conn.sendall(rpc.error(None, rpc.INVALID_REQUEST, str(exc)))
             except rpc.ProtocolError as exc:  # garbage: say so, then hang up
                 with contextlib.suppress(OSError):
                     conn.sendall(rpc.error(None, rpc.PARSE_ERROR, str(exc)))
             except OSError as exc:
                 log.debug("connection ended: %s", exc)
 
-    def _answer(self, conn: socket.socket, message: dict[str, Any]) -> bool:
+    def _answer(self, conn: socket.socket, message: Any) -> bool:
         """Answer one request; False when the connection is done (event streams end so)."""
+        if not isinstance(message, dict):  # a batch, or any other JSON value
+            conn.sendall(rpc.error(None, rpc.INVALID_REQUEST, "a request must be a JSON object"))
+            return True
         ident = message.get("id")
+        if not _valid_id(ident):
+            conn.sendall(rpc.error(None, rpc.INVALID_REQUEST, "id must be a string, an "
+                                   "integer or null"))  # fmt: skip
+            return True
         method = message.get("method")
-        params = message.get("params") or {}
+        params = message.get("params")
+        params = {} if params is None else params
         if message.get("jsonrpc") != "2.0" or not isinstance(method, str):
             conn.sendall(rpc.error(ident, rpc.INVALID_REQUEST, "not a JSON-RPC 2.0 request"))
             return True
@@ -148,19 +174,19 @@ class Server:
         if fn is None:
             conn.sendall(rpc.error(ident, rpc.METHOD_NOT_FOUND, f"no method {method!r}"))
             return True
-        try:
-            inspect.signature(fn).bind(**params)
-        except TypeError as exc:
-            conn.sendall(rpc.error(ident, rpc.INVALID_PARAMS, f"{method}: {exc}"))
+        problem = params_problem(fn, params)
+        if problem is not None:
+            conn.sendall(rpc.error(ident, rpc.INVALID_PARAMS, f"{method}: {problem}"))
             return True
         try:
             value = fn(**params)
         except VirtnetError as exc:
             conn.sendall(rpc.error_from_exception(ident, exc))
             return True
-        except Exception as exc:
+        except Exception:  # a bug: the details go to the log, not to the client
             log.exception("%s failed", method)
-            conn.sendall(rpc.error(ident, rpc.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            conn.sendall(rpc.error(ident, rpc.INTERNAL_ERROR, f"{method}: internal error "
+                                   "(details in virtnetd's log)"))  # fmt: skip
             return True
         if ident is not None:
             conn.sendall(rpc.result(ident, value))

@@ -214,6 +214,8 @@ def _check_ip(ip: IP, path: str) -> None:
             f"{addr} is the subnet's {which} address, not a host address",
             subject=f"{path}/@address",
         )
+    if ip.tftp_root is not None:
+        _check_file_value(ip.tftp_root, f"{path}/tftp/@root")
     if ip.dhcp is None:
         return
     taken: list[tuple[int, int, str]] = []
@@ -276,8 +278,33 @@ def _check_ip(ip: IP, path: str) -> None:
         if bootp.server:
             bootp.server = check_host_address(bootp.server, f"{path}/dhcp/bootp/@server", 4)
         _check_file_value(bootp.file, f"{path}/dhcp/bootp/@file")
-    if ip.tftp_root is not None:
-        _check_file_value(ip.tftp_root, f"{path}/tftp/@root")
+
+
+def validate_port_addresses(net: Network, mac: str, addresses: list[str]) -> list[str]:
+    """A guest's declared static addresses (``--ip``), canonical: each inside one of the
+    network's subnets (or IPv6 link-local), a host address there, not the host's own and not
+    reserved for another MAC."""
+    found: list[str] = []
+    for value in addresses:
+        subject = "port/ip"
+        addr = check_ip(value, subject)
+        reason = unusable_reason(addr)
+        if reason:
+            raise InvalidInput(f"{addr} {reason}", subject=subject)
+        if addr.version == 6 and addr in ipaddress.ip_network("fe80::/64"):
+            found.append(str(addr))
+            continue
+        ip = next((i for i in net.ips if i.version == addr.version and addr in i.subnet), None)
+        if ip is None:
+            raise InvalidInput(f"{addr} is not on any of the network's subnets", subject=subject)
+        _host_in_subnet(str(addr), ip.subnet, subject)
+        if addr == ipaddress.ip_address(ip.address):
+            raise InvalidInput(f"{addr} is the host's own address", subject=subject)
+        for host in ip.dhcp.hosts if ip.dhcp else []:
+            if host.ip and ipaddress.ip_address(host.ip) == addr and host.mac != mac:
+                raise InvalidInput(f"{addr} is reserved for {host.mac}", subject=subject)
+        found.append(str(addr))
+    return sorted(set(found))
 
 
 def _check_file_value(value: str, subject: str) -> None:
@@ -354,6 +381,11 @@ def _check_dns(net: Network) -> None:
             check_dns_name(s.domain, "network/dns/srv/@domain")
         if s.target and s.target != ".":
             check_dns_name(s.target, "network/dns/srv/@target")
+        for field, value in (("port", s.port), ("priority", s.priority), ("weight", s.weight)):
+            if value is not None and not 0 <= value <= 65535:
+                raise InvalidInput(
+                    f"{value} is not in 0-65535", subject=f"network/dns/srv/@{field}"
+                )
     for h in dns.hosts:
         h.ip = str(check_ip(h.ip, "network/dns/host/@ip"))
         if not h.hostnames:

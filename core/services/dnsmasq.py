@@ -157,20 +157,41 @@ class Dnsmasq:
     def write_files(
         self, files: DnsmasqFiles, conf: str, hosts: str, addn_hosts: str, script: str
     ) -> None:
-        """Write the configuration; the directory is readable by dnsmasq's unprivileged user,
-        which re-reads the hosts files on SIGHUP (the lease script runs as root)."""
-        files.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        """Write the configuration. dnsmasq's unprivileged user re-reads the hosts files on
+        SIGHUP, so the directory (0750) and those files (0640) belong to its group; nobody
+        else reads them. The lease file (opened by dnsmasq while still root) and the lease
+        script (run as root) stay root's alone (0600, 0700)."""
+        user, group = service_user()
+        gid = grp.getgrnam(group).gr_gid
+        files.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        os.chown(files.directory, 0, gid)
+        files.directory.chmod(0o750)
         files.directory.parent.chmod(0o711)
-        _check_reachable(files.directory, service_user()[0])
-        _write(files.script, script, 0o755)
+        _check_reachable(files.directory.parent, user)
+        _write(files.script, script, 0o700)
         for path, text in (
             (files.conf, conf),
             (files.hosts, hosts),
             (files.addn_hosts, addn_hosts),
         ):
-            _write(path, text, 0o644)
+            _write(path, text, 0o640, gid)
         if not files.leases.exists():
-            _write(files.leases, "", 0o644)
+            _write(files.leases, "", 0o600)
+
+    def check_conf(self, files: DnsmasqFiles, conf: str) -> str | None:
+        """dnsmasq's own syntax check of ``conf`` (``--test``), without touching the running
+        one; None if it is accepted, else dnsmasq's reason."""
+        trial = files.directory / "dnsmasq.conf.trial"
+        _write(trial, conf, 0o600)
+        try:
+            args = [binary(), "--test", f"--conf-file={trial}"]
+            done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+        finally:
+            trial.unlink(missing_ok=True)
+        if done.returncode == 0:
+            return None
+        lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit {done.returncode}"]
+        return lines[-1].removeprefix("dnsmasq: ")
 
     def start(self, files: DnsmasqFiles) -> int:
         return self.finish_start(self.spawn(files), files)
@@ -266,7 +287,8 @@ def _running(pid: int) -> bool:
 
 
 def _check_reachable(directory: Path, user: str) -> None:
-    """dnsmasq re-reads its files as ``user``: every parent must be searchable by others."""
+    """dnsmasq re-reads its files as ``user``: ``directory`` and its parents must be
+    searchable by others."""
     for parent in [directory, *directory.parents]:
         mode = parent.stat().st_mode
         if not mode & 0o001:
@@ -277,12 +299,14 @@ def _check_reachable(directory: Path, user: str) -> None:
             )
 
 
-def _write(path: Path, text: str, mode: int) -> None:
+def _write(path: Path, text: str, mode: int, gid: int | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, text.encode())
+        if gid is not None:
+            os.fchown(fd, 0, gid)
+        os.fchmod(fd, mode)
     finally:
         os.close(fd)
-    os.chmod(tmp, mode)
     os.replace(tmp, path)

@@ -259,6 +259,11 @@ class Netlink:
         data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
         return bool(data and data.get_attr("IFLA_BRPORT_ISOLATED"))
 
+    def pin_mac(self, ifname: str, mac: str) -> None:
+        """A static forwarding entry for ``mac`` on bridge port ``ifname`` (``bridge fdb add
+        MAC dev IF master static``: NUD_NOARP, NTF_MASTER)."""
+        self.ipr.fdb("add", ifindex=self.require(ifname), lladdr=mac, state=0x40, flags=0x04)
+
     def enslave(self, ifname: str, master: str) -> None:
         self.ipr.link("set", index=self.require(ifname), master=self.require(master, "bridge"))
 

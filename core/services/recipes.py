@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from virtnet.backend import Host
-from virtnet.errors import Unsupported
+from virtnet.errors import InvalidInput, OperationFailed, Unsupported
 from virtnet.model.network import Bandwidth, ForwardMode, Network
 from virtnet.model.port import NetworkPort
 from virtnet.plan import Step
@@ -29,6 +29,7 @@ from virtnet.services.steps import (
     EnableForwarding,
     GuardHostSide,
     GuardPort,
+    PinGuestMac,
     ReleaseSharedTables,
     RequireSubnetsFree,
     SetUp,
@@ -114,6 +115,7 @@ def port_extras(
     if guarded:
         guard = PortGuard(ifname, port.mac, tuple(static_ips(net, port)))
         steps.append(GuardPort(guard, lease_file(status), tuple(leased_ips(port, status))))
+        steps.append(PinGuestMac(ifname, port.mac))
     steps += host_guard_steps(net, port)
     steps += bandwidth_steps(ifname, ifb_name(port.uuid), port.bandwidth, "port")
     return steps
@@ -215,9 +217,20 @@ def refresh_dnsmasq(
     hosts = dnsmasq_conf.render_dhcp_hosts(net)
     addn = dnsmasq_conf.render_addn_hosts(net)
     dnsmasq = services.dnsmasq
+    if not reload_only:  # dnsmasq must accept the new configuration before the old one goes
+        problem = dnsmasq.check_conf(files, conf)
+        if problem is not None:
+            raise InvalidInput(f"dnsmasq refuses the updated network: {problem}")
+    old = {p: p.read_text() for p in (files.conf, files.hosts, files.addn_hosts)}
     dnsmasq.write_files(files, conf, hosts, addn, files.script.read_text())
     if reload_only:
         dnsmasq.reload(files)
-    else:
-        dnsmasq.stop(files)
+        return
+    dnsmasq.stop(files)
+    try:
         dnsmasq.start(files)
+    except OperationFailed:  # put the running configuration back, and dnsmasq with it
+        dnsmasq.write_files(files, old[files.conf], old[files.hosts], old[files.addn_hosts],
+                            files.script.read_text())  # fmt: skip
+        dnsmasq.start(files)
+        raise

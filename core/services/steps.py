@@ -20,6 +20,7 @@ from virtnet.errors import Conflict, NotFound, OperationFailed
 from virtnet.model.codec import to_dict
 from virtnet.model.network import Rate
 from virtnet.plan import Step, Undo
+from virtnet.services import fdb_limit
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import NetworkRules
 from virtnet.services.guard_rules import PortGuard
@@ -199,6 +200,28 @@ class CreateBridge(Step):
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
         nl.create_bridge(self.name, mac=self.mac, mtu=self.mtu, stp=self.stp, delay=self.delay)
+        # a bound on learned MACs (guests with --no-spoof-check could send from millions);
+        # kernels before 6.8 have none, and say so by ignoring it
+        fdb_limit.set_max_learned(nl.require(self.name, "bridge"), fdb_limit.DEFAULT_MAX_LEARNED)
+
+
+@dataclass(frozen=True)
+class PinGuestMac(Step):
+    """A guarded guest's MAC as a static entry on its bridge port: not counted against the
+    bridge's learning limit, so a flooding guest elsewhere cannot make the bridge forget it
+    and flood its traffic to every port. It goes with the port's link."""
+
+    ifname: str
+    mac: str
+
+    def describe(self) -> str:
+        return f"pin {self.mac} to bridge port {self.ifname} (static entry)"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).netlink.pin_mac(self.ifname, self.mac)
 
 
 @dataclass(frozen=True)

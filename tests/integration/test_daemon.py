@@ -3,6 +3,7 @@ autostart, events. Drift repair and crash safety are in test_daemon_repair.py.""
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -327,3 +328,78 @@ def test_one_daemon_per_host_and_garbage_gets_an_error(virtnetd: Daemon) -> None
         raw.sendall(b"not json\n")
         assert json.loads(raw.recv(65536))["error"]["code"] == -32700
     assert virtnetd.cli("net-list").returncode == 0  # still serving
+
+
+def _ask(raw: socket.socket, line: bytes) -> dict[str, Any]:
+    raw.sendall(line)
+    reader = raw.makefile("rb")
+    answer: dict[str, Any] = json.loads(reader.readline())
+    return answer
+
+
+def test_a_misbehaving_client_gets_spec_errors_and_others_keep_being_served(
+    virtnetd: Daemon,
+) -> None:
+    def connect() -> socket.socket:
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(str(virtnetd.socket))
+        raw.settimeout(30)
+        return raw
+
+    with connect() as raw:
+        # wrong-type params: -32602 naming the parameter, not an internal error
+        bad = _ask(raw, b'{"jsonrpc":"2.0","id":1,"method":"dumpxml","params":{"name":5}}\n')
+        assert bad["error"]["code"] == -32602 and "'name'" in bad["error"]["message"]
+        # not an object, and a batch: -32600, and the connection goes on
+        for line in (b"[1,2]\n", b'"hello"\n', b"[]\n"):
+            assert _ask(raw, line)["error"]["code"] == -32600
+        # an id that parses to infinity: refused, answered with valid JSON
+        inf = _ask(raw, b'{"jsonrpc":"2.0","id":1e400,"method":"hello"}\n')
+        assert inf["error"]["code"] == -32600 and inf["id"] is None
+        assert _ask(raw, b'{"jsonrpc":"2.0","id":7,"method":"hello"}\n')["result"]["protocol"]
+    with connect() as raw:  # 100,000 levels deep: a parse error, not a dropped connection
+        deep = b'{"jsonrpc":"2.0","id":1,"params":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+        assert _ask(raw, deep)["error"]["code"] in (-32700, -32600)
+    with connect() as raw:  # over the size of one request: refused before it is all read
+        raw.sendall(b'{"jsonrpc":"2.0","id":1,"method":"define_network","params":{"xml":"')
+        answer = b""
+        with contextlib.suppress(OSError):
+            for _ in range(200):  # 12.8 MiB, more than a request may be
+                raw.sendall(b"a" * (64 << 10))
+        with contextlib.suppress(OSError):
+            answer = raw.recv(65536)
+        assert b"-32600" in answer and b"longer than" in answer
+    # many large requests at once: bounded memory, and the daemon answers everyone after
+    senders = [connect() for _ in range(8)]
+    for raw in senders:
+        with contextlib.suppress(OSError):
+            raw.sendall(
+                b'{"jsonrpc":"2.0","id":1,"method":"hello","params":{"x":"' + b"a" * (9 << 20)
+            )
+    rss_kib = int(next(line.split()[1] for line in
+                       Path(f"/proc/{virtnetd.proc.pid if virtnetd.proc else 0}/status").read_text().splitlines()
+                       if line.startswith("VmRSS")))  # fmt: skip
+    for raw in senders:
+        raw.close()
+    assert rss_kib < 200 * 1024, f"virtnetd holds {rss_kib} KiB"
+    assert virtnetd.cli("net-list").returncode == 0
+
+
+def test_run_dir_files_have_the_documented_modes_and_the_pid_file_goes(
+    virtnetd: Daemon,
+) -> None:
+    import grp
+    import stat
+
+    assert virtnetd.cli("net-create", "-", input=nat_xml("modes", 71)).returncode == 0
+    [directory] = (virtnetd.run_dir / "dnsmasq").iterdir()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [directory, *directory.iterdir()]}
+    assert modes[directory.name] == 0o750
+    assert grp.getgrgid(directory.stat().st_gid).gr_name in ("dnsmasq", "nogroup", "nobody")
+    assert modes["leases"] == 0o600 and modes["lease-event"] == 0o700
+    assert modes["dnsmasq.conf"] == modes["dhcp-hosts"] == modes["addn-hosts"] == 0o640
+    # nothing for others (dnsmasq writes its pid file 0644, behind the 0750 directory)
+    assert not any(mode & 0o007 for name, mode in modes.items() if name != "dnsmasq.pid")
+    assert (virtnetd.run_dir / "virtnetd.pid").exists()
+    virtnetd.stop()
+    assert not (virtnetd.run_dir / "virtnetd.pid").exists()

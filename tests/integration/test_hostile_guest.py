@@ -8,12 +8,14 @@ attacker), then that the victim, the host and the network's DHCP service are una
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from virtnet.model.port import NetworkPort
+from virtnet.errors import Conflict, InvalidInput
+from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
 from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, frames
 from virtnet.testing.fixtures import needs_root
 from virtnet.testing.ovs import OvsServer
@@ -220,3 +222,65 @@ def test_guests_reach_only_their_networks_services_on_the_host(net: World) -> No
     assert can_tcp(g, net.host, "10.79.0.1", port=5301)  # the host's address on the network
     assert can_tcp(g, net.host, UPLINK_HOST, port=5302) is None  # the uplink's: not
     assert not can_ping(g, UPLINK_HOST, wait=0.5)
+
+
+def test_declared_static_addresses_work_with_the_guard_on(net: World) -> None:
+    ns = net.guest("static")
+    port = net.vn.create_port(
+        "hostile",
+        NetworkPort(
+            network="hostile",
+            attachment=Attachment(
+                AttachmentKind.VETH, netns=ns.name, addresses=["10.79.0.50", "fd00:79::50"]
+            ),
+        ),
+    )
+    assert port.attachment.addresses == ["10.79.0.50", "fd00:79::50"]
+    ns.ip("addr", "add", "10.79.0.50/24", "dev", "eth0")
+    ns.ip("-6", "addr", "add", "fd00:79::50/64", "dev", "eth0", "nodad")
+    assert can_ping(ns, "10.79.0.1") and can_ping(ns, "fd00:79::1")
+    # an address it did not declare stays blocked
+    ns.ip("addr", "add", "10.79.0.51/24", "dev", "eth0")
+    assert ns.exec("ping", "-c", "1", "-W", "1", "-I", "10.79.0.51", "10.79.0.1",
+                   check=False).returncode != 0  # fmt: skip
+    with pytest.raises(Conflict, match="declared by port"):
+        net.vn.create_port(
+            "hostile",
+            NetworkPort(network="hostile", attachment=Attachment(addresses=["10.79.0.50"])),
+        )
+    for bad, reason in (("10.80.0.5", "not on any"), ("10.79.0.1", "host's own"),
+                        ("10.79.0.20", "reserved for"), ("10.79.0.255", "broadcast"),
+                        ("fe80::1%eth0", "scope id")):  # fmt: skip
+        with pytest.raises(InvalidInput, match=reason):
+            net.vn.create_port(
+                "hostile", NetworkPort(network="hostile", attachment=Attachment(addresses=[bad]))
+            )
+
+
+def test_a_guest_without_spoof_checks_cannot_grow_the_bridges_table_without_bound(
+    world: World,
+) -> None:
+    """Linux bridge: learning is bounded; guarded guests' MACs are static and keep unicast."""
+    from virtnet.services import fdb_limit
+
+    world.vn.create_network(NET)
+    bridge = bridge_of(world)
+    index = int(world.host.exec("cat", f"/sys/class/net/{bridge}/ifindex").stdout)
+    limit = world.host.exec(sys.executable, "-c", "import sys; from virtnet.services import "
+                            f"fdb_limit as f; print(f.max_learned({index}))").stdout.strip()  # fmt: skip
+    if limit in ("None", "0"):
+        pytest.skip("this kernel has no limit on learned bridge entries (Linux < 6.8)")
+    assert int(limit) == fdb_limit.DEFAULT_MAX_LEARNED
+    flooder, _, flooder_mac = guest(world, "flooder", spoof_check=False)
+    victim, _, victim_mac = guest(world, "victim")
+    flood = [frames.ethernet(BROADCAST, f"52:54:01:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:"
+                             f"{i & 255:02x}", 0x88B5, b"\0" * 46)
+             for i in range(fdb_limit.DEFAULT_MAX_LEARNED + 2000)]  # fmt: skip
+    frames.send(flooder, "eth0", flood)
+    learned = world.host.exec(sys.executable, "-c", "from virtnet.services import fdb_limit "
+                              f"as f; print(f.learned({index}))").stdout.strip()  # fmt: skip
+    assert int(learned) <= fdb_limit.DEFAULT_MAX_LEARNED
+    fdb = world.host.exec("bridge", "fdb", "show", "br", bridge).stdout
+    assert f"{victim_mac} dev " in fdb and "static" in fdb.split(victim_mac)[1].splitlines()[0]
+    assert dhcp_lease(victim) and can_ping(victim, "10.79.0.1")
+    assert flooder_mac  # the flooder itself still works: it is only bounded

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -70,28 +71,14 @@ def test_vlan_tags_separate_guests_and_a_trunk_sees_both(world: World, ovs: OvsS
     t, _ = plug(world, "tagged", "t", portgroup="trunk")
     for ns, address in ((a, "10.30.0.1"), (b, "10.30.0.2"), (c, "10.30.0.3")):
         world.lab.address(ns, "eth0", f"{address}/24")
-    capture = world.lab.track(
-        t.popen(
-            "tcpdump",
-            "-e",
-            "-n",
-            "-l",
-            "-i",
-            "eth0",
-            "-c",
-            "40",
-            "arp or icmp",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-    )
-    time.sleep(1.0)  # tcpdump attaching
     assert can_ping(a, "10.30.0.2")  # same tag
     assert not can_ping(a, "10.30.0.3")  # different tags
-    c.exec("ping", "-c", "2", "-W", "1", "10.30.0.9", check=False)  # red traffic, for the trunk
-    time.sleep(0.5)
-    capture.terminate()
-    seen = capture.communicate(timeout=10)[0]
+
+    def traffic() -> None:
+        a.exec("ping", "-c", "1", "-W", "1", "10.30.0.2", check=False)  # blue
+        c.exec("ping", "-c", "1", "-W", "1", "10.30.0.9", check=False)  # red
+
+    seen = trunk_capture(world, t, traffic)
     assert "vlan 10" in seen and "vlan 20" in seen, seen
     ids = ovs.vsctl("get", "interface", port_a.attachment.ifname or "", "external_ids")
     assert f'iface-id="{port_a.uuid}"' in ids and f'attached-mac="{port_a.mac}"' in ids
@@ -99,6 +86,33 @@ def test_vlan_tags_separate_guests_and_a_trunk_sees_both(world: World, ovs: OvsS
     assert ovs.vsctl("get", "port", port_a.attachment.ifname or "", "tag").strip() == "10"
     world.vn.destroy_network("tagged")  # the bridge is not virtnet's: only the ports go
     assert ovs.vsctl("list-ports", "ovsbr0").strip() == ""
+
+
+def trunk_capture(world: World, trunk: Namespace, traffic: Callable[[], object]) -> str:
+    """What the trunk port sees of ``traffic`` (repeated until both tags show, at most 15 s).
+
+    Waits for tcpdump to say it is listening and for the frames to arrive, instead of fixed
+    sleeps: under load the userspace datapath and tcpdump's start both took longer than the
+    1 s and 0.5 s this test used to sleep, and it failed once in two runs (a flaky test)."""
+    capture = world.lab.track(trunk.popen(
+        "tcpdump", "-e", "-n", "-l", "-i", "eth0", "arp or icmp",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ))  # fmt: skip
+    out, err = capture.stdout, capture.stderr
+    assert out is not None and err is not None
+    assert "listening on" in err.readline()
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, "")))
+    reader.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        traffic()
+        text = "".join(lines)
+        if "vlan 10" in text and "vlan 20" in text:
+            break
+    capture.terminate()
+    reader.join(timeout=10)
+    return "".join(lines)
 
 
 NAT = """<network><name>ovsnat</name><forward mode='nat'/><bridge name='vtovsnat'/>

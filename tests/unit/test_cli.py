@@ -143,3 +143,46 @@ def test_twenty_processes_racing_for_one_subnet_let_exactly_one_win(tmp_path: Pa
 def test_drivers_lists_none_without_backends(tmp_path: Path) -> None:
     done = virtnet(tmp_path, "drivers", "--json", env={"VIRTNET_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert done.returncode == 0 and json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["net-info", "a/b"],
+        ["net-info", "../../etc/passwd"],
+        ["net-info", ""],
+        ["net-info", "a\nb"],
+        ["net-info", "x" * 300],
+        ["net-port-create", "n", "--owner", "-1"],
+        ["net-port-create", "n", "--owner", "1099511627776"],
+        ["net-port-create", "n", "--no-such-option"],
+        ["no-such-command"],
+        ["--netns", "a/b", "net-list"],
+        ["--netns", "", "net-list"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str]) -> None:
+    done = virtnet(tmp_path, *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "accepted"),
+    [
+        (b"<network><name>u8</name></network>", True),
+        (b"\xef\xbb\xbf<network><name>bom</name></network>", True),
+        ("<network><name>u16</name></network>".encode("utf-16"), True),
+        ("<network><name>l1\xe9</name></network>".encode("latin-1"), False),
+        (b"<network><name>\xff\xfe\x00</name></network>"[:0] + b"\x80\x81", False),
+    ],
+)
+def test_definitions_in_other_encodings(tmp_path: Path, data: bytes, accepted: bool) -> None:
+    path = tmp_path / "net.xml"
+    path.write_bytes(data)
+    done = virtnet(tmp_path, "net-define", str(path))
+    assert done.returncode == (0 if accepted else 2), done.stderr
+    assert "Traceback" not in done.stderr
+    if not accepted:
+        assert done.stderr.startswith("error: FILE: ") and "not UTF-8" in done.stderr

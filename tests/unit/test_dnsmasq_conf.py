@@ -170,3 +170,19 @@ def test_lease_scripts_guard_with_nftables_or_openflow() -> None:
     assert "target='unix:/run/ovs/br0.mgmt'" in flows and "nft" not in flows
     assert 'add-flow "$target" "$1,actions=$2"' in flows
     assert "table=2,priority=101,ip,dl_src=$mac,nw_src=$ip" in flows  # reservations: 100
+
+
+def test_dnsmasq_checks_a_configuration_before_it_replaces_the_running_one(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from virtnet.services.dnsmasq import Dnsmasq
+
+    if shutil.which("dnsmasq") is None and not Path("/usr/sbin/dnsmasq").exists():
+        pytest.skip("dnsmasq is not installed")
+    files = DnsmasqFiles(tmp_path)
+    assert Dnsmasq().check_conf(files, "port=0\nsrv-host=_x._tcp,a,389\n") is None
+    problem = Dnsmasq().check_conf(files, "port=0\nsrv-host=_x._tcp,a,99999\n")
+    assert problem is not None and "invalid port" in problem
+    assert list(tmp_path.iterdir()) == []  # the trial file is gone

@@ -104,7 +104,7 @@ STATUS = {"bridge": "vb0", "owned": True}
 def test_tap_port_is_guarded_and_up_last() -> None:
     p = port(AttachmentKind.TAP, owner_uid=1000)
     plan = plan_plug(net("<forward mode='nat'/>"), p, STATUS)
-    assert kinds(plan) == [s.CreateTap, s.GuardPort, s.GuardHostSide, s.SetUp]
+    assert kinds(plan) == [s.CreateTap, s.GuardPort, s.PinGuestMac, s.GuardHostSide, s.SetUp]
     tap = plan.steps[0]
     assert isinstance(tap, s.CreateTap)
     assert tap.ifname == "vnet0c1e9a521f7" and tap.mac == "fe:54:00:aa:bb:cc" and tap.bulk
