@@ -1,13 +1,16 @@
 # The two commands a fresh Debian 12 machine needs, as root:
 #   make lab    - the main job: the seed topology as a lab, its connectivity matrix checked
 #   make test   - lint, type-check and the whole test suite
-# Both install what they need first (Debian packages with apt-get, then .venv).
+# Both install what they need first (Debian packages with apt-get, then .venv). Package
+# scripts may not start services (policy-rc.d): docker.io and firewalld are only started by
+# the tests, inside their own namespaces (virtnet.testing.foreign).
 
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch qemu-system-x86 cpio \
-        python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool
+        python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool \
+        docker.io firewalld
 SOURCES := pyproject.toml $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
@@ -20,7 +23,11 @@ $(STAMP): $(SOURCES)
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
+	  made_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1; \
+	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  rc=$$?; [ -n "$$made_policy" ] && rm -f /usr/sbin/policy-rc.d; [ $$rc -eq 0 ]; \
 	fi
 	@# Debian's interpreter with system site-packages: it sees python3-nftables and
 	@# python3-openvswitch, which match the system's libnftables and OVS (docs/architecture.md).

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import click
 
 from virtnet.cli_dhcp import net_dhcp_leases, net_update
+from virtnet.cli_doctor import doctor_command, warn_if_blocked
 from virtnet.cli_event import event
 from virtnet.cli_lab import lab
 from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
@@ -68,6 +69,7 @@ def net_create(file: str, backend: str | None) -> None:
     """Create and start a transient network from an XML FILE."""
     net = api().create_network(read_input(file), backend=backend)
     click.echo(f"Network {net.name} created from {file}")
+    warn_if_blocked(api().network_info(net.name).get("bridge"))
 
 
 @cli.command("net-undefine")
@@ -91,6 +93,7 @@ def net_start(name: str, dry_run: bool) -> None:
         return
     api().start_network(name)
     click.echo(f"Network {name} started")
+    warn_if_blocked(api().network_info(name).get("bridge"))
 
 
 @cli.command("net-destroy")
@@ -239,6 +242,7 @@ def drivers(as_json: bool) -> None:
 
 
 for _command in (
+    doctor_command,
     net_port_create,
     net_port_list,
     net_port_dumpxml,

@@ -23,8 +23,8 @@ class DaemonContext:
     stdin the client sent (the daemon never opens a path a client names), the event stream."""
 
     api: Any
-    files: dict[str, str] = field(default_factory=dict)
-    stdin: str | None = None
+    files: dict[str, str | bytes | OSError] = field(default_factory=dict)
+    stdin: str | bytes | None = None
     subscribe: Callable[[], AbstractContextManager[SimpleQueue[dict[str, Any]]]] | None = None
     alive: Callable[[], bool] = lambda: True
 
@@ -73,10 +73,12 @@ def api() -> Any:
 def read_input(path: str) -> str:
     served = daemon_context()
     if served is not None:
-        text = served.stdin if path == "-" else served.files.get(path)
-        if text is None:
+        sent = served.stdin if path == "-" else served.files.get(path)
+        if sent is None:
             raise InvalidInput(f"cannot read {path}: No such file or directory", subject="FILE")
-        return text
+        if isinstance(sent, OSError):
+            raise InvalidInput(f"cannot read {path}: {sent}", subject="FILE")
+        return decode_text(sent, path) if isinstance(sent, bytes) else sent
     try:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:

@@ -18,6 +18,7 @@ client for programs is :class:`virtnet.client.Client`; both speak docs/protocol.
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 
@@ -161,19 +162,24 @@ def exchange(sock: Any, params: dict[str, Any]) -> int:
 
 
 def _attachments(args: Sequence[str]) -> tuple[str | None, dict[str, str]]:
-    stdin = sys.stdin.read() if "-" in args else None
+    """Standard input and the files named on the command line, as bytes in base64: the
+    daemon decodes them exactly as the in-process CLI would (same errors for bad text)."""
+    stdin = None
+    if "-" in args:
+        stdin = base64.b64encode(sys.stdin.buffer.read(MAX_FILES + 1)).decode()
     files: dict[str, str] = {}
     total = 0
     for arg in args:
-        if arg != "-" and arg not in files and os.path.isfile(arg):
+        if arg != "-" and arg not in files and os.path.exists(arg):
             try:
-                with open(arg, encoding="utf-8") as f:
-                    text = f.read(MAX_FILES + 1)
-            except (OSError, UnicodeDecodeError):
-                continue  # the daemon's CLI reports "cannot read" for it
-            total += len(text)
+                with open(arg, "rb") as f:
+                    data = f.read(MAX_FILES + 1)
+            except OSError as exc:  # a directory, no permission: the daemon says so, as here
+                files[arg] = "!" + (exc.strerror or "cannot read")
+                continue
+            total += len(data)
             if total <= MAX_FILES:
-                files[arg] = text
+                files[arg] = base64.b64encode(data).decode()
     return stdin, files
 
 
@@ -208,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "state_dir": os.path.abspath(state) if state else None,
             "netns": chosen.get("netns"),
         }
-        params = {"argv": rest, "stdin": stdin, "files": files, "host": host}
+        params = {"argv": rest, "stdin_b64": stdin, "files_b64": files, "host": host}
         return exchange(sock, params)
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ turns the connection into an event stream until the client closes it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import grp
 import logging
@@ -212,8 +213,23 @@ class Server:
             stdin: str | None = None,
             files: dict[str, str] | None = None,
             host: dict[str, Any] | None = None,
+            stdin_b64: str | None = None,
+            files_b64: dict[str, str] | None = None,
         ) -> dict[str, Any]:
+            """``stdin``/``files`` as text (protocol 1's first form), or as bytes in base64
+            (``stdin_b64``/``files_b64``: decoded here as the in-process CLI decodes)."""
             self._check_host(host or {})
+            sent_files: dict[str, str | bytes | OSError] = dict(files or {})
+            sent_stdin: str | bytes | None = stdin
+            try:
+                for path, value in (files_b64 or {}).items():  # "!reason": unreadable there
+                    sent_files[path] = (
+                        OSError(value[1:]) if value.startswith("!") else (base64.b64decode(value))
+                    )
+                if stdin_b64 is not None:
+                    sent_stdin = base64.b64decode(stdin_b64)
+            except ValueError:
+                raise InvalidInput("not base64", subject="files_b64") from None
             from virtnet.cli import main as cli_main
 
             def writer(fd: int) -> stdio.Writer:
@@ -226,8 +242,8 @@ class Server:
             set_daemon_context(
                 DaemonContext(
                     api=self.methods.api,
-                    files=dict(files or {}),
-                    stdin=stdin,
+                    files=sent_files,
+                    stdin=sent_stdin,
                     subscribe=self.hub.subscription,
                     alive=lambda: _alive(conn),
                 )

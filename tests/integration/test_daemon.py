@@ -57,6 +57,9 @@ def test_thin_client_prints_what_the_in_process_cli_prints(
 ) -> None:
     xml = tmp_path / "shared.xml"
     xml.write_text(nat_xml("shared", 1))
+    latin1, utf16 = tmp_path / "latin1.xml", tmp_path / "utf16.xml"
+    latin1.write_bytes("<network><name>caf\xe9</name></network>".encode("latin-1"))
+    utf16.write_bytes("<network><name>wide</name></network>".encode("utf-16"))
     commands: list[tuple[tuple[str, ...], str | None]] = [
         (("net-define", str(xml)), None),
         (("net-define", "-"), nat_xml("other", 2)),
@@ -71,6 +74,13 @@ def test_thin_client_prints_what_the_in_process_cli_prints(
         (("net-destroy", "shared"), None),
         (("net-undefine", "nope"), None),
         (("frobnicate",), None),
+        # hostile or odd input: the same one-line errors both ways
+        (("net-define", str(latin1)), None),
+        (("net-define", str(utf16)), None),
+        (("net-define", str(tmp_path)), None),
+        (("net-define", "/dev/null"), None),
+        (("net-info", "../../etc/passwd"), None),
+        (("net-port-create", "shared", "--owner", "-1"), None),
     ]
     for args, stdin in commands:
         thin = virtnetd.cli(*args, input=stdin)
