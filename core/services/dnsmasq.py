@@ -48,6 +48,13 @@ exit 0
 #: An IPv6 lease also opens Neighbour Advertisements for it (a raw 128-bit key: nftables
 #: reads the NA's target as raw payload, so the address is given as a number).
 NFT_GUARD = """elements="{{ $mac . $ip }}"
+# an address leased to one MAC is never opened for another: a guest that forges another's
+# DHCPv6 DUID gets that guest's lease recorded under its own MAC, and nothing more
+if [ "$verb" = add ] && {nft} list set bridge virtnet leased$family 2>/dev/null |
+  tr ',{{}}' '\n\n\n' | awk -v ip="$ip" -v mac="$mac" \
+    '$2 == "." && $3 == ip && $1 != mac {{ held = 1 }} END {{ exit !held }}'; then
+  exit 0
+fi
 if [ "$family" = 6 ]; then
   n=$({python} -I -S -c "import ipaddress,sys; print(int(ipaddress.ip_address(sys.argv[1])))" \
     "$ip") || exit 0
@@ -59,6 +66,14 @@ fi
 #: sources in table 2 at priority 101 (a reservation's are at 100, so deleting a lease's flow
 #: never deletes a reservation's), and an IPv6 lease's Neighbour Advertisements in table 1.
 OPENFLOW_GUARD = """target='{target}'
+# an address leased to one MAC is never opened for another (as on a Linux bridge)
+if [ "$verb" = add ]; then
+  if [ "$family" = 4 ]; then held="ip,nw_src=$ip"; else held="ipv6,ipv6_src=$ip"; fi
+  if {ofctl} dump-flows "$target" "table=2,$held" 2>/dev/null | grep -o 'dl_src=[0-9a-f:]*' |
+    grep -qv "dl_src=$mac"; then
+    exit 0
+  fi
+fi
 na="table=1,priority=141,icmp6,icmp_type=136,dl_src=$mac,nd_target=$ip"
 if [ "$family" = 4 ]; then
   set -- "table=2,priority=101,ip,dl_src=$mac,nw_src=$ip" NORMAL \

@@ -32,6 +32,10 @@ hardware address (``chaddr``) is the port's own MAC (``guest_hw`` holds ``MAC . 
 dnsmasq identifies a client by it (``dhcp-ignore-clid``), so no guest can take leases in
 another's name, starve the pool with made-up addresses, or release another guest's lease.
 OpenFlow cannot see ``chaddr``, so the check sits here, on the host, for every backend.
+DHCPv6 Release and Decline from guarded guests are dropped here too: dnsmasq finds a DHCPv6
+lease by the client's DUID, which any guest can forge, so a release cannot be tied to the
+port it came from (leases expire instead); and an address leased to one MAC is never opened
+for another (the lease script), so a forged Request gains nothing either.
 
 Per-port anti-spoofing on a Linux bridge is in :mod:`virtnet.services.guard_rules`.
 """
@@ -142,6 +146,9 @@ def inet_base() -> list[str]:
         f"add rule {INET} input udp dport 67 ether saddr @guest_mac @th,64,24 != 0x010106 drop",
         f"add rule {INET} input udp dport 67 ether saddr @guest_mac "
         "ether saddr . @th,288,48 != @guest_hw drop",
+        # DHCPv6 finds a lease by DUID, which any guest can forge: no Release or Decline
+        # from guarded guests (their leases expire instead)
+        f"add rule {INET} input udp dport 547 ether saddr @guest_mac @th,64,8 {{ 8, 9 }} drop",
         f"add rule {INET} input iifname vmap @guest_in",
         f"add rule {INET} input ip daddr vmap @local4",
         f"add rule {INET} input ip6 daddr vmap @local6",

@@ -5,7 +5,7 @@ Everything here shells out to ``ip``, ``ping`` and busybox on purpose: tests sho
 datapath with the tools an operator (or a guest) would use, not with virtnet's own code.
 """
 
-from virtnet.testing import frames
+from virtnet.testing import dhcpv6, frames
 from virtnet.testing.guest import dhcp_lease, resolve, tcp_throughput
 from virtnet.testing.netns import Lab, Namespace
 from virtnet.testing.snapshot import snapshot
@@ -17,6 +17,7 @@ __all__ = [
     "can_ping",
     "can_tcp",
     "dhcp_lease",
+    "dhcpv6",
     "frames",
     "resolve",
     "snapshot",

@@ -16,7 +16,7 @@ import pytest
 
 from virtnet.errors import Conflict, InvalidInput
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
-from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, frames
+from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, dhcpv6, frames
 from virtnet.testing.fixtures import needs_root
 from virtnet.testing.ovs import OvsServer
 from virtnet.testing.world import UPLINK_HOST, World
@@ -28,7 +28,8 @@ NET = f"""<network><name>hostile</name><forward mode='nat'/><bridge name='vtbr-h
   <mac address='{GW_MAC}'/>
   <ip address='10.79.0.1' prefix='24'><dhcp><range start='10.79.0.100' end='10.79.0.110'/>
   <host mac='52:54:00:00:cc:01' ip='10.79.0.20'/></dhcp></ip>
-  <ip family='ipv6' address='fd00:79::1' prefix='64'/></network>"""
+  <ip family='ipv6' address='fd00:79::1' prefix='64'><dhcp>
+    <range start='fd00:79::1000' end='fd00:79::1fff'/></dhcp></ip></network>"""
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
@@ -284,3 +285,42 @@ def test_a_guest_without_spoof_checks_cannot_grow_the_bridges_table_without_boun
     assert f"{victim_mac} dev " in fdb and "static" in fdb.split(victim_mac)[1].splitlines()[0]
     assert dhcp_lease(victim) and can_ping(victim, "10.79.0.1")
     assert flooder_mac  # the flooder itself still works: it is only bounded
+
+
+def _ping6_from(ns: Namespace, source: str, within: float = 10) -> bool:
+    """A ping from ``source``, retried for ``within`` seconds: the lease script opens the
+    guard a moment after the client has its reply (longer on a loaded machine)."""
+    if source not in ns.ip("-6", "addr", "show", "eth0").stdout:
+        ns.ip("-6", "addr", "add", f"{source}/128", "dev", "eth0", "nodad")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        done = ns.exec("ping", "-6", "-c", "1", "-W", "1", "-I", source, "fd00:79::1",
+                       check=False)  # fmt: skip
+        if done.returncode == 0:
+            return True
+    return False
+
+
+def test_a_forged_dhcpv6_duid_does_not_hand_over_another_guests_address(net: World) -> None:
+    victim, _, victim_mac = guest(net, "v6victim")
+    attacker, _, _ = guest(net, "v6thief")
+    address = dhcpv6.take(victim, dhcpv6.duid_ll(victim_mac))
+    assert address and address.startswith("fd00:79::1")
+    assert _ping6_from(victim, address)
+    # the attacker asks for a lease in the victim's name (its DUID and IAID): dnsmasq finds
+    # the lease by DUID and gives the same address, now recorded with the attacker's MAC
+    assert dhcpv6.take(attacker, dhcpv6.duid_ll(victim_mac)) == address
+    assert not _ping6_from(attacker, address, within=3)
+    assert _ping6_from(victim, address)
+
+
+def test_a_forged_dhcpv6_release_does_not_cut_another_guest_off(net: World) -> None:
+    victim, _, victim_mac = guest(net, "v6rel")
+    attacker, _, _ = guest(net, "v6forger")
+    address = dhcpv6.take(victim, dhcpv6.duid_ll(victim_mac))
+    assert address and _ping6_from(victim, address)
+    attacker.exec(sys.executable, "-m", "virtnet.testing.dhcpv6", "release", "eth0",
+                  dhcpv6.duid_ll(victim_mac).hex(), address)  # fmt: skip
+    time.sleep(0.5)
+    assert any(lease.ip == address for lease in net.vn.dhcp_leases("hostile"))
+    assert _ping6_from(victim, address)

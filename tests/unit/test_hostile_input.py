@@ -225,3 +225,47 @@ def elements(draw: st.DrawFn, depth: int = 0) -> str:
 def test_fuzzed_structures_only_ever_raise_virtnet_errors(parts: list[str]) -> None:
     with contextlib.suppress(VirtnetError):
         validate_network(parse_network("<network><name>f</name>" + "".join(parts) + "</network>"))
+
+
+UPDATE_TAGS = {
+    "ip-dhcp-host": "host",
+    "ip-dhcp-range": "range",
+    "dns-host": "host",
+    "dns-srv": "srv",
+    "dns-txt": "txt",
+    "forward-interface": "interface",
+    "portgroup": "portgroup",
+}
+UPDATE_ATTRS = ["mac", "ip", "name", "id", "start", "end", "service", "protocol", "target",
+                "port", "priority", "weight", "value", "dev", "domain"]  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    command=st.sampled_from(["add", "add-first", "add-last", "delete", "modify", "bogus"]),
+    section=st.sampled_from([*UPDATE_TAGS, "bogus"]),
+    attrs=st.dictionaries(st.sampled_from(UPDATE_ATTRS), st.text(max_size=24), max_size=4),
+    child=st.sampled_from(["", "<hostname>a</hostname>", "<hostname/>", "<x/>"]),
+)
+def test_fuzzed_update_snippets_only_ever_raise_virtnet_errors(
+    command: str, section: str, attrs: dict[str, str], child: str
+) -> None:
+    from virtnet.model.update import apply_update
+
+    tag = UPDATE_TAGS.get(section, "x")
+    clean = {k: _UNQUOTABLE.sub("", v) for k, v in attrs.items() if v.isprintable()}
+    snippet = f"<{tag} " + " ".join(f"{k}='{v}'" for k, v in clean.items()) + f">{child}</{tag}>"
+    with contextlib.suppress(VirtnetError):
+        updated = apply_update(parse_network(RICH), command, section, snippet)
+        validate_network(updated)
+        # accepted: then its files are written without injected lines
+        net_lines = option_shape(rendered_net(updated))
+        assert all(not line.startswith("dhcp-option=6,") for line in net_lines)
+
+
+def rendered_net(net: object) -> list[str]:
+    from virtnet.model.network import Network
+
+    assert isinstance(net, Network)
+    text = render_conf(net, "vbrich", FILES, "nobody", "nogroup")
+    return (text + render_dhcp_hosts(net) + render_addn_hosts(net)).splitlines()
