@@ -36,15 +36,20 @@ def _message(kind: int, xid: bytes, duid: bytes, iaid: int, extra: bytes = b"") 
     return bytes([kind]) + xid + _option(CLIENTID, duid) + _option(ELAPSED, b"\0\0") + ia
 
 
+def _client_socket(ifname: str) -> socket.socket:
+    """UDP port 546 on ``ifname``, where servers answer."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+    sock.bind(("::", 546))
+    sock.settimeout(2.0)
+    return sock
+
+
 def lease(ifname: str, duid: bytes, iaid: int = 1, release: bool = False) -> str | None:
     """Take (or with ``release``, take and give back) an address on ``ifname``."""
-    index = socket.if_nametoindex(ifname)
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-        sock.bind(("::", 546))
-        sock.settimeout(2.0)
-        server = ("ff02::1:2", 547, 0, index)
+    server = ("ff02::1:2", 547, 0, socket.if_nametoindex(ifname))
+    with _client_socket(ifname) as sock:
         xid = os.urandom(3)
         for _ in range(3):
             sock.sendto(_message(SOLICIT, xid, duid, iaid), server)
@@ -75,13 +80,8 @@ def lease(ifname: str, duid: bytes, iaid: int = 1, release: bool = False) -> str
 def forge_release(ifname: str, duid: bytes, address: str, iaid: int = 1) -> None:
     """Release ``address`` in the name of the client with ``duid``: learn the server's id
     with a Solicit of our own, then send its Release."""
-    index = socket.if_nametoindex(ifname)
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-        sock.bind(("::", 546))
-        sock.settimeout(2.0)
-        server = ("ff02::1:2", 547, 0, index)
+    server = ("ff02::1:2", 547, 0, socket.if_nametoindex(ifname))
+    with _client_socket(ifname) as sock:
         sock.sendto(_message(SOLICIT, os.urandom(3), os.urandom(10), 7), server)
         server_id = _options(sock.recv(2048)[4:])[SERVERID]
         iaaddr = _option(IAADDR, ipaddress.IPv6Address(address).packed + b"\0" * 8)

@@ -324,3 +324,22 @@ def test_a_forged_dhcpv6_release_does_not_cut_another_guest_off(net: World) -> N
     time.sleep(0.5)
     assert any(lease.ip == address for lease in net.vn.dhcp_leases("hostile"))
     assert _ping6_from(victim, address)
+
+
+ISOLATED = """<network><name>iso</name><bridge name='vtbr-iso' stp='off'/>
+  <ip address='10.83.0.1' prefix='24'><dhcp><range start='10.83.0.100' end='10.83.0.150'/>
+  </dhcp></ip></network>"""
+
+
+def test_an_isolated_networks_guests_reach_the_host_on_that_network_only(world: World) -> None:
+    world.vn.create_network(ISOLATED)
+    world.vn.create_network(NET)  # another network's gateway is another host address
+    g, _ = world.plug("iso", "g")
+    assert dhcp_lease(g)
+    assert can_tcp(g, world.host, "10.83.0.1", port=5303)  # as the seed's Guest C does
+    g.ip("route", "add", "default", "dev", "eth0")  # try the host's other addresses anyway
+    assert can_tcp(g, world.host, UPLINK_HOST, port=5304) is None
+    assert can_tcp(g, world.host, "10.79.0.1", port=5305) is None
+    [conf] = [c for c in (world.run_dir / "dnsmasq").glob("*/dnsmasq.conf")
+              if "interface=vtbr-iso" in c.read_text()]  # fmt: skip
+    assert "no-resolv" in conf.read_text().splitlines()  # its DNS answers local names only
