@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -343,3 +344,23 @@ def test_an_isolated_networks_guests_reach_the_host_on_that_network_only(world: 
     [conf] = [c for c in (world.run_dir / "dnsmasq").glob("*/dnsmasq.conf")
               if "interface=vtbr-iso" in c.read_text()]  # fmt: skip
     assert "no-resolv" in conf.read_text().splitlines()  # its DNS answers local names only
+
+
+def test_a_refused_live_update_leaves_the_running_network_as_it_was(world: World) -> None:
+    world.vn.create_network(NET)
+    g, _ = world.plug("hostile", "g")
+    assert dhcp_lease(g)
+    [pid_file] = (world.run_dir / "dnsmasq").glob("*/dnsmasq.pid")
+    pid, live = pid_file.read_text(), world.vn.dumpxml("hostile")
+    conf = next(pid_file.parent.glob("dnsmasq.conf")).read_text()
+    for section, snippet in (
+        ("dns-srv", "<srv service='ldap' protocol='tcp' target='a' port='99999'/>"),
+        ("dns-txt", "<txt name='t' value='a&#10;dhcp-option=6,6.6.6.6'/>"),
+        ("ip-dhcp-host", "<host mac='52:54:00:00:00:01&#10;' ip='10.79.0.30'/>"),
+    ):
+        with pytest.raises(InvalidInput):
+            world.vn.update_network("hostile", "add", section, snippet, live=True)
+    assert pid_file.read_text() == pid and Path(f"/proc/{pid.strip()}").exists()
+    assert world.vn.dumpxml("hostile") == live
+    assert next(pid_file.parent.glob("dnsmasq.conf")).read_text() == conf
+    assert dhcp_lease(g) and can_ping(g, "10.79.0.1")
