@@ -420,6 +420,12 @@ class Virtnet:
                 live, config = active is not None, active is None
             if live and active is None:
                 raise Conflict(f"network {name!r} is not active: no live update", subject="--live")
+            if live and section == "forward-interface":
+                raise Unsupported(
+                    "a forward interface changes the running firewall: update the definition "
+                    "(--config) and restart the network",
+                    subject="--live",
+                )
             if config and definition is None:
                 raise Conflict(f"network {name!r} is transient: no definition", subject="--config")
             new_live = new_config = None
@@ -505,9 +511,11 @@ class Virtnet:
         name = self.hooks.claim(net)
         if name is None:
             installed = ", ".join(sorted(backends)) or "none"
+            pci = net.forward is not None and bool(net.forward.pfs or net.forward.addresses)
             raise Unsupported(
-                f"no installed backend serves forward mode '{net.mode.value}' "
-                f"(installed backends: {installed})",
+                f"no installed backend serves forward mode '{net.mode.value}'"
+                + (" with SR-IOV or PCI devices (<pf>, <address>)" if pci else "")
+                + f" (installed backends: {installed})",
                 subject=f"network {net.name!r}",
             )
         info = self.hooks.backend_info(name)

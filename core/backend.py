@@ -73,6 +73,10 @@ class Host:
     state_dir: Path
     run_dir: Path
     netns: str | None = None
+    #: libvirt's <dnsmasq:options> reach dnsmasq only where the host's operator allows them
+    #: (``VIRTNET_DNSMASQ_OPTIONS=allow``, or ``dnsmasq_options = yes`` in virtnetd.conf):
+    #: they are raw configuration lines, around every check virtnet makes
+    allow_dnsmasq_options: bool = False
 
     def run_path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)

@@ -150,8 +150,10 @@ def fix(blockers: list[Blocker], bridges: list[str]) -> list[str]:
                     _run("iptables", "-I", *rule)
             done.append(f"DOCKER-USER accepts traffic in and out of {bridge}")
     if "firewalld" in owners:
+        from virtnet.services import firewalld
+
         for bridge in bridges:
-            _run("firewall-cmd", "--zone=trusted", f"--change-interface={bridge}")
+            firewalld.join_zone(bridge, "trusted")
             done.append(f"firewalld: {bridge} is in the trusted zone")
     return done
 

@@ -31,7 +31,8 @@ def make_host(
     """Resolve directories: argument, then ``VIRTNET_STATE_DIR``/``VIRTNET_RUN_DIR``, then
     the defaults (with a per-namespace sub-directory when ``netns`` is given)."""
     state, run = resolve_dirs(state_dir, run_dir, netns)
-    return Host(state_dir=state, run_dir=run, netns=netns)
+    allow = os.environ.get("VIRTNET_DNSMASQ_OPTIONS", "") == "allow"
+    return Host(state_dir=state, run_dir=run, netns=netns, allow_dnsmasq_options=allow)
 
 
 def prepare_dirs(host: Host) -> None:

@@ -23,7 +23,13 @@ log = logging.getLogger("virtnetd")
 
 DEFAULT_CONFIG = Path("/etc/virtnet/virtnetd.conf")
 #: Settings a config file may hold ([virtnetd] section), with how to read them.
-CONFIG_KEYS = {"group": str, "interval": float, "repair": bool, "autostart": bool}
+CONFIG_KEYS = {
+    "group": str,
+    "interval": float,
+    "repair": bool,
+    "autostart": bool,
+    "dnsmasq_options": bool,  # allow libvirt's raw <dnsmasq:options> (docs/security.md)
+}
 
 
 def read_config(path: Path) -> dict[str, object]:
@@ -128,6 +134,8 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, settings.get(key, value))
+    if settings.get("dnsmasq_options"):
+        os.environ["VIRTNET_DNSMASQ_OPTIONS"] = "allow"  # read where the host is made
     if args.interval <= 0:
         raise InvalidInput(f"{args.interval}: must be positive", subject="--interval")
     return args

@@ -14,6 +14,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+#: libvirt's namespace for raw dnsmasq options (``<dnsmasq:options>``)
+DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
+
 
 class ForwardMode(StrEnum):
     """libvirt's ``<forward mode=...>``; ``ISOLATED`` stands for "no ``<forward>`` element"."""
@@ -45,6 +48,7 @@ class Bridge:
     stp: bool | None = None
     delay: int | None = None
     mac_table_manager: str | None = None  # "kernel" | "libvirt"
+    zone: str | None = None  # the firewalld zone the bridge joins
 
 
 @dataclass
@@ -64,12 +68,27 @@ class NatRange:
     port_end: int | None = None
 
 
+@dataclass(frozen=True)
+class PciAddress:
+    """A PCI function (``<address type='pci' domain= bus= slot= function=/>``)."""
+
+    domain: str
+    bus: str
+    slot: str
+    function: str
+
+
 @dataclass
 class Forward:
     mode: ForwardMode = ForwardMode.NAT
     dev: str | None = None
     interfaces: list[str] = field(default_factory=list)
     nat: NatRange | None = None
+    managed: bool | None = None  # hostdev: libvirt detaches/reattaches the PCI devices
+    driver_name: str | None = None  # hostdev: <driver name= model=>
+    driver_model: str | None = None
+    pfs: list[str] = field(default_factory=list)  # SR-IOV physical functions
+    addresses: list[PciAddress] = field(default_factory=list)  # VFs by PCI address
 
 
 @dataclass
@@ -276,6 +295,8 @@ class Network:
     ipv6: bool | None = None
     trust_guest_rx_filters: bool | None = None
     metadata: str | None = None  # the children of <metadata>, kept verbatim
+    #: libvirt's <dnsmasq:options>: raw dnsmasq lines, used only where the host opts in
+    dnsmasq_options: list[str] = field(default_factory=list)
     forward: Forward | None = None
     bridge: Bridge | None = None
     mtu: int | None = None

@@ -1,9 +1,15 @@
 """``net-update``: add, delete or modify one element of a network definition (pure).
 
 The sections are virsh's: ``ip-dhcp-host``, ``ip-dhcp-range``, ``dns-host``, ``dns-srv``,
-``dns-txt``, ``portgroup``. The fragment is parsed by the same strict reader as a whole
-network (it is placed where it belongs in a skeleton document), and the result is validated
-as a whole, so an update can never store what ``net-define`` would refuse.
+``dns-txt``, ``portgroup``, ``forward-interface``. The fragment is parsed by the same strict
+reader as a whole network (it is placed where it belongs in a skeleton document), and the
+result is validated as a whole, so an update can never store what ``net-define`` would
+refuse.
+
+As libvirt: a ``delete`` may name an entry by part of it (a DNS host by one of its
+hostnames, an SRV record by any of its fields); no match is "not found", several are
+"ambiguous". An added or modified DHCP host must be complete (its ``ip``): a modify replaces
+the whole entry, so one given only a MAC would silently drop the name and address.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from virtnet.errors import InvalidInput, NotFound
+from virtnet.model.names import check_ip
 from virtnet.model.network import IP, Dhcp, Dns, Network
-from virtnet.model.xml_node import parse_document
+from virtnet.model.xml_node import Node, parse_document
 from virtnet.model.xml_parse import parse_network
 
 COMMANDS = ("add", "add-first", "add-last", "delete", "modify")
@@ -26,6 +33,7 @@ SECTIONS = {
     "dns-srv": "srv",
     "dns-txt": "txt",
     "portgroup": "portgroup",
+    "forward-interface": "interface",
 }
 #: Sections whose live change dnsmasq picks up on SIGHUP (the rest need a dnsmasq restart).
 RELOADABLE = frozenset({"ip-dhcp-host", "dns-host"})
@@ -50,6 +58,11 @@ def apply_update(
         assert ip_item is not None
         if section == "ip-dhcp-host":
             element: Any = ip_item.hosts[0]
+            if command != "delete" and not element.ip:
+                raise InvalidInput(
+                    f"{command}: a host needs its ip (a modify replaces the whole entry)",
+                    subject="ip-dhcp-host/@ip",
+                )
             target_ip = _pick_ip(new, parent_index, element.ip, element.mac is not None)
             dhcp = target_ip.dhcp = target_ip.dhcp or Dhcp()
             _edit(dhcp.hosts, element, command, _host_key, section)
@@ -58,6 +71,14 @@ def apply_update(
             target_ip = _pick_ip(new, parent_index, element.start, None)
             dhcp = target_ip.dhcp = target_ip.dhcp or Dhcp()
             _edit(dhcp.ranges, element, command, lambda r: (r.start, r.end), section)
+    elif command == "delete" and section in ("dns-host", "dns-srv"):
+        dns = new.dns = new.dns or Dns()
+        if section == "dns-host":
+            _delete_dns_host(dns, xml)
+        else:
+            _delete_dns_srv(dns, xml)
+    elif section == "forward-interface":
+        _edit_forward_interface(new, command, xml)
     elif section.startswith("dns-"):
         dns_item = _parse_in(f"<dns>{xml}</dns>").dns
         assert dns_item is not None
@@ -73,6 +94,67 @@ def apply_update(
         group = _parse_in(xml).portgroups[0]
         _edit(new.portgroups, group, command, lambda g: g.name, section)
     return new
+
+
+def _delete_dns_host(dns: Dns, xml: str) -> None:
+    """libvirt's rule: an entry matches by its ip, or by any of the given hostnames."""
+    node = Node(parse_document(xml, "host"), "dns-host")
+    ip = node.attr("ip")
+    wanted_ip = str(check_ip(ip, "dns-host/@ip")) if ip else None
+    names = []
+    for child in node.children("hostname"):
+        names.append(child.text())
+        child.finish()
+    node.finish()
+    if wanted_ip is None and not names:
+        raise InvalidInput("give the host's ip or a hostname", subject="dns-host")
+    found = [
+        i
+        for i, h in enumerate(dns.hosts)
+        if h.ip == wanted_ip or any(n in h.hostnames for n in names)
+    ]
+    _remove_one(dns.hosts, found, "dns-host", wanted_ip or ", ".join(names))
+
+
+def _delete_dns_srv(dns: Dns, xml: str) -> None:
+    """An SRV record matches on every field the fragment gives."""
+    node = Node(parse_document(xml, "srv"), "dns-srv")
+    given = {f: node.attr(f) for f in ("service", "protocol", "domain", "target")}
+    for f in ("port", "priority", "weight"):
+        node.attr(f)  # accepted, and not compared (libvirt does not either)
+    node.finish()
+    if given["protocol"] is not None and given["protocol"] not in ("tcp", "udp"):
+        raise InvalidInput(f"{given['protocol']!r} is not 'tcp' or 'udp'", subject="dns-srv")
+    found = [
+        i
+        for i, s in enumerate(dns.srvs)
+        if all(v is None or getattr(s, f) == v for f, v in given.items())
+    ]
+    described = ", ".join(f"{f}={v}" for f, v in given.items() if v is not None)
+    _remove_one(dns.srvs, found, "dns-srv", described or "any record")
+
+
+def _remove_one(items: list[Any], found: list[int], section: str, what: str) -> None:
+    if not found:
+        raise NotFound(f"no entry matches {what}", subject=section)
+    if len(found) > 1:
+        raise InvalidInput(f"{what} matches {len(found)} entries: be more specific",
+                           subject=section)  # fmt: skip
+    del items[found[0]]
+
+
+def _edit_forward_interface(net: Network, command: str, xml: str) -> None:
+    """``<forward><interface dev=.../>``; ``<forward dev>`` follows the first interface."""
+    node = Node(parse_document(xml, "interface"), "forward-interface")
+    dev = node.req("dev")
+    node.finish()
+    if net.forward is None:
+        raise InvalidInput("the network has no <forward> element", subject="forward-interface")
+    interfaces = net.forward.interfaces
+    if not interfaces and net.forward.dev:
+        interfaces.append(net.forward.dev)
+    _edit(interfaces, dev, command, lambda d: d, "forward-interface")
+    net.forward.dev = interfaces[0] if interfaces else None
 
 
 def _parse_in(inner: str) -> Network:

@@ -26,6 +26,7 @@ from virtnet.model.network import IP, ForwardMode, Network, Vlan
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: a DHCP client id as libvirt writes it: hex bytes separated by colons (dnsmasq's ``id:``)
+_ZONE = re.compile(r"[A-Za-z0-9_-]{1,17}")  # firewalld's rule for zone names
 _DUID = re.compile(r"[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2})*")
 
 
@@ -40,6 +41,12 @@ def validate_network(net: Network) -> None:
         net.uuid = check_uuid(net.uuid, "network/uuid")
     if net.mac:
         net.mac = check_mac(net.mac, "network/mac/@address")
+    if net.bridge and net.bridge.zone is not None and not _ZONE.fullmatch(net.bridge.zone):
+        raise InvalidInput(
+            f"{net.bridge.zone!r} is not a firewalld zone name (letters, digits, '_', '-'; "
+            "at most 17)",
+            subject="network/bridge/@zone",
+        )
     if net.bridge and net.bridge.name:
         name = net.bridge.name
         if name.count("%") > 1 or ("%" in name and "%d" not in name):
@@ -50,8 +57,14 @@ def validate_network(net: Network) -> None:
         check_ifname(name.replace("%d", "0"), "network/bridge/@name")
     for i, dev in enumerate(net.forward_devices):
         check_ifname(dev, "network/forward/@dev" if i == 0 else "network/forward/interface/@dev")
+    if net.forward and len(set(net.forward.interfaces)) != len(net.forward.interfaces):
+        raise InvalidInput("an interface is listed twice", subject="network/forward/interface")
     if net.domain:
         check_dns_name(net.domain.name, "network/domain/@name")
+    for value in net.dnsmasq_options:
+        if not value.isprintable() or not value.strip():
+            raise InvalidInput(f"{value!r}: one printable dnsmasq option line",
+                               subject="network/dnsmasq:options/option/@value")  # fmt: skip
     _check_mode_fits(net)
     _check_nat(net)
     v4_dhcp = v6_dhcp = 0
@@ -121,16 +134,21 @@ def _check_mode_fits(net: Network) -> None:
     mode = net.mode
     where = f"forward mode '{mode.value}'"
     if mode.has_own_bridge:
-        if mode in (ForwardMode.NAT, ForwardMode.ROUTE) and len(net.forward_devices) > 1:
-            raise InvalidInput(f"{where} takes at most one interface", subject="network/forward")
+        # several interfaces on nat/route: defined as libvirt does, refused at start
         if mode in (ForwardMode.ISOLATED, ForwardMode.OPEN) and net.forward_devices:
             raise InvalidInput(f"{where} takes no forward device", subject="network/forward/@dev")
         if net.virtualport is not None:
             raise InvalidInput(f"not allowed with {where}", subject="network/virtualport")
+        if net.forward and (net.forward.pfs or net.forward.addresses or net.forward.driver_model):
+            raise InvalidInput(
+                f"<pf>, <address> and <driver> are not allowed with {where}",
+                subject="network/forward",
+            )
         return
-    # bridge, private, vepa, passthrough, hostdev: the host has no address or services here.
+    # bridge, private, vepa, passthrough, hostdev: the host has no address or services here
+    # (an <ip> without a host bridge is defined as libvirt does, and refused at start)
     for present, field in (
-        (net.ips, "ip"),
+        (mode is ForwardMode.BRIDGE and net.ips, "ip"),
         (net.dns, "dns"),
         (net.domain, "domain"),
         (net.mac, "mac"),
@@ -149,7 +167,8 @@ def _check_mode_fits(net: Network) -> None:
                 "give either <bridge name=...> or a forward device, not both",
                 subject="network/forward/@dev",
             )
-        if not has_bridge and not net.forward_devices:
+        ovs = net.virtualport is not None and net.virtualport.type == "openvswitch"
+        if not has_bridge and not net.forward_devices and not ovs:  # OVS: checked at start
             raise InvalidInput(
                 f"{where} needs <bridge name=...> or <forward dev=...>",
                 subject="network/bridge/@name",
@@ -157,7 +176,10 @@ def _check_mode_fits(net: Network) -> None:
         return
     if net.bridge is not None:
         raise InvalidInput(f"not allowed with {where}", subject="network/bridge")
-    if mode.is_direct and not net.forward_devices:
+    pci = bool(net.forward and (net.forward.pfs or net.forward.addresses))
+    if pci and net.forward and len(set(net.forward.addresses)) != len(net.forward.addresses):
+        raise InvalidInput("a PCI address is listed twice", subject="network/forward/address")
+    if mode.is_direct and not net.forward_devices and not pci:
         raise InvalidInput(
             f"{where} needs a device: <forward dev=...> or <interface dev=...>",
             subject="network/forward/@dev",
@@ -358,6 +380,9 @@ def _check_dns(net: Network) -> None:
     dns = net.dns
     if dns is None:
         return
+    if dns.enable is False and (dns.forwarders or dns.txts or dns.srvs or dns.hosts):
+        raise InvalidInput("DNS is off (enable='no'): it cannot have records or forwarders",
+                           subject="network/dns")  # fmt: skip
     for f in dns.forwarders:
         if f.addr:
             f.addr = str(check_ip(f.addr, "network/dns/forwarder/@addr"))

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from xml.sax.saxutils import escape
 
 from virtnet.model.network import (
+    DNSMASQ_NS,
     IP,
     Bandwidth,
     Dhcp,
@@ -72,6 +73,7 @@ def format_network(net: Network) -> str:
     w.open(
         "network",
         [
+            ("xmlns:dnsmasq", DNSMASQ_NS if net.dnsmasq_options else None),
             ("ipv6", "yes" if net.ipv6 else None),
             ("trustGuestRxFilters", _yes_no(net.trust_guest_rx_filters)),
         ],
@@ -91,6 +93,7 @@ def format_network(net: Network) -> str:
             "bridge",
             [
                 ("name", b.name),
+                ("zone", b.zone),
                 ("stp", None if b.stp is None else ("on" if b.stp else "off")),
                 ("delay", b.delay),
                 ("macTableManager", b.mac_table_manager),
@@ -120,6 +123,11 @@ def format_network(net: Network) -> str:
         format_virtualport(w, net.virtualport)
     for group in net.portgroups:
         _portgroup(w, group)
+    if net.dnsmasq_options:
+        w.open("dnsmasq:options")
+        for value in net.dnsmasq_options:
+            w.empty("dnsmasq:option", [("value", value)])
+        w.close("dnsmasq:options")
     w.close("network")
     return w.result()
 
@@ -127,15 +135,24 @@ def format_network(net: Network) -> str:
 def _forward(w: XmlWriter, net: Network) -> None:
     fwd = net.forward
     assert fwd is not None
-    attrs: AttrList = [("dev", fwd.dev), ("mode", fwd.mode.value)]
+    attrs: AttrList = [
+        ("dev", fwd.dev),
+        ("mode", fwd.mode.value),
+        ("managed", _yes_no(fwd.managed)),
+    ]
     nat = fwd.nat
     has_nat = nat is not None and (
         nat.ipv6 is not None or nat.address_start is not None or nat.port_start is not None
     )
-    if not has_nat and not fwd.interfaces:
+    has_driver = fwd.driver_name is not None or fwd.driver_model is not None
+    if not (has_nat or fwd.interfaces or has_driver or fwd.pfs or fwd.addresses):
         w.empty("forward", attrs)
         return
     w.open("forward", attrs)
+    if has_driver:
+        w.empty("driver", [("name", fwd.driver_name), ("model", fwd.driver_model)])
+    for pf in fwd.pfs:
+        w.empty("pf", [("dev", pf)])
     if nat is not None and has_nat:
         if nat.address_start is None and nat.port_start is None:
             w.empty("nat", [("ipv6", _yes_no(nat.ipv6))])
@@ -148,6 +165,9 @@ def _forward(w: XmlWriter, net: Network) -> None:
             w.close("nat")
     for dev in fwd.interfaces:
         w.empty("interface", [("dev", dev)])
+    for a in fwd.addresses:
+        w.empty("address", [("type", "pci"), ("domain", a.domain), ("bus", a.bus),
+                            ("slot", a.slot), ("function", a.function)])  # fmt: skip
     w.close("forward")
 
 

@@ -10,6 +10,7 @@ from lxml import etree
 
 from virtnet.errors import InvalidInput
 from virtnet.model.network import (
+    DNSMASQ_NS,
     IP,
     Bandwidth,
     Bootp,
@@ -28,6 +29,7 @@ from virtnet.model.network import (
     Lease,
     NatRange,
     Network,
+    PciAddress,
     PortGroup,
     Rate,
     Route,
@@ -71,6 +73,7 @@ def parse_network(text: str | bytes) -> Network:
     if (br := root.child("bridge")) is not None:
         net.bridge = Bridge(
             name=br.attr("name"),
+            zone=br.attr("zone"),
             stp=br.bool_attr("stp"),
             delay=br.int_attr("delay", maximum=3600),
             mac_table_manager=br.choice_attr("macTableManager", ("kernel", "libvirt")),
@@ -99,6 +102,11 @@ def parse_network(text: str | bytes) -> Network:
     if (vp := root.child("virtualport")) is not None:
         net.virtualport = parse_virtualport(vp)
     net.portgroups = [_portgroup(n) for n in root.children("portgroup")]
+    if (options := root.child(f"{{{DNSMASQ_NS}}}options")) is not None:
+        for option in options.children(f"{{{DNSMASQ_NS}}}option"):
+            net.dnsmasq_options.append(option.req("value"))
+            option.finish()
+        options.finish()
     root.finish()
     return net
 
@@ -119,7 +127,20 @@ def _metadata(node: Node) -> str | None:
 def _forward(node: Node) -> Forward:
     mode = node.choice_attr("mode", tuple(m.value for m in ForwardMode if m != "isolated"))
     fwd = Forward(mode=ForwardMode(mode or "nat"), dev=node.attr("dev"))
-    node.attr("managed")  # hostdev's PCI management flag; only meaningful with <pf>/<address>
+    fwd.managed = node.bool_attr("managed")
+    if (driver := node.child("driver")) is not None:
+        fwd.driver_name = driver.attr("name")
+        fwd.driver_model = driver.attr("model")
+        driver.finish()
+    for pf in node.children("pf"):
+        fwd.pfs.append(pf.req("dev"))
+        pf.finish()
+    for address in node.children("address"):
+        address.choice_attr("type", ("pci",))
+        fwd.addresses.append(
+            PciAddress(*(address.req(f) for f in ("domain", "bus", "slot", "function")))
+        )
+        address.finish()
     if (nat := node.child("nat")) is not None:
         fwd.nat = NatRange(ipv6=nat.bool_attr("ipv6"))
         if (addr := nat.child("address")) is not None:

@@ -87,6 +87,12 @@ def remove_host_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
     services(ctx).firewall.remove_host_guard(args["mac"], args["guarded"], args["isolated"])
 
 
+def leave_firewalld_zone(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    from virtnet.services import firewalld
+
+    firewalld.leave_zone(args["bridge"], args["zone"])
+
+
 def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
     services(ctx).firewall.drop_unused_tables()
 
@@ -126,6 +132,7 @@ class CoreActions:
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,
             "core.firewall.host.remove": remove_host_guard,
+            "core.firewalld.leave": leave_firewalld_zone,
             "core.firewall.release": release_tables,
             "core.dnsmasq.stop": stop_dnsmasq,
             "core.tc.remove": remove_shaping,

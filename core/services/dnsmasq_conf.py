@@ -104,6 +104,9 @@ def render_conf(net: Network, bridge: str, files: DnsmasqFiles, user: str, group
         f"user={user}",
         f"group={group}",
     ]
+    # libvirt's <dnsmasq:options>, last as libvirt writes them; reached here only where the
+    # host allows them (recipes.l3_steps); still one line each
+    lines += [_line_safe(o, "network/dnsmasq:options/option/@value") for o in net.dnsmasq_options]
     return "\n".join(lines) + "\n"
 
 

@@ -29,6 +29,7 @@ from virtnet.services.steps import (
     EnableForwarding,
     GuardHostSide,
     GuardPort,
+    JoinFirewalldZone,
     PinGuestMac,
     ReleaseSharedTables,
     RequireSubnetsFree,
@@ -57,11 +58,19 @@ def l3_steps(
 
     ``openflow_target``: the bridge is Open vSwitch's and its ports are guarded with OpenFlow
     rules there (DHCP leases then open those), instead of virtnet's nftables sets."""
+    if net.mode in (ForwardMode.NAT, ForwardMode.ROUTE) and len(net.forward_devices) > 1:
+        raise Unsupported(
+            f"forward mode '{net.mode.value}' sends through one device, not "
+            f"{', '.join(net.forward_devices)}",
+            subject="network/forward/interface",
+        )
     steps: list[Step] = [ReleaseSharedTables()]
     info: dict[str, object] = {}
     if net.ips:
         steps.insert(0, RequireSubnetsFree(subnets(net)))
     steps += [AddAddress(bridge, ip.address, ip.prefixlen) for ip in net.ips]
+    if net.bridge is not None and net.bridge.zone:
+        steps.append(JoinFirewalldZone(bridge, net.bridge.zone))
     steps.append(SetUp(bridge))
     steps += [AddRoute(_route_dst(r.address, r.prefixlen), r.gateway, r.metric) for r in net.routes]
     if net.mode in (ForwardMode.NAT, ForwardMode.ROUTE):
@@ -69,6 +78,13 @@ def l3_steps(
         steps.append(EnableForwarding(ipv4=True, ipv6=v6))
     # dnsmasq before the firewall: it starts up while the rules go in (no guest is plugged
     # in yet, so nothing reaches it before they are there)
+    if net.dnsmasq_options and not host.allow_dnsmasq_options:
+        raise Unsupported(
+            "raw dnsmasq options bypass every check virtnet makes on what reaches dnsmasq; "
+            "the host's operator allows them with VIRTNET_DNSMASQ_OPTIONS=allow (or "
+            "dnsmasq_options = yes in virtnetd.conf)",
+            subject="network/dnsmasq:options",
+        )
     if dnsmasq_conf.needs_dnsmasq(net):
         from virtnet.services.dnsmasq import lease_script, service_user
 

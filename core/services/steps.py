@@ -206,6 +206,25 @@ class CreateBridge(Step):
 
 
 @dataclass(frozen=True)
+class JoinFirewalldZone(Step):
+    """``<bridge zone=...>``: the bridge joins that firewalld zone while the network runs."""
+
+    bridge: str
+    zone: str
+
+    def describe(self) -> str:
+        return f"put {self.bridge} in firewalld zone {self.zone}"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.firewalld.leave", {"bridge": self.bridge, "zone": self.zone})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        from virtnet.services import firewalld
+
+        firewalld.join_zone(self.bridge, self.zone)
+
+
+@dataclass(frozen=True)
 class PinGuestMac(Step):
     """A guarded guest's MAC as a static entry on its bridge port: not counted against the
     bridge's learning limit, so a flooding guest elsewhere cannot make the bridge forget it

@@ -55,6 +55,17 @@ class MacvtapBackend:
         devices = network.forward_devices
         if not devices:
             raise InvalidInput("a direct network needs a forward device", subject="network/forward")
+        if network.forward is not None and (network.forward.pfs or network.forward.addresses):
+            raise Unsupported(
+                "the macvtap backend cannot take SR-IOV virtual functions (<pf>, <address>)",
+                subject="network/forward",
+            )
+        if network.ips:
+            raise Unsupported(
+                f"forward mode '{network.mode.value}': the host has no address on a direct "
+                "network, so it cannot serve <ip>",
+                subject="network/ip",
+            )
         return Plan(
             [RequireLinksUp(tuple(devices))],
             {"devices": devices, "mode": KERNEL_MODES[network.mode]},

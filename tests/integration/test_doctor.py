@@ -100,3 +100,27 @@ def test_net_start_warns_about_a_firewall_in_the_way(world: World, docker: Docke
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     assert started.stderr.startswith("warning: docker's chain ip filter FORWARD")
+
+
+ZONED = NAT.replace("stp='off'/>", "stp='off' zone='trusted'/>")
+
+
+def test_a_bridge_zone_puts_the_network_in_firewalld_while_it_runs(
+    world: World, firewalld: Firewalld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", firewalld.bus)  # firewall-cmd's bus
+    world.vn.create_network(ZONED)
+    assert "vtbr-doc" in firewalld.cmd("--zone=trusted", "--list-interfaces").stdout
+    guest, _ = world.plug("doc", "g")
+    assert dhcp_lease(guest) and can_ping(guest, UPLINK_PEER)
+    world.vn.destroy_network("doc")
+    assert "vtbr-doc" not in firewalld.cmd("--zone=trusted", "--list-interfaces").stdout
+
+
+def test_a_bridge_zone_without_firewalld_is_refused_and_nothing_stays(world: World) -> None:
+    from virtnet.errors import Unsupported
+
+    before = world.host.links()
+    with pytest.raises(Unsupported, match="firewalld is not running"):
+        world.vn.create_network(ZONED)
+    assert world.host.links() == before and world.vn.list_networks(inactive=False) == []

@@ -186,3 +186,28 @@ def test_dnsmasq_checks_a_configuration_before_it_replaces_the_running_one(
     problem = Dnsmasq().check_conf(files, "port=0\nsrv-host=_x._tcp,a,99999\n")
     assert problem is not None and "invalid port" in problem
     assert list(tmp_path.iterdir()) == []  # the trial file is gone
+
+
+OPTIONS = """<network xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>
+  <name>raw</name><uuid>6f1f4e5c-8a43-4e0f-9d1c-1a2b3c4d5e70</uuid><forward mode='nat'/>
+  <ip address='10.9.0.1' prefix='24'/>
+  <dnsmasq:options><dnsmasq:option value='cname=*.apps.example,master.example'/>
+  </dnsmasq:options></network>"""
+
+
+def test_raw_dnsmasq_options_need_the_hosts_opt_in(tmp_path: Path) -> None:
+    from virtnet.backend import Host
+    from virtnet.errors import Unsupported
+    from virtnet.model.validate import validate_network
+    from virtnet.services.recipes import l3_steps
+
+    net = parse_network(OPTIONS)
+    validate_network(net)
+    with pytest.raises(Unsupported, match="VIRTNET_DNSMASQ_OPTIONS=allow"):
+        l3_steps(net, "vb0", Host(tmp_path, tmp_path))
+    steps, _ = l3_steps(net, "vb0", Host(tmp_path, tmp_path, allow_dnsmasq_options=True))
+    conf = next(s.conf for s in steps if hasattr(s, "conf"))
+    assert conf.splitlines()[-1] == "cname=*.apps.example,master.example"
+    bad = OPTIONS.replace("master.example'", "m&#10;dhcp-option=6,6.6.6.6'")
+    with pytest.raises(InvalidInput, match="one printable"):
+        validate_network(parse_network(bad))

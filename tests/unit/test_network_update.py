@@ -86,3 +86,49 @@ def test_bad_updates_name_the_problem(
         apply_update(BASE, command, section, xml)
     if subject is not None:
         assert subject in str(getattr(err.value, "subject", ""))
+
+
+DNS = """<network><name>d</name><forward mode='nat' dev='eth1'><interface dev='eth1'/></forward>
+  <dns><host ip='10.5.0.1'><hostname>host</hostname><hostname>gateway</hostname></host>
+  <host ip='10.5.0.2'><hostname>shared</hostname></host>
+  <host ip='fd00::2'><hostname>shared</hostname></host>
+  <srv service='ldap' protocol='tcp' domain='a.example' target='.' port='389'/>
+  <srv service='ldap' protocol='tcp' domain='b.example' target='.' port='389'/></dns>
+  <ip address='10.5.0.1' prefix='24'><dhcp>
+  <host mac='52:54:00:00:00:0a' name='web' ip='10.5.0.10'/></dhcp></ip></network>"""
+
+
+def test_delete_names_an_entry_by_part_of_it_as_libvirt_does() -> None:
+    base = parse_network(DNS)
+    gone = apply_update(base, "delete", "dns-host", "<host><hostname>gateway</hostname></host>")
+    assert gone.dns is not None and [h.ip for h in gone.dns.hosts] == ["10.5.0.2", "fd00::2"]
+    with pytest.raises(InvalidInput, match="matches 2 entries"):
+        apply_update(base, "delete", "dns-host", "<host><hostname>shared</hostname></host>")
+    with pytest.raises(InvalidInput, match="matches 2 entries"):
+        apply_update(base, "delete", "dns-srv", "<srv service='ldap'/>")
+    one = apply_update(base, "delete", "dns-srv", "<srv domain='b.example'/>")
+    assert one.dns is not None and [s.domain for s in one.dns.srvs] == ["a.example"]
+    with pytest.raises(NotFound):
+        apply_update(base, "delete", "dns-srv", "<srv protocol='udp'/>")
+    with pytest.raises(InvalidInput, match="'tcp' or 'udp'"):
+        apply_update(base, "delete", "dns-srv", "<srv protocol='pudding'/>")
+
+
+def test_a_dhcp_host_must_be_complete_to_be_added_or_modified() -> None:
+    base = parse_network(DNS)
+    for command in ("modify", "add-last"):
+        with pytest.raises(InvalidInput, match="needs its ip"):
+            apply_update(base, command, "ip-dhcp-host", "<host mac='52:54:00:00:00:0a'/>")
+    gone = apply_update(base, "delete", "ip-dhcp-host", "<host mac='52:54:00:00:00:0a'/>")
+    assert gone.ips[0].dhcp is not None and gone.ips[0].dhcp.hosts == []
+
+
+def test_forward_interfaces_are_added_and_deleted_with_dev_following_the_first() -> None:
+    base = parse_network(DNS)
+    added = apply_update(base, "add-first", "forward-interface", "<interface dev='eth47'/>")
+    assert added.forward is not None
+    assert (added.forward.dev, added.forward.interfaces) == ("eth47", ["eth47", "eth1"])
+    gone = apply_update(base, "delete", "forward-interface", "<interface dev='eth1'/>")
+    assert gone.forward is not None and (gone.forward.dev, gone.forward.interfaces) == (None, [])
+    with pytest.raises(NotFound):
+        apply_update(base, "delete", "forward-interface", "<interface dev='eth47'/>")

@@ -153,9 +153,9 @@ CASES = [
         "not allowed",
     ),
     (
-        net("<forward mode='nat'><interface dev='a'/><interface dev='b'/></forward>"),
-        "network/forward",
-        "at most one interface",
+        net("<forward mode='nat'><interface dev='a'/><interface dev='a'/></forward>"),
+        "network/forward/interface",
+        "listed twice",
     ),
     (net("<forward mode='open' dev='eth0'/>"), "network/forward/@dev", "takes no forward device"),
     (
@@ -211,7 +211,7 @@ CASES = [
     (net("<mtu size='10'/>"), "network/mtu/@size", "out of range"),
     (net("<forward mode='teleport'/>"), "network/forward/@mode", "not one of"),
     (net("<frobnicate/>"), "network/frobnicate", "not supported"),
-    (net("<bridge name='b' zone='trusted'/>"), "network/bridge/@zone", "not supported"),
+    (net("<bridge name='b' zone='a,b'/>"), "network/bridge/@zone", "not a firewalld zone"),
     (net("<ip/>"), "network/ip/@address", "required"),
     ("<network>", "network", "malformed XML"),
     ("<domain><name>x</name></domain>", "network", "expected a <network>"),
