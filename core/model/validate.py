@@ -238,6 +238,12 @@ def _check_ip(ip: IP, path: str) -> None:
         )
     if ip.tftp_root is not None:
         _check_file_value(ip.tftp_root, f"{path}/tftp/@root")
+    if ip.local_ptr and ip.prefixlen % (8 if ip.version == 4 else 4):
+        raise InvalidInput(
+            f"localPtr needs a prefix that is a multiple of {8 if ip.version == 4 else 4} "
+            f"(a reverse zone of whole labels), not {ip.prefixlen}",
+            subject=f"{path}/@localPtr",
+        )
     if ip.dhcp is None:
         return
     taken: list[tuple[int, int, str]] = []

@@ -117,6 +117,7 @@ def _dns_lines(net: Network) -> list[str]:
     out = []
     if net.mode is ForwardMode.ISOLATED:
         out.append("no-resolv")  # as libvirt: an isolated network's DNS answers local names only
+    out += [f"local=/{ptr_domain(ip)}/" for ip in net.ips if ip.local_ptr]
     if net.domain is not None:
         out += [f"domain={net.domain.name}", "expand-hosts"]
         if net.domain.local_only:
@@ -124,23 +125,25 @@ def _dns_lines(net: Network) -> list[str]:
     if dns is None:
         return out
     if dns.forward_plain_names is False:
-        out.append("domain-needed")
+        out += ["domain-needed", "local=//"]  # plain names answered here, never forwarded
     if any(f.addr and not f.domain for f in dns.forwarders) and "no-resolv" not in out:
         out.append("no-resolv")
     for f in dns.forwarders:
-        if f.domain:
-            out.append(f"server=/{f.domain}/{f.addr or ''}")
+        if f.domain:  # no address: that domain goes to the usual servers ('#'), as libvirt
+            out.append(f"server=/{f.domain}/{f.addr or '#'}")
         else:
             out.append(f"server={f.addr}")
     for s in dns.srvs:
         name = f"_{s.service}._{s.protocol}" + (f".{s.domain}" if s.domain else "")
         fields = [name]
-        if s.target:
+        if s.target:  # libvirt's rule: a later field brings the earlier ones with defaults
             fields.append(s.target)
-            for value in (s.port, s.priority, s.weight):
-                if value is None:
-                    break
-                fields.append(str(value))
+            if s.port is not None or s.priority is not None or s.weight is not None:
+                fields.append(str(1 if s.port is None else s.port))  # dnsmasq's default port
+            if s.priority is not None or s.weight is not None:
+                fields.append(str(s.priority or 0))
+            if s.weight is not None:
+                fields.append(str(s.weight))
         out.append("srv-host=" + ",".join(fields))
     for t in dns.txts:
         if any(c in t.value for c in '"\\\n\r\0'):
@@ -170,10 +173,12 @@ def _dhcp_lines(net: Network) -> list[str]:
             lease_max += int(ipaddress.ip_address(r.end)) - int(ipaddress.ip_address(r.start)) + 1
         if ip.dhcp and ip.dhcp.hosts:
             if not ranges:  # reservations only: dnsmasq needs a static range to serve them
-                out.append(f"dhcp-range={subnet.network_address},static")
+                static = f"dhcp-range={ip.address},static"
+                out.append(static if ip.version == 4 else f"{static},{ip.prefixlen}")
+            # unlike libvirt, reservations count: each holds a lease in dnsmasq's database
             lease_max += len(ip.dhcp.hosts)
-        if ip.version == 6 and not ranges:
-            out.append(f"dhcp-range={subnet.network_address},ra-only")
+        if ip.version == 6 and not (ip.dhcp and (ranges or ip.dhcp.hosts)):
+            out.append(f"dhcp-range={ip.address},ra-only")
         if ip.dhcp and ip.dhcp.bootp:
             bootp = ip.dhcp.bootp
             file = _line_safe(bootp.file, "network/ip/dhcp/bootp/@file")
@@ -181,6 +186,8 @@ def _dhcp_lines(net: Network) -> list[str]:
         if ip.tftp_root:
             root = _line_safe(ip.tftp_root, "network/ip/tftp/@root")
             out += ["enable-tftp", f"tftp-root={root}"]
+    if net.mtu and any(ip.version == 4 and ip.dhcp for ip in net.ips):
+        out.append(f"dhcp-option=option:mtu,{net.mtu}")  # guests take the bridge's MTU
     if lease_max:
         out += ["dhcp-no-override", "dhcp-authoritative", "no-ping"]
         if any(ip.version == 4 and ip.dhcp for ip in net.ips):
@@ -196,6 +203,16 @@ def _dhcp_lines(net: Network) -> list[str]:
         if has_v6:
             out.append("ra-param=*,0,0")  # router lifetime 0: not a default router
     return out
+
+
+def ptr_domain(ip: IP) -> str:
+    """The reverse-DNS zone of ``ip``'s subnet (``localPtr='yes'``: answered here only);
+    validation made sure its prefix ends on a label (8 bits for IPv4, 4 for IPv6)."""
+    subnet = ipaddress.ip_network(f"{ip.address}/{ip.prefixlen}", strict=False)
+    labels = subnet.network_address.reverse_pointer.split(".")
+    per_label = 8 if ip.version == 4 else 4
+    host_labels = (subnet.max_prefixlen - ip.prefixlen) // per_label
+    return ".".join(labels[host_labels:])
 
 
 def render_dhcp_hosts(net: Network) -> str:

@@ -163,6 +163,20 @@ def test_the_daemon_config_file_is_read_and_checked(tmp_path: Path) -> None:
         assert subject in str(error.value)
     with pytest.raises(InvalidInput, match="--config"):
         read_config(tmp_path / "missing.conf")
+    assert read_config(Path(__file__).parents[2] / "contrib" / "virtnetd.conf") == {}
+
+
+def test_raw_dnsmasq_options_are_a_daemon_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virtnet.host import make_host
+
+    monkeypatch.setenv("VIRTNET_DNSMASQ_OPTIONS", "")  # undone after the test, whatever sets it
+    assert not make_host(tmp_path, tmp_path).allow_dnsmasq_options
+    conf = tmp_path / "on.conf"
+    conf.write_text("[virtnetd]\ndnsmasq_options = yes\n")
+    settle(_parser().parse_args(["--config", str(conf)]))
+    assert make_host(tmp_path, tmp_path).allow_dnsmasq_options
 
 
 def test_the_monitor_says_once_what_it_cannot_repair(caplog: pytest.LogCaptureFixture) -> None:

@@ -95,7 +95,7 @@ def test_isolated_network_advertises_no_router() -> None:
         "<ip family='ipv6' address='fd00::1' prefix='64'/></network>"
     )
     assert "dhcp-option=3" in lines and "ra-param=*,0,0" in lines
-    assert "dhcp-range=fd00::,ra-only" in lines
+    assert "dhcp-range=fd00::1,ra-only" in lines  # libvirt writes the host address
 
 
 def test_dns_disabled_and_no_dhcp_needs_no_dnsmasq() -> None:
@@ -211,3 +211,41 @@ def test_raw_dnsmasq_options_need_the_hosts_opt_in(tmp_path: Path) -> None:
     bad = OPTIONS.replace("master.example'", "m&#10;dhcp-option=6,6.6.6.6'")
     with pytest.raises(InvalidInput, match="one printable"):
         validate_network(parse_network(bad))
+
+
+def test_dnsmasq_lines_mean_what_libvirts_mean() -> None:
+    lines = conf_lines(
+        "<network><name>l</name><uuid>9c2a3a3e-58b1-4bb6-9df9-6b2c0b7c1f02</uuid>"
+        "<forward mode='nat'/><bridge name='virbr0'/><mtu size='7000'/>"
+        "<dns forwardPlainNames='no'><forwarder domain='www.example.com'/>"
+        "<srv service='a' protocol='udp' target='t.example.com' priority='55' weight='555'/>"
+        "<srv service='b' protocol='tcp' target='t.example.com' port='6666' weight='666'/>"
+        "<srv service='c' protocol='tcp' target='t.example.com' port='3333' priority='33'/>"
+        "</dns><ip address='192.168.122.1' prefix='24' localPtr='yes'><dhcp>"
+        "<range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip>"
+        "<ip family='ipv6' address='2001:db8:ac10:fe01::1' prefix='64' localPtr='yes'>"
+        "<dhcp><host id='0:1:0:1:2a:3b' ip='2001:db8:ac10:fe01::5'/></dhcp></ip></network>"
+    )
+    for expected in (
+        "domain-needed",
+        "local=//",  # plain names never leave
+        "server=/www.example.com/#",  # that domain to the usual servers, not "local only"
+        "srv-host=_a._udp,t.example.com,1,55,555",
+        "srv-host=_b._tcp,t.example.com,6666,0,666",
+        "srv-host=_c._tcp,t.example.com,3333,33",
+        "dhcp-option=option:mtu,7000",
+        "local=/122.168.192.in-addr.arpa/",
+        "local=/1.0.e.f.0.1.c.a.8.b.d.0.1.0.0.2.ip6.arpa/",
+        "dhcp-range=2001:db8:ac10:fe01::1,static,64",
+    ):
+        assert expected in lines, expected
+    assert not any("ra-only" in line for line in lines)  # a static DHCPv6 subnet is no RA-only one
+
+
+def test_local_ptr_needs_a_prefix_of_whole_labels() -> None:
+    from virtnet.model.validate import validate_network
+
+    net = parse_network("<network><name>p</name><ip address='10.1.2.1' prefix='20' "
+                        "localPtr='yes'/></network>")  # fmt: skip
+    with pytest.raises(InvalidInput, match="multiple of 8"):
+        validate_network(net)
