@@ -177,8 +177,11 @@ class Builder:
             )
             if port.address == "dhcp":
                 address = dhcp_lease(ns, port.ifname, hostname=guest.name)
-                if address is None:
-                    raise OperationFailed(f"guest {guest.name}: no DHCP lease on {port.ifname}")
+                if address is None:  # say what the network's own check sees, if anything
+                    problems = "; ".join(vn.check_network(port.network)) or "network in sync"
+                    raise OperationFailed(
+                        f"guest {guest.name}: no DHCP lease on {port.ifname} ({problems})"
+                    )
                 if routed:  # one default route: the first DHCP NIC's
                     _drop_default(ns, port.ifname)
                 routed = True
