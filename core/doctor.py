@@ -49,10 +49,9 @@ class Blocker:
         return f"{self.family} {self.table} {self.chain}"
 
     def advice(self) -> str:
+        forwarded = self.hook == "forward"
         what = (
-            "forwarded traffic (NAT, routing)"
-            if self.hook == "forward"
-            else ("traffic to the host (DHCP, DNS)")
+            "forwarded traffic (NAT, routing)" if forwarded else "traffic to the host (DHCP, DNS)"
         )
         fixes = {
             "docker": "run 'virtnet doctor --fix' (adds ACCEPT rules for virtnet's bridges "
@@ -98,7 +97,7 @@ def diagnose(ruleset: list[dict[str, Any]], bridges: list[str] | None = None) ->
         table_rules = [r for k, rs in rules.items() if k[:2] == key[:2] for r in rs]
         if bridges and all(_lets_in(table_rules, b) for b in bridges):
             continue
-        owner = _owner(c["family"], c["table"], chains.get((c["family"], c["table"]), []))
+        owner = _owner(c["table"], chains.get((c["family"], c["table"]), []))
         found.append(Blocker(c["family"], c["table"], c["name"], c["hook"], owner, how))
     return found
 
@@ -128,7 +127,7 @@ def _unconditional_drop(rule: dict[str, Any]) -> bool:
     return len(statements) == 1 and bool(set(_verdict(rule)) & {"drop", "reject"})
 
 
-def _owner(family: str, table: str, chains: list[str]) -> str:
+def _owner(table: str, chains: list[str]) -> str:
     if table == "firewalld":
         return "firewalld"
     if "DOCKER-USER" in chains or "DOCKER" in chains:

@@ -86,10 +86,16 @@ class NetworkRules:
         return names
 
 
+def has_firewall(net: Network) -> bool:
+    """virtnet adds rules for nat, route and isolated networks; none for open (libvirt's
+    definition of it), bridge and direct ones (the host does not route for them)."""
+    return net.mode in (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED)
+
+
 def network_rules(net: Network, bridge: str) -> NetworkRules | None:
     """The firewall's view of ``net``; None when virtnet adds no rules (open, bridge, direct)."""
     mode = net.mode
-    if mode not in (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED):
+    if not has_firewall(net):
         return None
     assert net.uuid is not None
     subnets = [ipaddress.ip_network(f"{ip.address}/{ip.prefixlen}", strict=False) for ip in net.ips]

@@ -157,8 +157,14 @@ def host_guard_changes(mac: str, guarded: bool, isolated: bool, add: bool) -> li
     return changes if add else changes[::-1]
 
 
-def eui64_link_local(mac: str) -> str:
-    """The link-local address a guest forms from its MAC (RFC 4291 appendix A)."""
+def eui64_address(prefix: str, mac: str) -> str:
+    """The address a guest forms from its MAC in a /64 (RFC 4291 appendix A): its link-local
+    address in ``fe80::/64``, its SLAAC address in the network's prefix."""
     octets = bytes.fromhex(mac.replace(":", ""))
     eui64 = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:]
-    return str(ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + eui64))
+    network = ipaddress.IPv6Network(prefix, strict=False)
+    return str(network.network_address + int.from_bytes(eui64, "big"))
+
+
+def eui64_link_local(mac: str) -> str:
+    return eui64_address("fe80::/64", mac)

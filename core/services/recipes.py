@@ -20,8 +20,8 @@ from virtnet.model.port import NetworkPort
 from virtnet.plan import Step
 from virtnet.services import dnsmasq_conf
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
-from virtnet.services.firewall_rules import network_rules
-from virtnet.services.guard_rules import PortGuard, eui64_link_local
+from virtnet.services.firewall_rules import has_firewall, network_rules
+from virtnet.services.guard_rules import PortGuard, eui64_address, eui64_link_local
 from virtnet.services.steps import (
     AddAddress,
     AddNetworkFirewall,
@@ -146,8 +146,7 @@ def host_guard_steps(net: Network, port: NetworkPort) -> list[Step]:
     """The host-side guard of any backend's port (DHCP as itself, no isolated hairpin)."""
     assert port.mac is not None
     guarded, isolated = guards(net, port), bool(port.isolated)
-    routed = (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED)
-    if net.mode not in routed or not (guarded or isolated):
+    if not has_firewall(net) or not (guarded or isolated):
         return []  # no firewall on this network (open, bridge, direct modes)
     return [GuardHostSide(port.mac, guarded, isolated)]
 
@@ -185,16 +184,10 @@ def known_ips(net: Network, port: NetworkPort, status: dict[str, object]) -> lis
 
 def _slaac_addresses(net: Network, mac: str) -> list[str]:
     """The EUI-64 addresses a guest forms from router advertisements on the network's /64s
-    (privacy or stable-privacy addresses cannot be known: those guests need DHCPv6 or
-    ``--no-spoof-check``)."""
-    octets = bytes.fromhex(mac.replace(":", ""))
-    eui64 = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:]
-    found = []
-    for ip in net.ips:
-        if ip.version == 6 and ip.prefixlen == 64:
-            prefix = ipaddress.ip_network(f"{ip.address}/64", strict=False)
-            found.append(str(prefix.network_address + int.from_bytes(eui64, "big")))
-    return found
+    (privacy or stable-privacy addresses cannot be known: those guests declare them with
+    ``--ip`` or opt out with ``--no-spoof-check``)."""
+    return [eui64_address(f"{ip.address}/64", mac) for ip in net.ips
+            if ip.version == 6 and ip.prefixlen == 64]  # fmt: skip
 
 
 def port_ifname(uuid: str) -> str:
