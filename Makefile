@@ -14,7 +14,7 @@ DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch q
 SOURCES := pyproject.toml $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: install test unit lint lab bench clean
+.PHONY: install test unit lint lab bench clean dist
 
 install: $(STAMP)
 
@@ -36,13 +36,14 @@ $(STAMP): $(SOURCES)
 	@mkdir -p .typecheck && ln -sfn ../core .typecheck/virtnet \
 	  && ln -sfn ../drivers/linuxbridge .typecheck/virtnet_linuxbridge \
 	  && ln -sfn ../drivers/macvtap .typecheck/virtnet_macvtap \
-	  && ln -sfn ../drivers/ovs .typecheck/virtnet_ovs
+	  && ln -sfn ../drivers/ovs .typecheck/virtnet_ovs \
+	  && ln -sfn ../examples/backends/ptp/src/virtnet_ptp .typecheck/virtnet_ptp
 	@touch $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check core drivers tests bench
-	$(VENV)/bin/ruff format --check core drivers tests bench
-	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge -p virtnet_macvtap -p virtnet_ovs
+	$(VENV)/bin/ruff check core drivers tests bench examples
+	$(VENV)/bin/ruff format --check core drivers tests bench examples
+	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge -p virtnet_macvtap -p virtnet_ovs -p virtnet_ptp
 
 unit: install
 	$(PY) -m pytest -q tests/unit
@@ -50,8 +51,15 @@ unit: install
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# An sdist and a wheel of virtnet in dist/ (PEP 517 through setuptools itself: no network,
+# no build isolation), the package a vendor's backend depends on.
+dist: install
+	rm -rf dist build
+	$(PY) -c "from setuptools import build_meta as b; b.build_sdist('dist'); b.build_wheel('dist')" >/dev/null
+	@ls dist
+
 lab: install
 	cd examples && ../$(VENV)/bin/virtnet lab run archnetwork.yaml
 
 clean:
-	rm -rf $(VENV) .typecheck build *.egg-info
+	rm -rf $(VENV) .typecheck build dist *.egg-info

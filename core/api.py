@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from virtnet import drift
 from virtnet.apply import ApplyContext, Journal, apply_plan, repair_plan, rollback
 from virtnet.backend import FEATURE_BANDWIDTH, FEATURE_PORT_ISOLATION, FEATURE_VLAN, BackendInfo
-from virtnet.errors import Conflict, InvalidInput, NotFound, Unsupported
+from virtnet.errors import Conflict, InvalidInput, NotFound, Unsupported, VirtnetError
 from virtnet.events import Event, EventKind
 from virtnet.hookspecs import hookimpl
 from virtnet.host import host_lock, make_host
@@ -39,13 +41,18 @@ from virtnet.model.codec import from_dict, to_dict
 from virtnet.model.names import check_mac, check_uuid
 from virtnet.model.update import RELOADABLE, apply_update
 from virtnet.model.validate import validate_port_addresses
+from virtnet.ownership import Owner
 from virtnet.plan import Plan
+from virtnet.plugin_loading import BrokenPlugin
 from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
 from virtnet.services import Services
 from virtnet.services.dnsmasq import DhcpLease, Dnsmasq
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.recipes import refresh_dnsmasq
 from virtnet.store import ActiveNetwork, Definition, Store
+
+if TYPE_CHECKING:
+    from virtnet.gc import Orphan
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,26 @@ class NetworkSummary:
     autostart: bool
     backend: str | None
     bridge: str | None
+
+
+#: Networks ``virtnet drivers`` asks every plugin's claim about: libvirt's default network
+#: and an isolated one.
+PROBE_NETWORKS = (
+    "<network><name>probe-nat</name><uuid>00000000-0000-4000-8000-000000000001</uuid>"
+    "<forward mode='nat'/><bridge name='virbr0'/><ip address='192.168.122.1' prefix='24'>"
+    "<dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>",
+    "<network><name>probe-isolated</name><uuid>00000000-0000-4000-8000-000000000002</uuid>"
+    "<bridge name='virbr1'/></network>",
+)
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """What ``net-start --dry-run`` shows: the backend, why it serves the network, the steps."""
+
+    backend: str
+    reason: str
+    plan: Plan
 
 
 @dataclass(frozen=True)
@@ -102,8 +129,8 @@ class Virtnet:
         autoload: bool | None = None,
     ) -> None:
         self.host = make_host(state_dir, run_dir, netns)
-        self.pm = make_plugin_manager(plugins, autoload=autoload)
-        self.hooks = Hooks(self.pm, self.host)
+        self.pm, broken, self._distributions = make_plugin_manager(plugins, autoload=autoload)
+        self.hooks = Hooks(self.pm, self.host, broken, self._distributions)
         self.store = Store(self.host)
         self._services: Services | None = None
         self._xml_cache: dict[str, Network] = {}
@@ -134,7 +161,32 @@ class Virtnet:
     def register(self, plugin: object) -> None:
         """Add a plugin object (observer, policy, fault injector) at run time."""
         self.pm.register(plugin)
-        self.hooks = Hooks(self.pm, self.host)
+        self._renew_hooks()
+
+    def _renew_hooks(self, broken: list[BrokenPlugin] | None = None) -> None:
+        """A fresh facade (backends are described again); entry points that failed to load
+        stay listed unless ``broken`` replaces them."""
+        if broken is None:
+            broken = [b for b in self.hooks.broken if b.stage in ("import", "register")]
+        self.hooks = Hooks(self.pm, self.host, broken, self._distributions)
+
+    def rescan_plugins(self) -> None:
+        """Load backends and plugins installed since this object was made (and retry broken
+        ones): ``virtnet drivers`` and virtnetd's SIGHUP call it, so a new backend needs no
+        restart. A plugin already loaded is not reloaded: an upgrade needs a restart."""
+        from virtnet.plugin_loading import load_entry_points
+        from virtnet.plugins import ENTRY_POINT_GROUPS
+
+        if os.environ.get("VIRTNET_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
+            return
+        self._renew_hooks(load_entry_points(self.pm, ENTRY_POINT_GROUPS, self._distributions))
+
+    def broken_plugins(self) -> list[BrokenPlugin]:
+        """Plugins set aside (failed to load, describe or claim), for ``virtnet drivers``."""
+        self.hooks.backends()  # describing sets aside the backends that fail to
+        for xml in PROBE_NETWORKS:  # and claiming ordinary networks, those whose claim raises
+            self.hooks.probe_claims(parse_network(xml))
+        return list(self.hooks.broken)
 
     def subscribe(self, callback: Callable[[Event], None]) -> None:
         """Call ``callback`` with every lifecycle event this object causes."""
@@ -190,14 +242,15 @@ class Virtnet:
             self._start(net)
         return net
 
-    def plan_start(self, name: str) -> tuple[str, Plan]:
-        """The backend and steps ``start_network`` would run (``--dry-run``)."""
+    def plan_start(self, name: str) -> StartPlan:
+        """The backend, why it was chosen, and the steps ``start_network`` would run
+        (``--dry-run``)."""
         definition = self.store.definition(name)
         if definition is None:
             raise NotFound(f"network {name!r} is not defined")
         net = parse_network(definition.xml)
-        backend = self._resolve_backend(net)
-        return backend, self.hooks.plan_start(backend, net)
+        backend, reason = self._resolve_backend(net)
+        return StartPlan(backend, reason, self.hooks.plan_start(backend, net))
 
     def destroy_network(self, name: str) -> None:
         with host_lock(self.host):
@@ -224,11 +277,12 @@ class Virtnet:
         validate_network(net)
         validate_against(net, [self._parsed(xml) for xml in self.store.active_xml().values()])
         self.hooks.validate(net)
-        backend = self._resolve_backend(net)
+        backend, reason = self._resolve_backend(net)
         plan = self.hooks.plan_start(backend, net)
+        plan.info.setdefault("claim", reason)
         journal = self._network_journal(net.name)
-        self._apply(plan, journal)
         assert net.uuid is not None
+        self._apply(plan, journal, Owner(net.uuid))
         try:
             self.store.put_active(
                 ActiveNetwork(net.name, net.uuid, format_network(net), backend, plan.info)
@@ -285,6 +339,14 @@ class Virtnet:
         if active is not None:
             info["started"] = active.started
             info["status"] = active.info
+            info["claim"] = active.info.get("claim")
+        elif definition is not None:  # which backend would serve it, and why
+            try:
+                info["backend"], info["claim"] = self._resolve_backend(
+                    parse_network(definition.xml)
+                )
+            except VirtnetError as exc:
+                info["claim"] = f"cannot start: {exc}"
             info["ports"] = len(self.store.ports(name))
         return info
 
@@ -297,11 +359,22 @@ class Virtnet:
         raise NotFound(f"no network has uuid {wanted}")
 
     def check_network(self, name: str) -> list[str]:
-        """Drift between the running network and the host, one line per finding."""
+        """Drift between the running network and the host, one line per finding: the
+        backend's check, then what the core finds itself (:mod:`virtnet.drift`): objects its
+        journal lists that are gone or relabelled, and ports whose link is gone."""
         active = self.store.active_network(name)
         if active is None:
             raise Conflict(f"network {name!r} is not active")
-        return self.hooks.check(active.backend, parse_network(active.xml), active.info)
+        found = self._drift(active)
+        ports = [from_dict(NetworkPort, p) for p in self.store.ports(name)]
+        return drift.merge(found, self.services.call(drift.port_drift, self.services, ports))
+
+    def _drift(self, active: ActiveNetwork) -> list[str]:
+        """The backend's check and the journal's (what the daemon's watcher asks each pass)."""
+        found = self.hooks.check(active.backend, parse_network(active.xml), active.info)
+        records = self._network_journal(active.name).records()
+        core = self.services.call(drift.journal_drift, self.services, records)
+        return drift.merge(found, core)
 
     def reconcile_network(self, name: str) -> list[str]:
         """Repair the datapath of an active network from virtnet's record of its ports (e.g.
@@ -324,18 +397,19 @@ class Virtnet:
             if active is None:
                 raise Conflict(f"network {name!r} is not active")
             net = parse_network(active.xml)
-            found = self.hooks.check(active.backend, net, active.info)
+            found = self._drift(active)
             if not found:
                 return Repair([], [], [])
-            ctx = self._context()
+            ctx = self._context(Owner(active.uuid))
             plan = self.hooks.plan_start(active.backend, net)
             problems = self.services.call(repair_plan, ctx, plan)
             status = self._port_status(name, net, active.info)
             for data in self.store.ports(name):
                 port = from_dict(NetworkPort, data)
                 port_plan = self.hooks.plan_plug(active.backend, net, port, status)
+                ctx.owner = Owner(active.uuid, port.uuid).label
                 problems += self.services.call(repair_plan, ctx, port_plan)
-            remaining = self.hooks.check(active.backend, net, active.info)
+            remaining = self._drift(active)
         repair = Repair(found, remaining, problems)
         if remaining != found:  # something was restored (drift nobody can fix is not news)
             detail = dataclasses.asdict(repair)
@@ -343,6 +417,28 @@ class Virtnet:
         return repair
 
     # ports ----------------------------------------------------------------------------------
+    def plan_port(self, network: str, port: NetworkPort | None = None) -> Plan:
+        """The steps ``create_port`` would run (a dry run): ``port`` comes back completed
+        (uuid, MAC, the names of the links it would make); nothing changes."""
+        port = port or NetworkPort(network=network)
+        port.network = network
+        active = self.store.active_network(network)
+        if active is None:
+            raise Conflict(f"network {network!r} is not active")
+        return self._plan_port(active, parse_network(active.xml), port)
+
+    def _plan_port(self, active: ActiveNetwork, net: Network, port: NetworkPort) -> Plan:
+        self._complete_port(net, port)
+        info = self.hooks.backend_info(active.backend)
+        if port.vlan and FEATURE_VLAN not in info.features:
+            raise Unsupported(f"backend {info.name!r} cannot tag VLANs", subject="port/vlan")
+        if port.isolated and FEATURE_PORT_ISOLATION not in info.features:
+            raise Unsupported(
+                f"backend {info.name!r} cannot isolate ports", subject="port/isolated"
+            )
+        status = self._port_status(active.name, net, active.info)
+        return self.hooks.plan_plug(active.backend, net, port, status)
+
     def create_port(self, network: str, port: NetworkPort | None = None) -> NetworkPort:
         """Plug a guest port into an active network; returns it with its plug result."""
         port = port or NetworkPort(network=network)
@@ -352,19 +448,10 @@ class Virtnet:
             if active is None:
                 raise Conflict(f"network {network!r} is not active")
             net = parse_network(active.xml)
-            self._complete_port(net, port)
-            info = self.hooks.backend_info(active.backend)
-            if port.vlan and FEATURE_VLAN not in info.features:
-                raise Unsupported(f"backend {info.name!r} cannot tag VLANs", subject="port/vlan")
-            if port.isolated and FEATURE_PORT_ISOLATION not in info.features:
-                raise Unsupported(
-                    f"backend {info.name!r} cannot isolate ports", subject="port/isolated"
-                )
-            status = self._port_status(network, net, active.info)
-            plan = self.hooks.plan_plug(active.backend, net, port, status)
-            assert port.uuid is not None
+            plan = self._plan_port(active, net, port)
+            assert port.uuid is not None and net.uuid is not None
             journal = self._port_journal(port.uuid)
-            self._apply(plan, journal)
+            self._apply(plan, journal, Owner(net.uuid, port.uuid))
             try:
                 self.store.put_port(port.uuid, network, to_dict(port))
             except BaseException:
@@ -392,6 +479,26 @@ class Virtnet:
         for problem in problems:
             log.warning("unplug %s: %s", uuid, problem)
         self.hooks.emit(Event(EventKind.PORT_UNPLUGGED, port.network, port.uuid))
+
+    def collect_garbage(self, *, dry_run: bool = False) -> tuple[list[Orphan], list[str]]:
+        """Objects carrying virtnet's label that no record owns (:mod:`virtnet.gc`), removed
+        unless ``dry_run``; returns them and the problems met removing them. Unlabelled
+        objects are never candidates. One state directory per namespace: the records of
+        this one are all the collector asks."""
+        from virtnet import gc
+
+        with host_lock(self.host):
+            ports = self.store.ports()
+            records = gc.Records(
+                frozenset(a.uuid for a in self.store.active()),
+                frozenset(str(p["uuid"]) for p in ports),
+                frozenset(str(p.get("mac")) for p in ports),
+            )
+            orphans = self.services.call(gc.find, self.services, records, self.host.run_dir)
+            problems = [] if dry_run else self.services.call(gc.remove, self.services, orphans)
+        for problem in problems:
+            log.warning("gc: %s", problem)
+        return orphans, problems
 
     # live changes and leases ----------------------------------------------------------------
     def update_network(
@@ -505,10 +612,11 @@ class Virtnet:
         validate_against(net, others)
         self.hooks.validate(net)
 
-    def _resolve_backend(self, net: Network) -> str:
-        """The backend that serves ``net``, checked against its capabilities and readiness."""
+    def _resolve_backend(self, net: Network) -> tuple[str, str]:
+        """The backend that serves ``net`` and why, checked against its capabilities and
+        readiness."""
+        name, reason = self.hooks.claim(net)
         backends = self.hooks.backends()
-        name = self.hooks.claim(net)
         if name is None:
             installed = ", ".join(sorted(backends)) or "none"
             pci = net.forward is not None and bool(net.forward.pfs or net.forward.addresses)
@@ -541,7 +649,7 @@ class Virtnet:
                 f"backend {name!r} cannot run on this host: " + "; ".join(info.readiness.problems),
                 subject=f"network {net.name!r}",
             )
-        return name
+        return name, reason
 
     def _complete_port(self, net: Network, port: NetworkPort) -> None:
         port.uuid = check_uuid(port.uuid, "port/uuid") if port.uuid else str(uuidlib.uuid4())
@@ -606,12 +714,18 @@ class Virtnet:
             net = self._xml_cache[xml] = parse_network(xml)
         return net
 
-    def _context(self) -> ApplyContext:
-        return ApplyContext(self.host, self.hooks.undo_actions(), services=self.services)
+    def _context(self, owner: Owner | None = None) -> ApplyContext:
+        return ApplyContext(
+            self.host,
+            self.hooks.undo_actions(),
+            services=self.services,
+            owner=owner.label if owner else None,
+        )
 
-    def _apply(self, plan: Plan, journal: Journal) -> None:
-        """Run ``plan`` in the host's namespace (see :class:`~virtnet.services.Services`)."""
-        self.services.call(apply_plan, self._context(), plan, journal)
+    def _apply(self, plan: Plan, journal: Journal, owner: Owner) -> None:
+        """Run ``plan`` in the host's namespace (see :class:`~virtnet.services.Services`);
+        what it makes carries ``owner``'s label (:mod:`virtnet.ownership`)."""
+        self.services.call(apply_plan, self._context(owner), plan, journal)
 
     def _rollback(self, journal: Journal, teardown: str | None = None) -> list[str]:
         if not journal.exists():
@@ -642,4 +756,4 @@ class Virtnet:
                 self._rollback(Journal(path))
 
 
-__all__ = ["NetworkSummary", "Repair", "Virtnet"]
+__all__ = ["NetworkSummary", "Repair", "StartPlan", "Virtnet"]

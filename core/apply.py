@@ -7,9 +7,11 @@ being built: whatever a killed process left in a journal is undone by the next o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,10 @@ class ApplyContext:
     host: Host
     undo_actions: dict[str, UndoAction]
     services: Any = None
+    #: The ownership label (:class:`virtnet.ownership.Owner`'s ``label``) of the object the
+    #: plan builds: steps put it on what they create; while a journal is undone it is the
+    #: label of the record being undone, and undo actions remove only what carries it.
+    owner: str | None = None
     scratch: dict[str, Any] = field(default_factory=dict)
     #: While a network is being destroyed: its bridge (``Plan.info["bridge"]``), when the
     #: network owns it (``Plan.info["owned"]``). Undo actions of its ports may then leave
@@ -100,6 +106,11 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
     Raises :class:`OperationFailed` naming the step that failed; a :class:`VirtnetError`
     raised by a step keeps its class (an ``Unsupported`` stays ``Unsupported``).
     """
+    if not ctx.owner:
+        raise OperationFailed(
+            "a plan runs only for an owner (ApplyContext.owner): its label "
+            "is what lets undo tell virtnet's objects from namesakes"
+        )
     undos = [step.undo() for step in plan]
     for step, undo in zip(plan, undos, strict=True):
         if undo is not None and undo.action not in ctx.undo_actions:
@@ -108,11 +119,14 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
                 "registers (virtnet_undo_actions)"
             )
     current: Step | None = None
+    fault = _fault(ctx)
     try:
-        for current, undo in zip(plan, undos, strict=True):
+        for index, (current, undo) in enumerate(zip(plan, undos, strict=True)):
+            if index == fault[1]:
+                _inject(fault[0], index, current)
             current.check(ctx)
             if undo is not None:
-                journal.append(undo)
+                journal.append(dataclasses.replace(undo, owner=ctx.owner))
             log.debug("apply: %s", current.describe())
             current.apply(ctx)
         current = None
@@ -130,6 +144,31 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
         extra = f" (rollback problems: {'; '.join(problems)})" if problems else ""
         what = current.describe() if current is not None else "finishing the plan"
         raise OperationFailed(f"{what}: {exc}{extra}") from exc
+
+
+#: The test seam of ``virtnet conformance``: ``network:raise:3`` makes the plan of a network
+#: fail right before its step 3 (counting from 0) as a failing step would; ``port:kill:2``
+#: kills the process (SIGKILL) right before a port plan's step 2, as a crash would. Read on
+#: every plan; unset, it costs one dictionary look-up.
+FAULT_ENV = "VIRTNET_FAULT"
+
+
+def _fault(ctx: ApplyContext) -> tuple[str, int | None]:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return "", None
+    target, _, rest = spec.partition(":")
+    kind, _, index = rest.partition(":")
+    is_port = "/port=" in (ctx.owner or "")
+    if target != ("port" if is_port else "network") or kind not in ("raise", "kill"):
+        return "", None
+    return kind, int(index)
+
+
+def _inject(kind: str, index: int, step: Step) -> None:
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise OperationFailed(f"injected fault before step {index} ({step.describe()})")
 
 
 def _complete(ctx: ApplyContext) -> None:
@@ -153,16 +192,19 @@ def rollback(ctx: ApplyContext, journal: Journal) -> list[str]:
     worse than a partial teardown. The journal is removed at the end.
     """
     problems = []
+    building = ctx.owner
     for undo in reversed(journal.records()):
         action = ctx.undo_actions.get(undo.action)
         if action is None:
             problems.append(f"no undo action {undo.action!r} is registered")
             continue
+        ctx.owner = undo.owner
         try:
             action(ctx, undo.args)
         except Exception as exc:  # keep undoing the rest
             problems.append(f"{undo.action} {undo.args}: {exc}")
             log.warning("undo %s %s failed: %s", undo.action, undo.args, exc)
+    ctx.owner = building
     while ctx.finally_:
         try:
             ctx.finally_.pop(0)()

@@ -47,11 +47,16 @@ class BackendInfo:
     attachments: frozenset[AttachmentKind]
     features: frozenset[str] = frozenset()
     readiness: Readiness = field(default_factory=Readiness)
+    #: The hook API the backend was written for (:data:`virtnet.hookspecs.API_VERSION` when
+    #: it was built); a backend that does not say is taken as written for 1.0.
+    api_version: str = "1.0"
 
     def as_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "usable": True,
             "version": self.version,
+            "api_version": self.api_version,
             "summary": self.summary,
             "forward_modes": sorted(m.value for m in self.forward_modes),
             "attachments": sorted(a.value for a in self.attachments),

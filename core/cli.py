@@ -14,9 +14,11 @@ from collections.abc import Sequence
 
 import click
 
+from virtnet.cli_conformance import conformance_command
 from virtnet.cli_dhcp import net_dhcp_leases, net_update
 from virtnet.cli_doctor import doctor_command, warn_if_blocked
 from virtnet.cli_event import event
+from virtnet.cli_gc import gc_command
 from virtnet.cli_lab import lab
 from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
 from virtnet.cli_util import (
@@ -86,9 +88,9 @@ def net_undefine(name: str) -> None:
 def net_start(name: str, dry_run: bool) -> None:
     """Start a defined network."""
     if dry_run:
-        backend, plan = api().plan_start(name)
-        click.echo(f"backend: {backend}")
-        for number, text in enumerate(plan.describe(), 1):
+        start = api().plan_start(name)
+        click.echo(f"backend: {start.backend} ({start.reason})")
+        for number, text in enumerate(start.plan.describe(), 1):
             click.echo(f"{number:3}. {text}")
         return
     api().start_network(name)
@@ -145,6 +147,7 @@ def net_info(name: str, as_json: bool) -> None:
         ("Autostart", yes_no(info["autostart"])),
         ("Bridge", info["bridge"] or ""),
         ("Backend", info["backend"] or ""),
+        ("Claimed", info.get("claim") or ""),
     ):
         click.echo(f"{label + ':':<16}{value}")
 
@@ -222,13 +225,13 @@ def net_repair(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def drivers(as_json: bool) -> None:
     """List installed backends with their capabilities and host readiness."""
-    backends = api().backends()
+    api().rescan_plugins()  # a backend installed since virtnetd started shows at once
+    backends, broken = api().backends(), api().broken_plugins()
     if as_json:
-        emit_json([b.as_dict() for b in backends])
+        emit_json([b.as_dict() for b in backends] + [b.as_dict() for b in broken])
         return
     if not backends:
         click.echo("No backends installed (entry-point group 'virtnet.drivers').")
-        return
     for b in backends:
         state = "ready" if b.readiness.ok else "NOT READY"
         click.echo(f"{b.name} {b.version} ({state}): {b.summary}")
@@ -239,10 +242,14 @@ def drivers(as_json: bool) -> None:
             click.echo(f"  problem: {problem}")
         for note in b.readiness.notes:
             click.echo(f"  note: {note}")
+    for plugin in broken:
+        click.echo(plugin.line())
 
 
 for _command in (
     doctor_command,
+    gc_command,
+    conformance_command,
     net_port_create,
     net_port_list,
     net_port_dumpxml,

@@ -37,6 +37,13 @@ if TYPE_CHECKING:
     from virtnet.plan import Plan, Step, UndoAction
 
 PROJECT = "virtnet"
+#: The version of this contract (hooks, their arguments, the value types in
+#: :mod:`virtnet.backend`, the ``ApplyContext`` steps and undo actions use). A backend says
+#: which version it was written for in ``BackendInfo.api_version``; the core uses it when
+#: the majors are equal and the backend's minor is not newer than the core's (minors only
+#: add: new optional hooks, new keyword arguments, new fields with defaults; a major removes
+#: or changes something). See docs/backend-guide.md, "Versions".
+API_VERSION = "1.0"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

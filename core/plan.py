@@ -28,13 +28,25 @@ class Undo:
 
     action: str
     args: dict[str, Any] = field(default_factory=dict)
+    #: The ownership label of what the step makes (:mod:`virtnet.ownership`); the executor
+    #: fills it in from ``ApplyContext.owner`` when it journals the record, and sets it back
+    #: on the context when it runs the undo, so the action removes only what carries it.
+    owner: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "args": self.args}
+        data: dict[str, Any] = {"action": self.action, "args": self.args}
+        if self.owner is not None:
+            data["owner"] = self.owner
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Undo:
-        return cls(action=str(data["action"]), args=dict(data.get("args", {})))
+        owner = data.get("owner")
+        return cls(
+            action=str(data["action"]),
+            args=dict(data.get("args", {})),
+            owner=str(owner) if owner is not None else None,
+        )
 
 
 UndoAction = Callable[["ApplyContext", dict[str, Any]], None]

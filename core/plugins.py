@@ -16,49 +16,80 @@ import pluggy
 
 from virtnet import hookspecs
 from virtnet.backend import BackendInfo, Host
-from virtnet.errors import OperationFailed, Unsupported
+from virtnet.errors import OperationFailed, Unsupported, VirtnetError
 from virtnet.events import Event
 from virtnet.model.network import Network
 from virtnet.model.port import NetworkPort
 from virtnet.plan import Plan, Step, UndoAction
+from virtnet.plugin_loading import BrokenPlugin, first_line, load_entry_points
 
 log = logging.getLogger(__name__)
 
 DRIVER_GROUP = "virtnet.drivers"
 PLUGIN_GROUP = "virtnet.plugins"
+ENTRY_POINT_GROUPS = (DRIVER_GROUP, PLUGIN_GROUP)
 BACKEND_OVERRIDE_NS = "https://virtnet.dev/xmlns/backend/1"
 
 
 def make_plugin_manager(
     plugins: Iterable[object] = (), *, autoload: bool | None = None
-) -> pluggy.PluginManager:
-    """A plugin manager with virtnet's hookspecs, entry-point plugins and ``plugins``."""
+) -> tuple[pluggy.PluginManager, list[BrokenPlugin], dict[str, str]]:
+    """A plugin manager with virtnet's hookspecs, entry-point plugins and ``plugins``; the
+    entry points that could not be used; plugin name -> distribution."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     from virtnet.services.actions import CoreActions  # the core's own undo actions
 
     pm.register(CoreActions(), name="virtnet.core")
+    broken: list[BrokenPlugin] = []
+    distributions: dict[str, str] = {}
     if autoload is None:
         autoload = os.environ.get("VIRTNET_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
     if autoload:
-        pm.load_setuptools_entrypoints(DRIVER_GROUP)
-        pm.load_setuptools_entrypoints(PLUGIN_GROUP)
+        broken = load_entry_points(pm, ENTRY_POINT_GROUPS, distributions)
     for plugin in plugins:
         pm.register(plugin)
-    pm.check_pending()  # an implementation of a hook that does not exist is a plugin bug
-    return pm
+    pm.check_pending()  # an embedder's plugin with a hook that does not exist: its own bug
+    return pm, broken, distributions
+
+
+def api_problem(version: str) -> str | None:
+    """Why a backend written for hook API ``version`` cannot run on this core (None: it can)."""
+    try:
+        major, minor = (int(part) for part in version.split("."))
+        ours_major, ours_minor = (int(part) for part in hookspecs.API_VERSION.split("."))
+    except ValueError:
+        return f"api_version {version!r} is not MAJOR.MINOR"
+    if major != ours_major or minor > ours_minor:
+        return (
+            f"written for hook API {version}; this virtnet has {hookspecs.API_VERSION} "
+            f"(usable: {ours_major}.0 to {hookspecs.API_VERSION})"
+        )
+    return None
 
 
 class Hooks:
     """A typed facade over the plugin manager for one host.
 
     It knows which plugin is which backend, dispatches backend hooks to the claiming backend
-    only (``subset_hook_caller``), and turns plugin mistakes into clear errors.
+    only (``subset_hook_caller``), and keeps plugin mistakes the plugin's own: a backend that
+    fails to describe itself or to claim is set aside (:attr:`broken`) while the others work,
+    and an error raised inside a backend's hook names the backend.
     """
 
-    def __init__(self, pm: pluggy.PluginManager, host: Host) -> None:
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        host: Host,
+        broken: list[BrokenPlugin] | None = None,
+        distributions: dict[str, str] | None = None,
+    ) -> None:
         self.pm = pm
         self.host = host
+        #: Plugins set aside: entry points that failed to load, and backends whose describe
+        #: or claim raised (or whose hook API this core cannot serve).
+        self.broken: list[BrokenPlugin] = list(broken or [])
+        self.distributions = distributions or {}
         self._backends: dict[str, tuple[BackendInfo, object]] | None = None
         self._callers: dict[tuple[str, str], Any] = {}
 
@@ -66,21 +97,45 @@ class Hooks:
     def backends(self) -> dict[str, BackendInfo]:
         return {name: info for name, (info, _) in self._backend_map().items()}
 
+    def _set_aside(self, plugin_name: str, stage: str, error: str) -> None:
+        self.broken.append(
+            BrokenPlugin(plugin_name, stage, error, self.distributions.get(plugin_name))
+        )
+        log.info("plugin %s set aside (%s): %s", plugin_name, stage, error)  # drivers shows it
+
     def _backend_map(self) -> dict[str, tuple[BackendInfo, object]]:
         if self._backends is None:
             found: dict[str, tuple[BackendInfo, object]] = {}
             for impl in self.pm.hook.virtnet_backend_describe.get_hookimpls():
-                info = _call_impl(impl, host=self.host)
+                try:
+                    info = _call_impl(impl, host=self.host)
+                except Exception as exc:
+                    self._set_aside(impl.plugin_name, "describe", first_line(exc))
+                    continue
                 if info is None:
                     continue
+                if not isinstance(info, BackendInfo):
+                    self._set_aside(impl.plugin_name, "describe", "returned no BackendInfo")
+                    continue
                 if info.name in found:
-                    raise OperationFailed(
-                        f"two plugins call themselves backend {info.name!r}: "
-                        f"{self.pm.get_name(found[info.name][1])} and {impl.plugin_name}"
+                    first = self.pm.get_name(found[info.name][1])
+                    self._set_aside(
+                        impl.plugin_name,
+                        "describe",
+                        f"calls itself backend {info.name!r}, which plugin {first} already is",
                     )
+                    continue
+                problem = api_problem(info.api_version)
+                if problem is not None:
+                    self._set_aside(impl.plugin_name, "api-version", problem)
+                    continue
                 found[info.name] = (info, impl.plugin)
             self._backends = found
         return self._backends
+
+    def plugin_of(self, backend: str) -> str:
+        """The registered plugin name (an entry point's name) of a backend."""
+        return str(self.pm.get_name(self._backend_map()[backend][1]))
 
     def backend_info(self, name: str) -> BackendInfo:
         backends = self._backend_map()
@@ -96,17 +151,55 @@ class Hooks:
             chosen = self._backend_map()[backend][1]
             others = [p for p in self.pm.get_plugins() if p is not chosen]
             self._callers[key] = self.pm.subset_hook_caller(hook, remove_plugins=others)
-        return self._callers[key]
+        caller = self._callers[key]
+
+        def call(**kwargs: Any) -> Any:
+            try:
+                return caller(**kwargs)
+            except VirtnetError:
+                raise  # the backend's own words for a refusal ("cannot serve ...")
+            except Exception as exc:
+                dist = self.distributions.get(self.plugin_of(backend))
+                raise OperationFailed(
+                    f"backend {backend!r}{f' ({dist})' if dist else ''} failed in {hook}: "
+                    f"{first_line(exc)}"
+                ) from exc
+
+        return call
 
     # claiming ---------------------------------------------------------------------------
-    def claim(self, network: Network) -> str | None:
+    def claim(self, network: Network) -> tuple[str | None, str]:
+        """The backend for ``network`` and why: the network's own override, or which
+        plugin's claim. A claim that raises sets its plugin aside and the next one is asked."""
         override = backend_override(network)
         if override is not None:
-            return override
-        result: str | None = self.pm.hook.virtnet_network_claim(
-            network=network, host=self.host, backends=self.backends()
-        )
-        return result
+            return override, "the network names it (<virtnet:backend>, net-define --backend)"
+        backends = self.backends()
+        # pluggy's call order: the list's end first (tryfirst ... trylast)
+        for impl in reversed(self.pm.hook.virtnet_network_claim.get_hookimpls()):
+            if any(b.name == impl.plugin_name for b in self.broken):
+                continue
+            try:
+                name = _call_impl(impl, network=network, host=self.host, backends=backends)
+            except Exception as exc:
+                self._set_aside(impl.plugin_name, "claim", first_line(exc))
+                continue
+            if name is not None:
+                trylast = " (trylast: asked after other plugins)" if impl.trylast else ""
+                return str(name), f"claimed by plugin {impl.plugin_name}{trylast}"
+        return None, "no plugin claimed it"
+
+    def probe_claims(self, network: Network) -> None:
+        """Ask every plugin's claim about ``network`` (not stopping at the first answer), so
+        ``virtnet drivers`` can show a claim that raises before a real network meets it."""
+        backends = self.backends()
+        for impl in self.pm.hook.virtnet_network_claim.get_hookimpls():
+            if any(b.name == impl.plugin_name for b in self.broken):
+                continue
+            try:
+                _call_impl(impl, network=network, host=self.host, backends=backends)
+            except Exception as exc:
+                self._set_aside(impl.plugin_name, "claim", first_line(exc))
 
     # backend hooks ----------------------------------------------------------------------
     def plan_start(self, backend: str, network: Network) -> Plan:

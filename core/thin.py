@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-IN_PROCESS_COMMANDS = frozenset({"lab"})
+IN_PROCESS_COMMANDS = frozenset({"lab", "conformance"})
 GLOBAL_VALUE_OPTIONS = ("--state-dir", "--run-dir", "--netns")
 MAX_FILES = 16 << 20
 

@@ -167,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
     server = Server(path, methods, hub, args.group)
     monitor = Monitor(api, lock, args.interval, repair=args.repair)
     stdio.install()
+    orphans, _problems = api.collect_garbage()  # what no record owns (virtnet gc)
+    for orphan in orphans:
+        log.info("gc: removed %s", orphan.line())
     monitor.reconcile_all()
     if args.autostart:
         monitor.autostart()
@@ -174,6 +177,14 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+
+    def rescan() -> None:
+        with lock:
+            api.rescan_plugins()
+        log.info("plugins rescanned: backends %s", ", ".join(b.name for b in api.backends()))
+
+    # SIGHUP: load backends installed since the start (``virtnet drivers`` does it too)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=rescan, daemon=True).start())
     threading.Thread(target=server.serve, name="virtnetd-accept", daemon=True).start()
     monitor.start()
     log.info("serving %s on %s (pid %d)", args.netns or "the current namespace", path, os.getpid())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from virtnet.apply import ApplyContext
+from virtnet.errors import Conflict
 from virtnet.hookspecs import hookimpl
 from virtnet.model.codec import from_dict
 from virtnet.plan import UndoAction
@@ -25,7 +26,7 @@ from virtnet.services.steps import services
 def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
     if ctx.teardown is not None and args.get("bulk") == ctx.teardown:
         return  # the network's own teardown deletes all its port links in one request
-    services(ctx).netlink.delete(args["ifname"])
+    services(ctx).netlink.delete(args["ifname"], ctx.owner)
 
 
 def delete_link_in_netns(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -35,21 +36,26 @@ def delete_link_in_netns(ctx: ApplyContext, args: dict[str, Any]) -> None:
     from virtnet.services.netlink import in_namespace
 
     if netns_path(args["netns"]).exists():
-        in_namespace(args["netns"], lambda nl: nl.delete(args["ifname"]))
+        in_namespace(args["netns"], lambda nl: nl.delete(args["ifname"], ctx.owner))
 
 
 def remove_path(ctx: ApplyContext, args: dict[str, Any]) -> None:
-    Path(args["path"]).unlink(missing_ok=True)
+    """Only under virtnet's own directories: a journal naming any other path is not ours."""
+    path = Path(args["path"])
+    roots = (ctx.host.run_dir.resolve(), ctx.host.state_dir.resolve())
+    if not any(path.resolve().is_relative_to(root) for root in roots):
+        raise Conflict(f"left {path} alone: it is outside virtnet's directories")
+    path.unlink(missing_ok=True)
 
 
 def delete_ovs_bridge(ctx: ApplyContext, args: dict[str, Any]) -> None:
-    services(ctx).ovsdb.delete_bridge(args["name"])
+    services(ctx).ovsdb.delete_bridge(args["name"], ctx.owner)
 
 
 def delete_ovs_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
     if ctx.teardown is not None and ctx.teardown == args["bridge"]:
         return  # the network's own bridge goes next, with all its ports, in one transaction
-    services(ctx).ovsdb.delete_port(args["bridge"], args["name"])
+    services(ctx).ovsdb.delete_port(args["bridge"], args["name"], ctx.owner)
 
 
 def remove_ovs_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -62,7 +68,7 @@ def delete_link_group(ctx: ApplyContext, args: dict[str, Any]) -> None:
     nl = services(ctx).netlink
     group = nl.port_group(args["bridge"])
     if group is not None:
-        nl.delete_group(group)
+        nl.delete_group(group, ctx.owner)
 
 
 def delete_route(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -71,6 +77,10 @@ def delete_route(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 def remove_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
     services(ctx).firewall.remove_network(from_dict(NetworkRules, args["rules"]))
+
+
+def leave_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    services(ctx).firewall.leave_link(args["ifname"])
 
 
 def remove_port_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -112,7 +122,7 @@ def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
 def remove_shaping(ctx: ApplyContext, args: dict[str, Any]) -> None:
     from virtnet.services import shaping
 
-    shaping.unshape(services(ctx).netlink, args["ifname"], args.get("ifb"))
+    shaping.unshape(services(ctx).netlink, args["ifname"], args.get("ifb"), ctx.owner)
 
 
 class CoreActions:
@@ -131,6 +141,7 @@ class CoreActions:
             "core.route.delete": delete_route,
             "core.firewall.network.remove": remove_network_firewall,
             "core.firewall.port.remove": remove_port_guard,
+            "core.firewall.link.leave": leave_network_firewall,
             "core.firewall.host.remove": remove_host_guard,
             "core.firewalld.leave": leave_firewalld_zone,
             "core.firewall.release": release_tables,

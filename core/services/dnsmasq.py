@@ -92,17 +92,41 @@ while [ $# -ge 2 ]; do
 done"""
 
 
-def lease_script(openflow_target: str | None = None) -> str:
-    """The network's lease script: nftables sets, or an OVS bridge's OpenFlow rules."""
+#: A routed network without a bridge: each lease is a host route to the guest through the
+#: link its request came in on (dnsmasq names it), with virtnet's route protocol so that
+#: only virtnet's routes are ever replaced or removed; an expired lease takes its route.
+ROUTE_LEASES = """
+if [ "$family" = 4 ]; then
+  if [ "$verb" = add ]; then
+    dev=${{DNSMASQ_INTERFACE:-}}
+    case "$dev" in ""|*[!A-Za-z0-9_.+-]*) exit 0 ;; esac
+    {ip} route replace "$ip/32" dev "$dev" proto {proto} 2>/dev/null
+  else
+    {ip} route del "$ip/32" proto {proto} 2>/dev/null
+  fi
+fi"""
+
+
+def lease_script(openflow_target: str | None = None, *, route_leases: bool = False) -> str:
+    """The network's lease script: nftables sets, or an OVS bridge's OpenFlow rules; with
+    ``route_leases``, also a host route to each leased address (:data:`ROUTE_LEASES`)."""
+    guard = _guard(openflow_target)
+    if route_leases:
+        from virtnet.ownership import ROUTE_PROTOCOL
+
+        ip = shutil.which("ip") or "/usr/sbin/ip"
+        guard += ROUTE_LEASES.format(ip=ip, proto=ROUTE_PROTOCOL)
+    return LEASE_SCRIPT.format(guard=guard)
+
+
+def _guard(openflow_target: str | None) -> str:
     if openflow_target is None:
         nft = shutil.which("nft") or "/usr/sbin/nft"
-        guard = NFT_GUARD.format(nft=nft, python=sys.executable)
-    else:
-        if any(c in openflow_target for c in "'\n"):
-            raise OperationFailed(f"unusable OpenFlow target {openflow_target!r}")
-        ofctl = shutil.which("ovs-ofctl") or "/usr/bin/ovs-ofctl"
-        guard = OPENFLOW_GUARD.format(target=openflow_target, ofctl=ofctl)
-    return LEASE_SCRIPT.format(guard=guard)
+        return NFT_GUARD.format(nft=nft, python=sys.executable)
+    if any(c in openflow_target for c in "'\n"):
+        raise OperationFailed(f"unusable OpenFlow target {openflow_target!r}")
+    ofctl = shutil.which("ovs-ofctl") or "/usr/bin/ovs-ofctl"
+    return OPENFLOW_GUARD.format(target=openflow_target, ofctl=ofctl)
 
 
 @dataclass(frozen=True)

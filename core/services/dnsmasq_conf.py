@@ -83,14 +83,26 @@ def _lease(lease: Lease | None) -> str:
     return ",infinite" if lease.expiry == 0 else f",{lease.seconds}"
 
 
-def render_conf(net: Network, bridge: str, files: DnsmasqFiles, user: str, group: str) -> str:
+def render_conf(
+    net: Network,
+    bridge: str,
+    files: DnsmasqFiles,
+    user: str,
+    group: str,
+    *,
+    prefix: bool = False,
+) -> str:
+    """``prefix``: ``bridge`` is the prefix of the network's links (a routed network without
+    a bridge): dnsmasq serves every link whose name starts with it, including those made
+    after it started (``bind-dynamic``: it follows links as they come and go)."""
+    interface = _line_safe(bridge, "network/bridge/@name") + ("*" if prefix else "")
     lines = [
         "# Written by virtnet from the network's definition; changes here are overwritten.",
         f"# network uuid {net.uuid}",
         "strict-order",
-        "bind-interfaces",
+        "bind-dynamic" if prefix else "bind-interfaces",
         "except-interface=lo",
-        f"interface={_line_safe(bridge, 'network/bridge/@name')}",
+        f"interface={interface}",
     ]
     lines += [f"listen-address={ip.address}" for ip in net.ips]
     lines += _dns_lines(net)
@@ -200,8 +212,9 @@ def _dhcp_lines(net: Network) -> list[str]:
     if net.mode is ForwardMode.ISOLATED:
         if lease_max:
             out.append("dhcp-option=3")  # no router: nothing is reachable through the host
-        if has_v6:
-            out.append("ra-param=*,0,0")  # router lifetime 0: not a default router
+        # router lifetime 0: never a default router (as libvirt, with or without IPv6 now:
+        # an address added later must not turn the host into the guests' way out)
+        out.append("ra-param=*,0,0")
     return out
 
 

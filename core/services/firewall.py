@@ -86,9 +86,16 @@ class Firewall:
         problems += [
             f"nftables map {name} has no entry for {r.bridge}"
             for name in ("fwd_in", "fwd_out")
-            if r.bridge not in inet.maps.get(name, set())
+            if not r.prefix and r.bridge not in inet.maps.get(name, set())
         ]
         return problems
+
+    def join_link(self, key: str, ifname: str) -> None:
+        """A guest link of a routed network (no bridge) joins the network's chains."""
+        self.nft.run("\n".join(rules.join_link(key, ifname)), f"the rules of link {ifname}")
+
+    def leave_link(self, ifname: str) -> None:
+        self._remove(rules.leave_link(ifname))
 
     # ports ----------------------------------------------------------------------------------
     def add_port_guard(self, g: guard_rules.PortGuard, leased: tuple[str, ...] = ()) -> None:

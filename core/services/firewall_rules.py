@@ -46,7 +46,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from virtnet.model.network import ForwardMode, Network
-from virtnet.services.nft import quote
+from virtnet.services.nft import quote, quote_prefix
 
 TABLE = "virtnet"
 INET = f"inet {TABLE}"
@@ -69,6 +69,16 @@ class NetworkRules:
     nat_ipv6: bool = False
     addresses: tuple[str, ...] = ()  # the host's own addresses on the network
     mac: str | None = None  # the bridge's MAC: what a routed packet from a guest is sent to
+    #: ``bridge`` is a name prefix: the network is every link whose name starts with it (a
+    #: routed backend without a bridge gives each guest a link of its own). Its links join
+    #: the dispatch maps one by one (:func:`join_link`) as they are made.
+    prefix: bool = False
+
+    @property
+    def links(self) -> str:
+        """The network's links in a rule: the bridge, or every link with the prefix."""
+        subject = "network/bridge/@name"
+        return quote_prefix(self.bridge, subject) if self.prefix else quote(self.bridge, subject)
 
     @property
     def guards_host(self) -> bool:
@@ -92,8 +102,11 @@ def has_firewall(net: Network) -> bool:
     return net.mode in (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED)
 
 
-def network_rules(net: Network, bridge: str) -> NetworkRules | None:
-    """The firewall's view of ``net``; None when virtnet adds no rules (open, bridge, direct)."""
+def network_rules(net: Network, bridge: str, *, prefix: bool = False) -> NetworkRules | None:
+    """The firewall's view of ``net``; None when virtnet adds no rules (open, bridge, direct).
+
+    ``prefix``: ``bridge`` names no bridge but the prefix of the network's links (see
+    :attr:`NetworkRules.prefix`)."""
     mode = net.mode
     if not has_firewall(net):
         return None
@@ -118,7 +131,8 @@ def network_rules(net: Network, bridge: str) -> NetworkRules | None:
         nat_ports=ports,
         nat_ipv6=bool(nat and nat.ipv6),
         addresses=tuple(ip.address for ip in net.ips),
-        mac=net.mac,
+        mac=None if prefix else net.mac,
+        prefix=prefix,
     )
 
 
@@ -163,7 +177,7 @@ def inet_base() -> list[str]:
 
 def add_network(r: NetworkRules) -> list[str]:
     """Statements adding one network's chains and map elements."""
-    br = quote(r.bridge, "network/bridge/@name")
+    br = r.links
     dev_out = f"oifname {quote(r.forward_dev, 'network/forward/@dev')} " if r.forward_dev else ""
     dev_in = f"iifname {quote(r.forward_dev, 'network/forward/@dev')} " if r.forward_dev else ""
     frm, to, host = f"n{r.key}_from", f"n{r.key}_to", f"n{r.key}_host"
@@ -185,15 +199,15 @@ def add_network(r: NetworkRules) -> list[str]:
                 out.append(f"add rule {INET} {to} {dev_in}{family} daddr {subnet} {state}accept")
     out.append(f"add rule {INET} {frm} reject")
     out.append(f"add rule {INET} {to} reject")
-    out.append(f"add element {INET} fwd_in {{ {br} : jump {frm} }}")
-    out.append(f"add element {INET} fwd_out {{ {br} : jump {to} }}")
     out += [f"add chain {INET} {host}", *_host_rules(r, host)]
-    out.append(f"add element {INET} guest_in {{ {br} : jump {host} }}")
+    if not r.prefix:
+        out += join_link(r.key, r.bridge)
     if r.guards_host:  # the host's address on an isolated network: from its bridge only
         own = f"n{r.key}_in"
         out += [
             f"add chain {INET} {own}",
-            f'add rule {INET} {own} iifname {{ {br}, "lo" }} accept',
+            f"add rule {INET} {own} iifname {br} accept",
+            f'add rule {INET} {own} iifname "lo" accept',
             f"add rule {INET} {own} reject",
         ]
         for address in r.addresses:
@@ -258,10 +272,25 @@ def _nat_chain(
     return out
 
 
+def join_link(key: str, ifname: str) -> list[str]:
+    """A link joins network ``key``'s dispatch: traffic in and out of it, and to the host,
+    goes through the network's chains (its bridge; or each guest link of a routed one)."""
+    link = quote(ifname)
+    return [
+        f"add element {INET} fwd_in {{ {link} : jump n{key}_from }}",
+        f"add element {INET} fwd_out {{ {link} : jump n{key}_to }}",
+        f"add element {INET} guest_in {{ {link} : jump n{key}_host }}",
+    ]
+
+
+def leave_link(ifname: str) -> list[str]:
+    link = quote(ifname)
+    return [f"delete element {INET} {m} {{ {link} }}" for m in ("fwd_in", "fwd_out", "guest_in")]
+
+
 def remove_network(r: NetworkRules) -> list[str]:
     """Statements removing exactly what :func:`add_network` added (elements before chains)."""
-    br = quote(r.bridge)
-    out = [f"delete element {INET} {m} {{ {br} }}" for m in ("fwd_in", "fwd_out", "guest_in")]
+    out = [] if r.prefix else leave_link(r.bridge)
     if r.guards_host:
         out += [
             f"delete element {INET} local{ipaddress.ip_address(a).version} {{ {a} }}"

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from virtnet.errors import Conflict, NotFound, OperationFailed
+from virtnet.ownership import PREFIX, ROUTE_PROTOCOL, owns
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 IFA_F_NODAD = 0x02  # add IPv6 addresses usable at once, so dnsmasq can bind them
 IFF_NOARP = 0x80
@@ -123,6 +126,7 @@ class Netlink:
         mtu: int | None,
         stp: bool,
         delay: int,
+        label: str | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {
             "kind": "bridge",
@@ -135,6 +139,7 @@ class Netlink:
         if mtu:
             kwargs["mtu"] = mtu
         self._create(ifname, "bridge", **kwargs)
+        self.set_label(ifname, label)
 
     def create_tap(
         self,
@@ -145,14 +150,13 @@ class Netlink:
         owner_uid: int | None,
         mtu: int | None = None,
         group: int | None = None,
+        label: str | None = None,
     ) -> None:
         """A persistent tap (no packet info, vnet headers: what QEMU asks for)."""
-        kwargs: dict[str, Any] = {"kind": "tuntap", "mode": "tap"}
-        kwargs["ifr"] = {"no_pi": 1, "vnet_hdr": 1}
-        if owner_uid is not None:
-            kwargs["uid"] = owner_uid
-        self._create(ifname, "tap", **kwargs)
+        create_tap_exclusive(ifname, owner_uid)
         settings: dict[str, Any] = {}
+        if label:
+            settings["ifalias"] = label
         if mac:
             settings["address"] = mac
         if mtu:
@@ -177,6 +181,7 @@ class Netlink:
         peer_mac: str | None,
         mtu: int | None = None,
         group: int | None = None,
+        label: str | None = None,
     ) -> None:
         """A veth pair in one request: our end enslaved, the peer born in the guest namespace."""
         peer: dict[str, Any] = {"ifname": peer_ifname}
@@ -194,8 +199,11 @@ class Netlink:
         if group is not None:
             kwargs["group"] = group
         self._create(ifname, "veth", **kwargs)
+        self.set_label(ifname, label)
 
-    def create_macvtap(self, ifname: str, *, lower: str, mode: str, mac: str | None) -> None:
+    def create_macvtap(
+        self, ifname: str, *, lower: str, mode: str, mac: str | None, label: str | None = None
+    ) -> None:
         """A macvtap on ``lower`` (modes: bridge, private, vepa, passthru)."""
         kwargs: dict[str, Any] = {
             "kind": "macvtap",
@@ -205,6 +213,7 @@ class Netlink:
         if mac:
             kwargs["address"] = mac
         self._create(ifname, "macvtap", **kwargs)
+        self.set_label(ifname, label)
 
     def create_macvlan(
         self, ifname: str, *, lower: str, mode: str, mac: str | None, netns: str | None
@@ -221,8 +230,39 @@ class Netlink:
             kwargs["net_ns_fd"] = netns
         self._create(ifname, "macvlan", **kwargs)
 
-    def create_ifb(self, ifname: str) -> None:
+    def create_ifb(self, ifname: str, label: str | None = None) -> None:
         self._create(ifname, "ifb", kind="ifb")
+        self.set_label(ifname, label)
+
+    # ownership ------------------------------------------------------------------------------
+    def set_label(self, ifname: str, label: str | None) -> None:
+        """Put virtnet's ownership label (:mod:`virtnet.ownership`) on a link it just made.
+
+        The kernel takes an alias only on a change request, not with the creation, so this
+        is a second request; a process killed between the two leaves an unlabelled link that
+        no undo or collector will touch (the safe side of the window).
+        """
+        if label:
+            self.ipr.link("set", index=self.require(ifname), ifalias=label)
+
+    def label(self, ifname: str) -> str | None:
+        """The alias of ``ifname`` (None if it has none, or is gone)."""
+        msg = self.link(ifname)
+        alias = msg.get_attr("IFLA_IFALIAS") if msg is not None else None
+        return str(alias) if alias else None
+
+    def names(self) -> list[str]:
+        """Every link's name (one dump)."""
+        return [str(msg.get_attr("IFLA_IFNAME")) for msg in self.ipr.get_links()]
+
+    def labelled_links(self) -> dict[str, str]:
+        """Every link carrying one of virtnet's labels: name -> label (one dump)."""
+        found = {}
+        for msg in self.ipr.get_links():
+            alias = msg.get_attr("IFLA_IFALIAS")
+            if alias and str(alias).startswith(PREFIX):
+                found[str(msg.get_attr("IFLA_IFNAME"))] = str(alias)
+        return found
 
     def _create(self, ifname: str, what: str, **kwargs: Any) -> None:
         try:
@@ -276,19 +316,38 @@ class Netlink:
     def set_group(self, ifname: str, group: int) -> None:
         self.ipr.link("set", index=self.require(ifname), group=group)
 
-    def delete_group(self, group: int) -> None:
-        """Delete every link in ``group`` with one request (one RCU grace period for all)."""
+    def delete_group(self, group: int, owner: str | None) -> None:
+        """Delete every link in ``group`` with one request (one RCU grace period for all).
+
+        Only links labelled as ``owner``'s (or its ports') go: a link someone else put in the
+        group leaves it first and stays."""
+        for msg in self.ipr.get_links():
+            if msg.get_attr("IFLA_GROUP") == group and not owns(
+                owner, msg.get_attr("IFLA_IFALIAS")
+            ):
+                log.warning("keeping %s: not virtnet's", msg.get_attr("IFLA_IFNAME"))
+                self.ipr.link("set", index=msg["index"], group=0)
         try:
             self.ipr.link("del", index=0, group=group)
         except Exception as exc:
             if _code(exc) not in (errno.ENODEV, errno.ENOENT):
                 raise
 
-    def delete(self, ifname: str) -> bool:
-        """Delete a link; False if it was already gone (undo must be idempotent)."""
-        idx = self.index(ifname)
-        if idx is None:
+    def delete(self, ifname: str, owner: str | None) -> bool:
+        """Delete a link labelled ``owner``'s; False if it was already gone (undo must be
+        idempotent). A link of that name without the label is someone else's: it stays, and
+        :class:`~virtnet.errors.Conflict` says so (the undo's problem line)."""
+        msg = self.link(ifname)
+        if msg is None:
             return False
+        idx = msg["index"]
+        if not owns(owner, msg.get_attr("IFLA_IFALIAS")):
+            alias = msg.get_attr("IFLA_IFALIAS")
+            raise Conflict(
+                f"left {ifname} alone: it is not virtnet's "
+                f"({'alias ' + repr(alias) if alias else 'no ownership label'})",
+                subject=ifname,
+            )
         try:
             self.ipr.link("del", index=idx)
         except Exception as exc:
@@ -312,7 +371,7 @@ class Netlink:
             raise
 
     def add_route(self, dst: str, gateway: str, metric: int | None = None) -> None:
-        kwargs: dict[str, Any] = {"dst": dst, "gateway": gateway}
+        kwargs: dict[str, Any] = {"dst": dst, "gateway": gateway, "proto": ROUTE_PROTOCOL}
         if metric is not None:
             kwargs["priority"] = metric
         try:
@@ -322,9 +381,22 @@ class Netlink:
                 raise Conflict(f"a route to {dst} already exists") from None
             raise OperationFailed(f"cannot add route to {dst} via {gateway}: {exc}") from None
 
-    def delete_route(self, dst: str, gateway: str) -> None:
+    def add_link_route(self, dst: str, ifname: str) -> None:
+        """A route to ``dst`` straight through ``ifname`` (no gateway: a point-to-point
+        guest link), with virtnet's protocol; it goes when the link goes."""
         try:
-            self.ipr.route("del", dst=dst, gateway=gateway)
+            self.ipr.route("add", dst=dst, oif=self.require(ifname), scope=253,
+                           proto=ROUTE_PROTOCOL)  # fmt: skip
+        except Exception as exc:
+            if _code(exc) == errno.EEXIST:
+                raise Conflict(f"a route to {dst} already exists") from None
+            raise OperationFailed(f"cannot add route to {dst} on {ifname}: {exc}") from None
+
+    def delete_route(self, dst: str, gateway: str) -> None:
+        """Only a route virtnet made (its protocol is :data:`~virtnet.ownership.ROUTE_PROTOCOL`;
+        the kernel matches it in the request, so an operator's same route stays)."""
+        try:
+            self.ipr.route("del", dst=dst, gateway=gateway, proto=ROUTE_PROTOCOL)
         except Exception as exc:
             if _code(exc) not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
                 raise
@@ -338,6 +410,36 @@ class Netlink:
         if idx is None:
             return []
         return [str(m.get_attr("TCA_KIND")) for m in self.ipr.get_qdiscs(index=idx)]
+
+
+TUNSETIFF, TUNSETPERSIST, TUNSETOWNER = 0x400454CA, 0x400454CB, 0x400454CC
+IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_TUN_EXCL = 0x0002, 0x1000, 0x4000, 0x8000
+
+
+def create_tap_exclusive(ifname: str, owner_uid: int | None) -> None:
+    """A persistent tap (no packet info, vnet headers: what QEMU asks for), made only if no
+    device has the name: ``TUNSETIFF`` on an existing tap would otherwise attach to it and
+    succeed (pyroute2 does not pass ``IFF_TUN_EXCL``), and undoing it would delete someone
+    else's tap."""
+    import fcntl
+    import os
+    import struct
+
+    flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL
+    request = struct.pack("16sH", ifname.encode(), flags)
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, request)
+        except OSError as exc:
+            if exc.errno in (errno.EBUSY, errno.EEXIST, errno.EINVAL, errno.EPERM):
+                raise Conflict(f"interface {ifname!r} already exists", subject="tap") from None
+            raise OperationFailed(f"cannot create tap {ifname!r}: {exc.strerror}") from None
+        if owner_uid is not None:
+            fcntl.ioctl(fd, TUNSETOWNER, owner_uid)
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    finally:
+        os.close(fd)
 
 
 SIOCETHTOOL = 0x8946

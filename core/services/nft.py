@@ -30,6 +30,12 @@ def quote(ifname: str, subject: str = "interface name") -> str:
     return f'"{ifname}"'
 
 
+def quote_prefix(prefix: str, subject: str = "interface name") -> str:
+    """Every interface whose name starts with ``prefix``, as an nftables wildcard literal
+    (``"vp1a2b3*"``); ``prefix`` itself passes :func:`quote`'s checks."""
+    return quote(prefix, subject)[:-1] + '*"'
+
+
 class Nft:
     """A libnftables context bound to the namespace of the thread that created it."""
 

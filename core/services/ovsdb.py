@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from virtnet.errors import Conflict, NotFound, OperationFailed, Unsupported
+from virtnet.ownership import OVS_OWNER_KEY, owns
 
 DEFAULT_DB = "/var/run/openvswitch/db.sock"
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -27,7 +28,7 @@ SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 COLUMNS = {
     "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
     "Bridge": ["name", "ports", "datapath_type", "external_ids", "other_config"],
-    "Port": ["name", "interfaces", "tag", "trunks", "vlan_mode", "protected"],
+    "Port": ["name", "interfaces", "tag", "trunks", "vlan_mode", "protected", "external_ids"],
     "Interface": [
         "name",
         "type",
@@ -192,7 +193,11 @@ class Ovsdb:
         self._commit(build, f"create bridge {name}")
         self._wait_interface(name)
 
-    def delete_bridge(self, name: str) -> None:
+    def delete_bridge(self, name: str, owner: str | None) -> None:
+        """Delete a bridge labelled ``owner``'s (``external_ids:virtnet-owner``); one with
+        that name but not that label is someone else's and stays (:class:`Conflict`)."""
+        self._require_owned(self.bridge(name), "bridge", name, owner)
+
         def build(txn: Any) -> None:
             root = next(iter(self.idl.tables["Open_vSwitch"].rows.values()))
             row = self.bridge(name, refresh=False)
@@ -237,6 +242,8 @@ class Ovsdb:
             iface.ofport_request = [ofport]
             port = txn.insert(self.idl.tables["Port"])
             port.name, port.interfaces = name, [iface]
+            if OVS_OWNER_KEY in external_ids:  # the label goes where delete_port looks
+                port.external_ids = {OVS_OWNER_KEY: external_ids[OVS_OWNER_KEY]}
             if tag is not None:
                 port.tag = [tag]
             if trunks:
@@ -250,8 +257,10 @@ class Ovsdb:
         self._commit(build, f"add port {name} to {bridge}", wait=False)
         return ofport
 
-    def delete_port(self, bridge: str, name: str) -> None:
-        """Remove a port; nothing to do if it is already gone (undo must be idempotent)."""
+    def delete_port(self, bridge: str, name: str, owner: str | None) -> None:
+        """Remove a port labelled ``owner``'s; nothing to do if it is already gone (undo must
+        be idempotent); one that is not virtnet's stays (:class:`Conflict`)."""
+        self._require_owned(self.port(name), "port", name, owner)
 
         def build(txn: Any) -> None:
             br, port = self.bridge(bridge, refresh=False), self.port(name, refresh=False)
@@ -263,6 +272,31 @@ class Ovsdb:
             self._commit(build, f"delete port {name}")
 
     # helpers ----------------------------------------------------------------------------------
+    @staticmethod
+    def _require_owned(row: Any | None, what: str, name: str, owner: str | None) -> None:
+        if row is None:
+            return
+        found = dict(row.external_ids).get(OVS_OWNER_KEY)
+        if not owns(owner, found):
+            raise Conflict(
+                f"left Open vSwitch {what} {name} alone: it is not virtnet's "
+                f"({'owner ' + repr(found) if found else 'no ownership label'})",
+                subject=name,
+            )
+
+    def labelled(self) -> dict[str, tuple[str, str, str]]:
+        """Bridges and ports carrying virtnet's label: name -> (kind, label, bridge)."""
+        found: dict[str, tuple[str, str, str]] = {}
+        for br in self.table("Bridge").values():
+            label = dict(br.external_ids).get(OVS_OWNER_KEY)
+            if label:
+                found[br.name] = ("bridge", label, br.name)
+            for port in br.ports:
+                label = dict(port.external_ids).get(OVS_OWNER_KEY)
+                if label:
+                    found[port.name] = ("port", label, br.name)
+        return found
+
     def _commit(self, build: Callable[[Any], None], what: str, wait: bool = True) -> None:
         """Commit one transaction, then (``wait``) until ovs-vswitchd has applied it
         (``next_cfg`` / ``cur_cfg``, as ovs-vsctl does): a deleted port is then gone from the

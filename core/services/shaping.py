@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 
 from virtnet.model.network import Rate
+from virtnet.ownership import owns
 from virtnet.services.netlink import Netlink
 
 ETH_P_ALL = 0x0003
@@ -44,8 +45,8 @@ def shape_egress(nl: Netlink, ifname: str, rate: Rate) -> None:
     _htb(nl, ifname, rate)
 
 
-def shape_ingress(nl: Netlink, ifname: str, ifb: str, rate: Rate) -> None:
-    nl.create_ifb(ifb)
+def shape_ingress(nl: Netlink, ifname: str, ifb: str, rate: Rate, label: str | None = None) -> None:
+    nl.create_ifb(ifb, label)
     nl.set_up(ifb)
     ifb_index = nl.require(ifb)
     nl.tc("add", "ingress", ifname, INGRESS)
@@ -68,11 +69,12 @@ def shape_ingress(nl: Netlink, ifname: str, ifb: str, rate: Rate) -> None:
     _htb(nl, ifb, rate)
 
 
-def unshape(nl: Netlink, ifname: str, ifb: str | None) -> None:
-    """Remove what the shaping functions added; tolerates a link that is already gone."""
-    if nl.index(ifname) is not None:
+def unshape(nl: Netlink, ifname: str, ifb: str | None, owner: str | None) -> None:
+    """Remove what the shaping functions added; tolerates a link that is already gone, and
+    leaves the qdiscs of a link that is not ``owner``'s (its own link went, a namesake came)."""
+    if nl.index(ifname) is not None and owns(owner, nl.label(ifname)):
         for kind, handle in (("htb", ROOT), ("ingress", INGRESS)):
             with contextlib.suppress(Exception):  # not there: nothing to undo
                 nl.tc("del", kind, ifname, handle)
     if ifb:
-        nl.delete(ifb)
+        nl.delete(ifb, owner)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from virtnet import ownership
 from virtnet.errors import Conflict, NotFound, OperationFailed
 from virtnet.model.codec import to_dict
 from virtnet.model.network import Rate
@@ -199,7 +200,9 @@ class CreateBridge(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
-        nl.create_bridge(self.name, mac=self.mac, mtu=self.mtu, stp=self.stp, delay=self.delay)
+        nl.create_bridge(
+            self.name, mac=self.mac, mtu=self.mtu, stp=self.stp, delay=self.delay, label=ctx.owner
+        )
         # a bound on learned MACs (guests with --no-spoof-check could send from millions);
         # kernels before 6.8 have none, and say so by ignoring it
         fdb_limit.set_max_learned(nl.require(self.name, "bridge"), fdb_limit.DEFAULT_MAX_LEARNED)
@@ -370,6 +373,7 @@ class CreateTap(Step):
             owner_uid=self.owner_uid,
             mtu=self.mtu,
             group=_group(nl, _bulk_of(self.master, self.bulk, self.group_of)),
+            label=ctx.owner,
         )
 
 
@@ -422,6 +426,7 @@ class CreateVeth(Step):
             peer_mac=self.peer_mac,
             mtu=self.mtu,
             group=_group(nl, _bulk_of(self.master, self.bulk, self.group_of)),
+            label=ctx.owner,
         )
 
         def guest_side(guest: Netlink) -> None:
@@ -508,6 +513,29 @@ class GuardPort(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).firewall.add_port_guard(self.guard, self.leased)
+
+
+@dataclass(frozen=True)
+class JoinNetworkFirewall(Step):
+    """A guest link of a network without a bridge (a routed, point-to-point backend) joins
+    the network's firewall chains: what the bridge's entry in the dispatch maps does for a
+    bridged network. The network's rules come from ``network_rules(..., prefix=True)``."""
+
+    key: str  # NetworkRules.key: the network's uuid without dashes
+    ifname: str
+
+    def describe(self) -> str:
+        return f"route {self.ifname} through the network's firewall chains"
+
+    def undo(self) -> Undo | None:
+        return Undo("core.firewall.link.leave", {"ifname": self.ifname})
+
+    def repair(self, ctx: ApplyContext) -> None:
+        with contextlib.suppress(OperationFailed):  # its entries are there already
+            self.apply(ctx)
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).firewall.join_link(self.key, self.ifname)
 
 
 @dataclass(frozen=True)
@@ -616,7 +644,7 @@ class ShapeLink(Step):
         if self.inbound is not None and (self.inbound.average or self.inbound.peak):
             shaping.shape_egress(nl, self.ifname, self.inbound)
         if self.outbound is not None and (self.outbound.average or self.outbound.peak):
-            shaping.shape_ingress(nl, self.ifname, self.ifb, self.outbound)
+            shaping.shape_ingress(nl, self.ifname, self.ifb, self.outbound, ctx.owner)
 
 
 # --- direct attachment (macvtap / macvlan) ------------------------------------------------------
@@ -670,7 +698,9 @@ class CreateMacvtap(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         nl = services(ctx).netlink
-        nl.create_macvtap(self.ifname, lower=self.lower, mode=self.mode, mac=self.mac)
+        nl.create_macvtap(
+            self.ifname, lower=self.lower, mode=self.mode, mac=self.mac, label=ctx.owner
+        )
         nl.set_up(self.ifname)
 
 
@@ -693,6 +723,10 @@ class TapDeviceNode(Step):
 
     def undo(self) -> Undo | None:
         return Undo("core.path.remove", {"path": self.path})
+
+    def check(self, ctx: ApplyContext) -> None:
+        if Path(self.path).exists() or Path(self.path).is_symlink():
+            raise Conflict(f"{self.path} already exists", subject="port/device")
 
     def apply(self, ctx: ApplyContext) -> None:
         import glob
@@ -750,12 +784,17 @@ class CreateMacvlan(Step):
             self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
-        from virtnet.services.netlink import in_namespace
+        from virtnet.services.netlink import Netlink, in_namespace
 
         services(ctx).netlink.create_macvlan(
             self.ifname, lower=self.lower, mode=self.mode, mac=self.mac, netns=self.netns
         )
-        in_namespace(self.netns, lambda guest: guest.set_up(self.ifname))
+
+        def guest_side(guest: Netlink) -> None:
+            guest.set_label(self.ifname, ctx.owner)
+            guest.set_up(self.ifname)
+
+        in_namespace(self.netns, guest_side)
 
 
 # --- Open vSwitch -------------------------------------------------------------------------------
@@ -839,6 +878,8 @@ class CreateOvsBridge(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         ids = {"virtnet-network": self.network_uuid}
+        if ctx.owner:
+            ids[ownership.OVS_OWNER_KEY] = ctx.owner
         services(ctx).ovsdb.create_bridge(self.name, self.datapath_type, ids, self.mtu, self.mac)
 
 
@@ -864,18 +905,25 @@ class AddOvsPort(Step):
     def undo(self) -> Undo | None:
         return Undo("core.ovs.port.delete", {"bridge": self.bridge, "name": self.ifname})
 
+    def check(self, ctx: ApplyContext) -> None:
+        if services(ctx).ovsdb.port(self.ifname) is not None:
+            raise Conflict(f"Open vSwitch already has a port {self.ifname!r}", subject="port")
+
     def repair(self, ctx: ApplyContext) -> None:
         if services(ctx).ovsdb.port(self.ifname) is None:
             self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
+        ids = dict(self.external_ids)
+        if ctx.owner:
+            ids[ownership.OVS_OWNER_KEY] = ctx.owner
         services(ctx).ovsdb.add_port(
             self.bridge,
             self.ifname,
             tag=self.tag,
             trunks=list(self.trunks),
             vlan_mode=self.vlan_mode,
-            external_ids=dict(self.external_ids),
+            external_ids=ids,
             protected=self.protected,
         )
 
@@ -892,7 +940,7 @@ class GuardOvsPort(Step):
 
     @property
     def cookie(self) -> int:
-        return int(self.mac.replace(":", ""), 16)
+        return ownership.cookie(int(self.mac.replace(":", ""), 16))
 
     def describe(self) -> str:
         allowed = ", ".join(self.ips) or "addresses from DHCP"

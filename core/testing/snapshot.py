@@ -43,6 +43,18 @@ def snapshot(ns: Namespace, run_dir: Path | None = None) -> dict[str, Any]:
     }
 
 
+def link_details(ns: Namespace, name: str) -> Any:
+    """Everything ``ip -d`` says of one link but its running timers (a bridge's gc and hello
+    timers tick): to prove a link someone else owns was left bit for bit as it was."""
+
+    def steady(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: steady(v) for k, v in value.items() if not k.endswith("_timer")}
+        return [steady(v) for v in value] if isinstance(value, list) else value
+
+    return steady(json.loads(ns.ip("-d", "-j", "link", "show", "dev", name).stdout))
+
+
 def _kernel_derived(address: str) -> bool:
     """IPv6 link-local addresses and multicast routes: the kernel adds them by itself when a
     link first gets carrier (a bridge, once a port is up), so they say nothing about what

@@ -17,6 +17,7 @@ from virtnet.errors import InvalidInput, Unsupported
 from virtnet.hookspecs import hookimpl
 from virtnet.model.network import ForwardMode, Network, Vlan
 from virtnet.model.port import AttachmentKind, NetworkPort, Plug
+from virtnet.ownership import OVS_OWNER_KEY, Owner
 from virtnet.plan import Plan, Step
 from virtnet.services import Services
 from virtnet.services.openflow import mgmt_target
@@ -197,7 +198,7 @@ def reconcile(
     for row in list(db.table("Port").values()):
         ours = any("virtnet-port" in iface.external_ids for iface in row.interfaces)
         if ours and nl.index(row.name) is None:
-            db.delete_port(bridge, row.name)
+            db.delete_port(bridge, row.name, Owner(str(net.uuid)).label)
             repairs.append(f"removed OVS port {row.name}: its guest link is gone")
     present = set(db.port_names(bridge))
     for port in ports:
@@ -210,7 +211,10 @@ def reconcile(
                 tag=tag,
                 trunks=list(trunks),
                 vlan_mode=mode,
-                external_ids=dict(external_ids(port)),
+                external_ids={
+                    **dict(external_ids(port)),
+                    OVS_OWNER_KEY: Owner(str(net.uuid), port.uuid).label,
+                },
                 protected=bool(port.isolated),
             )
             if net.mode.has_own_bridge and port.attachment.spoof_check is not False:

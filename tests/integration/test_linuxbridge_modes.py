@@ -150,3 +150,19 @@ def test_ipv6_router_advertisements_configure_guests(world: World) -> None:
         guest.exec("ping", "-6", "-c", "1", "-W", "2", "fd00:77:6::1", check=False).returncode == 0
     )
     assert "default via fe80:" in guest.ip("-6", "route").stdout  # the host is its router
+
+
+def test_an_isolated_network_advertises_its_prefix_but_never_a_default_route(
+    world: World,
+) -> None:
+    # libvirt's ra-param=*,0,0: router lifetime 0, so the guest forms its address on the
+    # network's prefix but takes no default route through the host
+    extra = "<ip family='ipv6' address='fd00:77:7::1' prefix='64'/>"
+    world.vn.create_network(network_xml("iso6", "", "vtbr-iso6", "10.77.7", extra))
+    guest, _ = world.plug("iso6", "g")
+    assert wait_for_global_v6(guest, "fd00:77:7:") is not None
+    assert (
+        guest.exec("ping", "-6", "-c", "1", "-W", "2", "fd00:77:7::1", check=False).returncode == 0
+    )
+    routes = guest.ip("-6", "route").stdout
+    assert "fd00:77:7::/64" in routes and "default" not in routes

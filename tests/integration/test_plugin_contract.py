@@ -47,7 +47,7 @@ def test_start_and_destroy_make_and_remove_real_links(
     assert virtnet_cli("net-define", str(xml), env=vendor_env).returncode == 0
     dry = virtnet_cli("net-start", "--dry-run", "iso", env=vendor_env)
     assert dry.stdout.splitlines() == [
-        "backend: vendor",
+        "backend: vendor (claimed by plugin vendor)",
         "  1. create bridge vbrt1",
         "  2. create veth vbrt1x",
         "  3. set vbrt1 up",
@@ -111,3 +111,25 @@ def test_start_without_a_claiming_backend_is_a_clear_error(virtnet_cli, tmp_path
     failed = virtnet_cli("net-start", "natty", env={"VIRTNET_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert failed.returncode == 1
     assert "no installed backend serves forward mode 'nat'" in failed.stderr
+
+
+def test_the_conformance_suite_catches_a_vendor_whose_undo_deletes_a_namesake(
+    vendor_env: dict[str, str],
+) -> None:
+    """This vendor's undo runs `ip link del NAME` without looking at the label: with a
+    bridge of the same name already there, its failed start deletes that bridge. The suite
+    must say so (the core's own steps would have left it alone)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "virtnet.cli", "conformance", "vendor", "-k", "namesake", "--json"],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**__import__("os").environ, **vendor_env},
+    )  # fmt: skip
+    result = json.loads(done.stdout)
+    assert done.returncode == 1 and result["failed"] == 1, result
+    assert (
+        "test_a_namesake_survives_a_failed_start_and_plug[isolated]"
+        in (result["checks"][-1]["check"])
+    )

@@ -93,7 +93,9 @@ def test_lifecycle_dispatches_only_to_the_claiming_backend(tmp_path: Path) -> No
     assert nat.log == ["start a"] and iso.log == ["start b"]
     vn.destroy_network("a")
     assert nat.log == ["start a", "undo start a"] and iso.log == ["start b"]
-    assert vn.network_info("b")["status"] == {"by": "isolator"}
+    info = vn.network_info("b")
+    assert info["status"]["by"] == "isolator"
+    assert info["claim"].startswith("claimed by plugin")  # which plugin, and so why
 
 
 def test_backend_override_wins_over_claims(tmp_path: Path) -> None:

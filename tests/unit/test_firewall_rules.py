@@ -122,11 +122,31 @@ def test_interface_names_nft_would_misread_are_refused(name: str) -> None:
         quote(name)
 
 
+def test_a_network_of_links_matches_them_by_prefix_and_they_join_one_by_one() -> None:
+    net = parse_network(
+        "<network><name>p</name><uuid>6f1c1d2e-0000-4000-8000-000000000001</uuid>"
+        "<forward mode='nat'/><ip address='10.5.0.1' prefix='24'/></network>"
+    )
+    r = fw.network_rules(net, "vp6f1c1", prefix=True)
+    assert r is not None and r.prefix and r.mac is None
+    added = "\n".join(fw.add_network(r))
+    assert 'oifname "vp6f1c1*" accept' in added
+    assert "fwd_in" not in added and "guest_in" not in added  # ports join one by one
+    key = r.key
+    assert fw.join_link(key, "vp6f1c1abcd1234") == [
+        f'add element inet virtnet fwd_in {{ "vp6f1c1abcd1234" : jump n{key}_from }}',
+        f'add element inet virtnet fwd_out {{ "vp6f1c1abcd1234" : jump n{key}_to }}',
+        f'add element inet virtnet guest_in {{ "vp6f1c1abcd1234" : jump n{key}_host }}',
+    ]
+    assert not any("fwd_in" in line for line in fw.remove_network(r))
+
+
 def test_isolated_network_keeps_the_hosts_address_to_itself() -> None:
     r = rules("")
     assert r.guards_host and f"n{KEY}_in" in r.chains
     added = fw.add_network(r)
-    assert f'add rule inet virtnet n{KEY}_in iifname {{ "vb1", "lo" }} accept' in added
+    assert f'add rule inet virtnet n{KEY}_in iifname "vb1" accept' in added
+    assert f'add rule inet virtnet n{KEY}_in iifname "lo" accept' in added
     assert f"add element inet virtnet local4 {{ 10.1.0.1 : jump n{KEY}_in }}" in added
     assert "delete element inet virtnet local4 { 10.1.0.1 }" in fw.remove_network(r)
     assert not rules("<forward mode='nat'/>").guards_host

@@ -1,0 +1,245 @@
+"""The collector: objects carrying virtnet's label that no record owns any more.
+
+Journals undo what a killed process left half-built (``Virtnet._recover``); this finds what
+nothing journals: a record lost with a wiped state directory, a port record deleted by hand,
+a journal line torn by a crash. It looks only at labelled objects (:mod:`virtnet.ownership`)
+and at virtnet's own nftables tables and run directory, so an object virtnet did not make is
+never a candidate, whatever its name.
+
+Runs under the host lock (``virtnet gc``, and virtnetd at start), so no operation is half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from virtnet.ownership import Owner, parse_label
+from virtnet.services.dnsmasq_conf import DnsmasqFiles
+
+if TYPE_CHECKING:
+    from virtnet.services import Services
+
+log = logging.getLogger(__name__)
+_CHAIN = re.compile(r"n([0-9a-f]{32})_[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """One object the collector would remove (``virtnet gc --dry-run`` prints these)."""
+
+    kind: str  # link | ovs-bridge | ovs-port | nft-chain | dnsmasq
+    name: str
+    owner: str  # the label, or the network uuid the object is keyed by
+    where: str = ""  # the OVS bridge of a port; the nftables family of a chain
+
+    def line(self) -> str:
+        where = f" on {self.where}" if self.where else ""
+        return f"{self.kind} {self.name}{where} (owner {self.owner})"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "owner": self.owner, "where": self.where}
+
+
+@dataclass(frozen=True)
+class Records:
+    """What virtnet's records own: active networks' uuids and live ports' uuids."""
+
+    networks: frozenset[str]
+    ports: frozenset[str]
+    macs: frozenset[str] = frozenset()  # the live ports' MACs: keys of the guard sets
+
+    def owns(self, owner: Owner | None) -> bool:
+        if owner is None:
+            return True  # not a label of ours: never a candidate
+        if owner.network not in self.networks:
+            return False
+        return owner.port is None or owner.port in self.ports
+
+
+def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
+    """Every labelled object no record owns (read only)."""
+    found = [
+        Orphan("link", name, label)
+        for name, label in sorted(services.netlink.labelled_links().items())
+        if not records.owns(parse_label(label))
+    ]
+    found += _ovs(services, records)
+    found += _chains(services, records)
+    links = set(services.netlink.names()) - {o.name for o in found if o.kind == "link"}
+    for family in ("bridge", "inet"):
+        found += _stale_elements(services, family, links, records.macs)
+    keys = {uuid for uuid in records.networks}
+    directory = run_dir / "dnsmasq"
+    if directory.is_dir():
+        found += [
+            Orphan("dnsmasq", str(path), path.name)
+            for path in sorted(directory.iterdir())
+            if path.is_dir() and path.name not in keys
+        ]
+    return found
+
+
+def remove(services: Services, orphans: list[Orphan]) -> list[str]:
+    """Remove ``orphans`` (as :func:`find` returned them); returns the problems met."""
+    problems = []
+    chains = [o for o in orphans if o.kind == "nft-chain"]
+    if chains:
+        try:
+            _remove_chains(services, chains)
+        except Exception as exc:
+            problems.append(f"nftables chains: {exc}")
+    for family in ("bridge", "inet"):
+        elements = [o for o in orphans if o.kind == "nft-element" and o.where == family]
+        if elements:
+            _remove_elements(services, family, elements)
+    if chains or any(o.kind == "nft-element" for o in orphans):
+        services.firewall.drop_unused_tables()
+    for orphan in orphans:
+        try:
+            if orphan.kind == "link":
+                services.netlink.delete(orphan.name, orphan.owner)
+            elif orphan.kind == "ovs-bridge":
+                services.ovsdb.delete_bridge(orphan.name, orphan.owner)
+            elif orphan.kind == "ovs-port":
+                services.ovsdb.delete_port(orphan.where, orphan.name, orphan.owner)
+            elif orphan.kind == "dnsmasq":
+                _remove_dnsmasq(services, Path(orphan.name))
+        except Exception as exc:
+            problems.append(f"{orphan.line()}: {exc}")
+    return problems
+
+
+def _ovs(services: Services, records: Records) -> list[Orphan]:
+    from virtnet.services.ovsdb import db_remote
+
+    remote = db_remote()
+    if remote.startswith("unix:") and not Path(remote[5:]).exists():
+        return []  # no Open vSwitch here: nothing of ours in it either
+    found = []
+    for name, (kind, label, bridge) in sorted(services.ovsdb.labelled().items()):
+        if records.owns(parse_label(label)):
+            continue
+        if kind == "port" and name == bridge:
+            continue  # a bridge's own local port goes with the bridge
+        found.append(Orphan(f"ovs-{kind}", name, label, bridge if kind == "port" else ""))
+    gone = {o.name for o in found if o.kind == "ovs-bridge"}
+    return [o for o in found if not (o.kind == "ovs-port" and o.where in gone)]
+
+
+def _chains(services: Services, records: Records) -> list[Orphan]:
+    from virtnet.services.firewall_rules import TABLE
+
+    keys = {uuid.replace("-", "") for uuid in records.networks}
+    found = []
+    for item in services.nft.query(f"list table inet {TABLE}"):
+        chain = item.get("chain")
+        if not chain:
+            continue
+        match = _CHAIN.fullmatch(str(chain.get("name", "")))
+        if match and match[1] not in keys:
+            found.append(Orphan("nft-chain", str(chain["name"]), match[1], "inet"))
+    return found
+
+
+def _remove_chains(services: Services, chains: list[Orphan]) -> None:
+    """Map entries that jump to the chains first (a referenced chain cannot go), then the
+    chains; one transaction."""
+    from virtnet.services.firewall_rules import INET, TABLE
+
+    names = {o.name for o in chains}
+    statements = []
+    for item in services.nft.query(f"list table inet {TABLE}"):
+        mapping = item.get("map")
+        if not mapping:
+            continue
+        for key, verdict in _elements(mapping):
+            target = _jump_target(verdict)
+            if target in names:
+                statements.append(f"delete element {INET} {mapping['name']} {{ {key} }}")
+    for name in sorted(names):
+        statements += [f"flush chain {INET} {name}", f"delete chain {INET} {name}"]
+    services.nft.run("\n".join(statements), "virtnet's orphaned chains")
+
+
+def _stale_elements(
+    services: Services, family: str, links: set[str], macs: frozenset[str]
+) -> list[Orphan]:
+    """Set and map entries of virtnet's tables keyed by a port that is gone: an interface
+    name no link has, or a MAC no live port has (a namesake link made later must not
+    inherit a dead port's guard)."""
+    from virtnet.services.firewall_rules import TABLE
+
+    found = []
+    for item in services.nft.query(f"list table {family} {TABLE}"):
+        collection = item.get("set") or item.get("map")
+        if not collection or not collection.get("elem"):
+            continue
+        types = collection.get("type")
+        types = types if isinstance(types, list) else [types]
+        if types[0] not in ("ifname", "ether_addr"):
+            continue
+        for elem in collection["elem"]:
+            key = elem[0] if isinstance(elem, list) else elem
+            parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
+            first = parts[0]
+            gone = first not in links if types[0] == "ifname" else first not in macs
+            if gone:
+                text = " . ".join(
+                    json.dumps(part) if kind == "ifname" else str(part)
+                    for part, kind in zip(parts, types, strict=False)
+                )
+                found.append(Orphan("nft-element", f"{collection['name']} {{ {text} }}",
+                                    str(first), family))  # fmt: skip
+    return found
+
+
+def _remove_elements(services: Services, family: str, elements: list[Orphan]) -> None:
+    from virtnet.services.firewall_rules import TABLE
+
+    statements = [f"delete element {family} {TABLE} {o.name}" for o in elements]
+    if not services.nft.try_run("\n".join(statements)):
+        for statement in statements:  # one already gone: the rest one by one
+            services.nft.try_run(statement)
+
+
+def _elements(mapping: dict[str, Any]) -> list[tuple[str, Any]]:
+    out = []
+    for elem in mapping.get("elem", []):
+        if isinstance(elem, list) and len(elem) == 2:
+            out.append((_key(elem[0]), elem[1]))
+    return out
+
+
+def _key(value: Any) -> str:
+    if isinstance(value, dict) and "prefix" in value:
+        return f"{value['prefix']['addr']}/{value['prefix']['len']}"
+    if isinstance(value, dict) and "elem" in value:
+        return _key(value["elem"]["val"])
+    if isinstance(value, str):
+        return json.dumps(value)  # an interface name: quoted
+    return str(value)
+
+
+def _jump_target(verdict: Any) -> str | None:
+    if isinstance(verdict, dict):
+        for kind in ("jump", "goto"):
+            if kind in verdict:
+                return str(verdict[kind]["target"])
+    return None
+
+
+def _remove_dnsmasq(services: Services, directory: Path) -> None:
+    files = DnsmasqFiles(directory)
+    services.dnsmasq.stop(files)  # only a dnsmasq whose command line names this directory
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(directory)
+
+
+__all__ = ["Orphan", "Records", "find", "remove"]
