@@ -82,11 +82,14 @@ else
   set -- "table=2,priority=101,ipv6,dl_src=$mac,ipv6_src=$ip" NORMAL \
     "$na,nd_tll=$mac" "resubmit(,2)" "$na,nd_tll=00:00:00:00:00:00" "resubmit(,2)"
 fi
+# the port's own cookie (virtnet's tag, then the MAC): removing the port removes its leases'
+# flows with its own, and nothing that is not virtnet's
+cookie="{tag:#x}$(printf %s "$mac" | tr -d :)"
 while [ $# -ge 2 ]; do
   if [ "$verb" = add ]; then
-    {ofctl} add-flow "$target" "$1,actions=$2" 2>/dev/null
+    {ofctl} add-flow "$target" "cookie=$cookie,$1,actions=$2" 2>/dev/null
   else
-    {ofctl} del-flows --strict "$target" "$1" 2>/dev/null
+    {ofctl} del-flows --strict "$target" "cookie=$cookie/-1,$1" 2>/dev/null
   fi
   shift 2
 done"""
@@ -125,8 +128,10 @@ def _guard(openflow_target: str | None) -> str:
         return NFT_GUARD.format(nft=nft, python=sys.executable)
     if any(c in openflow_target for c in "'\n"):
         raise OperationFailed(f"unusable OpenFlow target {openflow_target!r}")
+    from virtnet.ownership import COOKIE_TAG
+
     ofctl = shutil.which("ovs-ofctl") or "/usr/bin/ovs-ofctl"
-    return OPENFLOW_GUARD.format(target=openflow_target, ofctl=ofctl)
+    return OPENFLOW_GUARD.format(target=openflow_target, ofctl=ofctl, tag=COOKIE_TAG)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ take: documented in docs/security.md.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import shutil
 import subprocess
@@ -110,12 +111,9 @@ def add_flows(bridge: str, flows: list[str]) -> None:
     _ofctl("add-flows", mgmt_target(bridge), "-", stdin="\n".join(flows) + "\n")
 
 
-def remove_guard(bridge: str, cookie: int, mac: str) -> None:
-    """Drop a port's rules (by cookie) and every allowed source of its MAC (leases too)."""
+def remove_guard(bridge: str, cookie: int, mac: str = "") -> None:
+    """Drop a port's rules by their cookie: its guard's and its leases' (the lease script
+    gives them the same one), and no rule that is not virtnet's, whatever it matches."""
     target = mgmt_target(bridge)
-    try:
+    with contextlib.suppress(OperationFailed):  # the bridge is gone: its flows with it
         _ofctl("del-flows", target, f"cookie={cookie:#x}/-1")
-        for table in (1, 2):  # a lease's flows carry no cookie
-            _ofctl("del-flows", target, f"table={table},dl_src={mac}")
-    except OperationFailed:
-        pass  # the bridge is gone: its flows with it

@@ -149,8 +149,15 @@ def test_spoofed_sources_get_nothing_through_on_ovs(world: World, ovs: OvsServer
     liar.ip("link", "set", "eth0", "address", "52:54:00:de:ad:02")
     liar.ip("neigh", "flush", "all")
     assert not can_ping(liar, "10.31.0.1", wait=0.5)
+    cookie = f"0x766e{(port.mac or '').replace(':', '')}"
+    leased = [f for f in ovs.ofctl("dump-flows", "vtovsnat").splitlines() if "priority=101" in f]
+    assert leased and all(f"cookie={cookie}" in f for f in leased)  # the lease's: virtnet's
+    # someone else's rule about the same MAC is not virtnet's to remove
+    ovs.ofctl("add-flow", "vtovsnat", f"table=7,priority=5,dl_src={port.mac},actions=drop")
     world.vn.delete_port(port.uuid or "")
-    assert port.mac not in ovs.ofctl("dump-flows", "vtovsnat")  # its rules went with it
+    left = ovs.ofctl("dump-flows", "vtovsnat")
+    assert cookie not in left  # its rules, its leases' too, went with it
+    assert [f for f in left.splitlines() if port.mac in f and "table=7" in f]
 
 
 def test_isolated_ports_on_ovs(world: World, ovs: OvsServer) -> None:
