@@ -47,7 +47,7 @@ def test_define_list_dumpxml_autostart_undefine(tmp_path: Path) -> None:
     assert listed.stdout.splitlines()[2].split() == ["default", "inactive", "no", "yes"]
     assert virtnet(tmp_path, "net-list").stdout.count("default") == 0  # active only
     xml = virtnet(tmp_path, "net-dumpxml", "default").stdout
-    assert "<bridge name='virbr0' stp='on' delay='0'/>" in xml and "<uuid>" in xml
+    assert "<bridge name='virbr0' stp='off' delay='0'/>" in xml and "<uuid>" in xml
     assert virtnet(tmp_path, "net-dumpxml", "--inactive", "default").stdout == xml
     assert virtnet(tmp_path, "net-autostart", "default").returncode == 0
     rows = json.loads(virtnet(tmp_path, "net-list", "--inactive", "--json").stdout)

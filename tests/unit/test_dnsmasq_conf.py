@@ -168,7 +168,7 @@ def test_lease_scripts_guard_with_nftables_or_openflow() -> None:
     assert 'case "$mac" in $x:$x:$x:$x:$x:$x) ;; *) exit 0 ;; esac' in nft  # checked first
     flows = lease_script("unix:/run/ovs/br0.mgmt")
     assert "target='unix:/run/ovs/br0.mgmt'" in flows and "nft" not in flows
-    assert 'add-flow "$target" "$1,actions=$2"' in flows
+    assert 'add-flow "$target" "cookie=$cookie,$1,actions=$2"' in flows
     assert "table=2,priority=101,ip,dl_src=$mac,nw_src=$ip" in flows  # reservations: 100
 
 

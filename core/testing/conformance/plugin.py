@@ -20,6 +20,7 @@ import pytest
 
 from virtnet.backend import BackendInfo
 from virtnet.model.network import ForwardMode
+from virtnet.model.port import AttachmentKind
 from virtnet.testing.conformance.profiles import LOWER, Profile, profile
 from virtnet.testing.netns import Lab
 from virtnet.testing.world import World, make_world
@@ -52,11 +53,15 @@ def info(backend: str) -> BackendInfo:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every check that takes ``mode`` runs once per forward mode the backend claims."""
+    """Every check that takes ``mode`` runs once per forward mode the backend claims; one that
+    takes ``kind``, once per attachment kind (tap, veth, macvtap, macvlan) too."""
+    found = describe(str(metafunc.config.getoption("--virtnet-backend")))
     if "mode" in metafunc.fixturenames:
-        found = describe(str(metafunc.config.getoption("--virtnet-backend")))
         modes = sorted(found.forward_modes, key=list(ForwardMode).index) if found else []
         metafunc.parametrize("mode", modes, ids=[m.value for m in modes])
+    if "kind" in metafunc.fixturenames:  # and, for traffic, once per attachment kind
+        kinds = sorted(found.attachments - {AttachmentKind.NONE}) if found else []
+        metafunc.parametrize("kind", kinds, ids=[k.value for k in kinds])
 
 
 @dataclass

@@ -23,6 +23,7 @@ from virtnet.plugins import api_problem
 from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, snapshot
 from virtnet.testing.conformance.plugin import Setup
 from virtnet.testing.snapshot import link_details
+from virtnet.testing.tapguest import attach
 from virtnet.testing.world import UPLINK_HOST, UPLINK_PEER
 
 pytest_plugins = ["virtnet.testing.fixtures"]
@@ -38,6 +39,31 @@ def plug(
     attachment = Attachment(kind=s.profile.guest_kind, netns=guest.name, **extra)
     port = NetworkPort(network=network, attachment=attachment, isolated=isolated)
     return s.world.vn.create_port(network, port)
+
+
+def guest_of(
+    s: Setup, network: str, role: str, kind: AttachmentKind, isolated: bool | None = None
+) -> tuple[Namespace, NetworkPort]:
+    """A guest on a port of ``kind``: a container's link moved into its namespace, or a VM's
+    tap or macvtap wired to a namespace by :mod:`virtnet.testing.tapguest`."""
+    guest = s.world.guest(role)
+    in_guest = kind in (AttachmentKind.VETH, AttachmentKind.MACVLAN)
+    attachment = Attachment(kind=kind, netns=guest.name if in_guest else None)
+    port = s.world.vn.create_port(
+        network, NetworkPort(network=network, attachment=attachment, isolated=isolated)
+    )
+    if not in_guest:
+        device = port.attachment.device if kind is AttachmentKind.MACVTAP else None
+        attach(s.world.lab, s.world.host, device or str(port.attachment.ifname), guest,
+               str(port.mac))  # fmt: skip
+    return guest, port
+
+
+def fits(s: Setup, kind: AttachmentKind) -> None:
+    """Skip a kind the mode's network cannot take (a veth on a direct network)."""
+    direct = s.profile.guest_kind is AttachmentKind.MACVLAN
+    if direct != (kind in (AttachmentKind.MACVLAN, AttachmentKind.MACVTAP)):
+        pytest.skip(f"{kind.value} ports do not attach to {s.profile.mode.value} networks here")
 
 
 def address(s: Setup, guest: Namespace, index: int) -> str:
@@ -190,14 +216,14 @@ def owned_bridge(setup: Setup, name: str) -> str | None:
 
 
 # --- traffic ---------------------------------------------------------------------------------
-def test_guests_get_addresses_and_talk(setup: Setup) -> None:
+def test_guests_get_addresses_and_talk(setup: Setup, kind: AttachmentKind) -> None:
+    fits(setup, kind)
     if setup.profile.mode is ForwardMode.PASSTHROUGH:
         pytest.skip("passthrough: one guest per device")
     name = setup.define()
     setup.world.vn.start_network(name)
-    a, b = setup.world.guest("a"), setup.world.guest("b")
-    plug(setup, name, a)
-    plug(setup, name, b)
+    a, _ = guest_of(setup, name, "a", kind)  # one of this kind, one of the usual kind
+    b, _ = guest_of(setup, name, "b", setup.profile.guest_kind)
     address_a, address_b = address(setup, a, 0), address(setup, b, 1)
     if setup.profile.mode in (ForwardMode.PRIVATE, ForwardMode.VEPA):
         # private: never; vepa: only through an external switch that reflects frames back
@@ -208,14 +234,14 @@ def test_guests_get_addresses_and_talk(setup: Setup) -> None:
     assert can_tcp(a, b, address_b) == address_a
 
 
-def test_the_forward_mode_means_what_libvirt_says(setup: Setup) -> None:
+def test_the_forward_mode_means_what_libvirt_says(setup: Setup, kind: AttachmentKind) -> None:
+    fits(setup, kind)
     mode = setup.profile.mode
     if mode not in (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED):
         pytest.skip(f"{mode.value}: no reach beyond the network to check here")
     name = setup.define()
     setup.world.vn.start_network(name)
-    guest = setup.world.guest("a")
-    plug(setup, name, guest)
+    guest, _ = guest_of(setup, name, "a", kind)
     mine = address(setup, guest, 0)
     if mode is ForwardMode.ISOLATED:
         assert not can_ping(guest, UPLINK_PEER), "an isolated network must not reach out"
@@ -226,15 +252,15 @@ def test_the_forward_mode_means_what_libvirt_says(setup: Setup) -> None:
     assert seen == (UPLINK_HOST if mode is ForwardMode.NAT else mine)
 
 
-def test_a_guest_cannot_send_from_another_address(setup: Setup) -> None:
+def test_a_guest_cannot_send_from_another_address(setup: Setup, kind: AttachmentKind) -> None:
+    fits(setup, kind)
     if FEATURE_ANTI_SPOOFING not in setup.info.features:
         pytest.skip("the backend does not claim anti-spoofing")
     if not setup.profile.subnet:
         pytest.skip(f"{setup.profile.mode.value}: no address plan to guard")
     name = setup.define()
     setup.world.vn.start_network(name)
-    guest = setup.world.guest("a")
-    plug(setup, name, guest)
+    guest, _ = guest_of(setup, name, "a", kind)
     mine = address(setup, guest, 0)
     gateway = f"{setup.profile.subnet}.1"
     assert can_ping(guest, gateway)
