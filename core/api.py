@@ -282,7 +282,7 @@ class Virtnet:
         plan.info.setdefault("claim", reason)
         journal = self._network_journal(net.name)
         assert net.uuid is not None
-        self._apply(plan, journal, Owner(net.uuid))
+        self._apply(plan, journal, Owner(net.uuid, scope=self.host.scope))
         try:
             self.store.put_active(
                 ActiveNetwork(net.name, net.uuid, format_network(net), backend, plan.info)
@@ -400,14 +400,14 @@ class Virtnet:
             found = self._drift(active)
             if not found:
                 return Repair([], [], [])
-            ctx = self._context(Owner(active.uuid))
+            ctx = self._context(Owner(active.uuid, scope=self.host.scope))
             plan = self.hooks.plan_start(active.backend, net)
             problems = self.services.call(repair_plan, ctx, plan)
             status = self._port_status(name, net, active.info)
             for data in self.store.ports(name):
                 port = from_dict(NetworkPort, data)
                 port_plan = self.hooks.plan_plug(active.backend, net, port, status)
-                ctx.owner = Owner(active.uuid, port.uuid).label
+                ctx.owner = Owner(active.uuid, port.uuid, self.host.scope).label
                 problems += self.services.call(repair_plan, ctx, port_plan)
             remaining = self._drift(active)
         repair = Repair(found, remaining, problems)
@@ -451,7 +451,7 @@ class Virtnet:
             plan = self._plan_port(active, net, port)
             assert port.uuid is not None and net.uuid is not None
             journal = self._port_journal(port.uuid)
-            self._apply(plan, journal, Owner(net.uuid, port.uuid))
+            self._apply(plan, journal, Owner(net.uuid, port.uuid, self.host.scope))
             try:
                 self.store.put_port(port.uuid, network, to_dict(port))
             except BaseException:
@@ -493,6 +493,7 @@ class Virtnet:
                 frozenset(a.uuid for a in self.store.active()),
                 frozenset(str(p["uuid"]) for p in ports),
                 frozenset(str(p.get("mac")) for p in ports),
+                self.host.scope,
             )
             orphans = self.services.call(gc.find, self.services, records, self.host.run_dir)
             problems = [] if dry_run else self.services.call(gc.remove, self.services, orphans)

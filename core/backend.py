@@ -85,3 +85,10 @@ class Host:
 
     def run_path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
+
+    @property
+    def scope(self) -> str:
+        """This virtnet's scope in ownership labels (:func:`virtnet.ownership.scope_of`)."""
+        from virtnet.ownership import scope_of
+
+        return scope_of(self.state_dir)

@@ -54,10 +54,11 @@ class Records:
     networks: frozenset[str]
     ports: frozenset[str]
     macs: frozenset[str] = frozenset()  # the live ports' MACs: keys of the guard sets
+    scope: str | None = None  # this virtnet's (ownership.scope_of); others' are not ours
 
     def owns(self, owner: Owner | None) -> bool:
-        if owner is None:
-            return True  # not a label of ours: never a candidate
+        if owner is None or owner.scope != self.scope:
+            return True  # not a label of ours (or another virtnet's): never a candidate
         if owner.network not in self.networks:
             return False
         return owner.port is None or owner.port in self.ports
@@ -71,10 +72,11 @@ def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
         if not records.owns(parse_label(label))
     ]
     found += _ovs(services, records)
-    found += _chains(services, records)
-    links = set(services.netlink.names()) - {o.name for o in found if o.kind == "link"}
-    for family in ("bridge", "inet"):
-        found += _stale_elements(services, family, links, records.macs)
+    if not _shared(services, records):  # virtnet's tables are one per namespace
+        found += _chains(services, records)
+        links = set(services.netlink.names()) - {o.name for o in found if o.kind == "link"}
+        for family in ("bridge", "inet"):
+            found += _stale_elements(services, family, links, records.macs)
     keys = {uuid for uuid in records.networks}
     directory = run_dir / "dnsmasq"
     if directory.is_dir():
@@ -84,6 +86,18 @@ def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
             if path.is_dir() and path.name not in keys
         ]
     return found
+
+
+def _shared(services: Services, records: Records) -> bool:
+    """Whether another virtnet (another state directory) has objects in this namespace:
+    then virtnet's nftables tables hold its networks too, which this one's records cannot
+    tell from orphans, and the collector leaves the tables alone."""
+    for label in services.netlink.labelled_links().values():
+        owner = parse_label(label)
+        if owner is not None and owner.scope != records.scope:
+            log.info("another virtnet (scope %s) shares this namespace", owner.scope)
+            return True
+    return False
 
 
 def remove(services: Services, orphans: list[Orphan]) -> list[str]:

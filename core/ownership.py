@@ -8,7 +8,7 @@ host keeps it with the object:
 
 =====================  ==========================================================
 links (bridge, tap,    the link's alias (``IFLA_IFALIAS``, ``ip link show`` prints
-veth, macvtap, ifb)    it): ``virtnet/net=<uuid>`` or ``virtnet/net=<uuid>/port=<uuid>``
+veth, macvtap, ifb)    it): ``virtnet/<scope>/net=<uuid>[/port=<uuid>]``
 Open vSwitch bridges   ``external_ids:virtnet-owner`` with the same label
 and ports
 routes                 the route's protocol (:data:`ROUTE_PROTOCOL`)
@@ -18,15 +18,19 @@ dnsmasq                its pid file and command line (``--conf-file`` under the 
 files                  virtnet's run and state directories
 =====================  ==========================================================
 
-Undo actions remove an object only when its label is the one the journal recorded, so a
-foreign object with the same name survives a failed start bit for bit; ``virtnet gc``
-removes labelled objects no record owns and never looks at unlabelled ones.
+The scope names the virtnet instance (8 hex digits of its state directory's path): two
+embedders with state of their own in one namespace never take each other's objects for
+orphans. Undo actions remove an object only when its label is the one the journal recorded,
+so a foreign object with the same name survives a failed start bit for bit; ``virtnet gc``
+removes labelled objects of its own scope that no record owns, and never looks at others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 PREFIX = "virtnet/"
 #: The routing protocol number virtnet's routes carry (``ip route`` shows ``proto 176``);
@@ -40,7 +44,9 @@ COOKIE_TAG = 0x766E
 COOKIE_TAG_SHIFT = 48
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_LABEL = re.compile(rf"virtnet/net=(?P<net>{_UUID})(?:/port=(?P<port>{_UUID}))?")
+_LABEL = re.compile(
+    rf"virtnet/(?:(?P<scope>[0-9a-f]{{8}})/)?net=(?P<net>{_UUID})(?:/port=(?P<port>{_UUID}))?"
+)
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,11 @@ class Owner:
 
     network: str
     port: str | None = None
+    scope: str | None = None  # the virtnet instance (:func:`scope_of`); None: unscoped
 
     @property
     def label(self) -> str:
-        text = f"{PREFIX}net={self.network}"
+        text = PREFIX + (f"{self.scope}/" if self.scope else "") + f"net={self.network}"
         return f"{text}/port={self.port}" if self.port else text
 
     def __str__(self) -> str:
@@ -64,7 +71,13 @@ def parse_label(text: str | None) -> Owner | None:
     found = _LABEL.fullmatch(text or "")
     if found is None:
         return None
-    return Owner(found["net"], found["port"])
+    return Owner(found["net"], found["port"], found["scope"])
+
+
+def scope_of(state_dir: Path) -> str:
+    """The scope of the virtnet whose state lives in ``state_dir``: 8 hex digits of a hash
+    of its path (stable across runs, different for two embedders' private states)."""
+    return hashlib.sha256(str(state_dir.absolute()).encode()).hexdigest()[:8]
 
 
 def owns(expected: str | None, found: str | None) -> bool:

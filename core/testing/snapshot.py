@@ -11,12 +11,16 @@ from virtnet.testing.netns import Namespace
 
 
 def snapshot(ns: Namespace, run_dir: Path | None = None) -> dict[str, Any]:
-    """Links, addresses, routes, the nftables ruleset, processes and run-dir files of ``ns``."""
+    """Links (master, MTU, alias), addresses, routes, the nftables ruleset, processes and
+    run-dir files of ``ns``."""
 
     def ip_json(*args: str) -> Any:
         return json.loads(ns.ip("-j", *args).stdout or "[]")
 
-    links = sorted((link["ifname"], link.get("master", "")) for link in ip_json("link", "show"))
+    links = sorted(  # with what a careless step could change on a link that stays
+        (link["ifname"], link.get("master", ""), link.get("mtu"), link.get("ifalias", ""))
+        for link in ip_json("link", "show")
+    )
     addresses = sorted(
         (a["ifname"], f"{i['local']}/{i['prefixlen']}")
         for a in ip_json("addr", "show")

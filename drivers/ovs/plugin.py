@@ -108,7 +108,7 @@ class OvsBackend:
     def virtnet_network_reconcile(
         self, network: Network, host: Host, status: dict[str, Any], ports: list[NetworkPort]
     ) -> list[str]:
-        return Services.once(host, reconcile, network, status, ports)
+        return Services.once(host, reconcile, network, status, ports, host.scope)
 
     @hookimpl
     def virtnet_network_check(self, host: Host, status: dict[str, Any]) -> list[str]:
@@ -185,7 +185,11 @@ def external_ids(port: NetworkPort) -> tuple[tuple[str, str], ...]:
 
 
 def reconcile(
-    services: Services, net: Network, status: dict[str, Any], ports: list[NetworkPort]
+    services: Services,
+    net: Network,
+    status: dict[str, Any],
+    ports: list[NetworkPort],
+    scope: str | None = None,
 ) -> list[str]:
     """OVS ports of virtnet's whose guest link is gone are removed; guest links whose OVS
     port is gone (a lost or rebuilt database, a crash between steps) are added back, with
@@ -198,7 +202,7 @@ def reconcile(
     for row in list(db.table("Port").values()):
         ours = any("virtnet-port" in iface.external_ids for iface in row.interfaces)
         if ours and nl.index(row.name) is None:
-            db.delete_port(bridge, row.name, Owner(str(net.uuid)).label)
+            db.delete_port(bridge, row.name, Owner(str(net.uuid), scope=scope).label)
             repairs.append(f"removed OVS port {row.name}: its guest link is gone")
     present = set(db.port_names(bridge))
     for port in ports:
@@ -213,7 +217,7 @@ def reconcile(
                 vlan_mode=mode,
                 external_ids={
                     **dict(external_ids(port)),
-                    OVS_OWNER_KEY: Owner(str(net.uuid), port.uuid).label,
+                    OVS_OWNER_KEY: Owner(str(net.uuid), port.uuid, scope).label,
                 },
                 protected=bool(port.isolated),
             )

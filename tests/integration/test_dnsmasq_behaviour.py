@@ -105,3 +105,42 @@ def test_an_isolated_networks_dns_never_asks_upstream(world: World) -> None:
     assert "leak-check.example.org" in _queries_seen_outside(world, nat_guest, "10.86.0.1")
     # the isolated network answers locally and asks no one
     assert "leak-check.example.org" not in _queries_seen_outside(world, iso_guest, "10.85.0.1")
+
+
+FORWARDERS = f"""<network><name>fwds</name><forward mode='nat'/><bridge name='vtbr-fwds' stp='off'/>
+  <dns forwardPlainNames='no'>
+    <forwarder addr='{UPLINK_PEER}'/>
+    <forwarder domain='lab.example'/>
+  </dns>
+  <ip address='10.87.0.1' prefix='24'><dhcp><range start='10.87.0.100' end='10.87.0.150'/>
+  </dhcp></ip></network>"""
+
+
+def _asked_outside(world: World, guest: Namespace, names: list[str]) -> str:
+    """The DNS queries that reached the outside peer while ``guest`` looked ``names`` up."""
+    capture = world.outside.popen("tcpdump", "-n", "-l", "-i", "eth0", "udp port 53",
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert capture.stderr is not None
+        assert any("listening on" in capture.stderr.readline() for _ in range(3))
+        for name in names:
+            lookup(guest, "a", name, "10.87.0.1")
+        time.sleep(0.5)
+    finally:
+        capture.terminate()
+    return capture.communicate(timeout=10)[0]
+
+
+def test_plain_names_stay_home_and_a_domain_only_forwarder_uses_the_usual_servers(
+    world: World,
+) -> None:
+    # forwardPlainNames='no' (local=//, domain-needed): a name without a dot is never sent
+    # upstream; <forwarder domain='lab.example'/> (server=/lab.example/#) sends that domain to
+    # the usual servers, here the one <forwarder addr> names (dnsmasq's server=/d/ alone
+    # would have answered it locally, never asking anyone)
+    world.vn.create_network(FORWARDERS)
+    guest, _ = world.plug("fwds", "g")
+    assert dhcp_lease(guest)
+    seen = _asked_outside(world, guest, ["plainname", "db.lab.example", "www.example.org"])
+    assert "plainname" not in seen
+    assert "db.lab.example" in seen and "www.example.org" in seen

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,15 +247,20 @@ def test_a_foreign_ovs_bridge_and_port_survive(
 
 
 def test_virtnetd_collects_orphans_at_start(lab: Lab, host_ns: Namespace, tmp_path: Path) -> None:
+    from virtnet.ownership import scope_of
     from virtnet.testing.daemon import Daemon
     from virtnet.testing.fixtures import run_dir_for_test
 
+    scope = scope_of(tmp_path / "state")
     host_ns.ip("link", "add", "orphan0", "type", "bridge")
-    host_ns.ip("link", "set", "orphan0", "alias", Owner(str(uuid.uuid4())).label)
+    host_ns.ip("link", "set", "orphan0", "alias", Owner(str(uuid.uuid4()), scope=scope).label)
     host_ns.ip("link", "add", "mine0", "type", "bridge")  # the operator's: no label
+    host_ns.ip("link", "add", "theirs0", "type", "bridge")  # another virtnet's (its scope)
+    host_ns.ip("link", "set", "theirs0", "alias", Owner(str(uuid.uuid4()), scope="ffffffff").label)
     daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab).start()
     try:
-        assert "orphan0" not in host_ns.links() and "mine0" in host_ns.links()
+        assert "orphan0" not in host_ns.links() and {"mine0", "theirs0"} <= host_ns.links()
         assert "gc: removed link orphan0" in daemon.log_text()
     finally:
         daemon.stop()
+        shutil.rmtree(daemon.run_dir, ignore_errors=True)

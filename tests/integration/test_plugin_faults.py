@@ -4,6 +4,7 @@ is picked up without restarting virtnetd."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import textwrap
 import time
@@ -141,3 +142,4 @@ def test_virtnetd_picks_up_a_backend_installed_after_it_started(
             pytest.fail("virtnetd did not load the backend on SIGHUP")
     finally:
         daemon.stop()
+        shutil.rmtree(daemon.run_dir, ignore_errors=True)

@@ -4,13 +4,14 @@ bookkeeping, drift merging, broken plugins' one-liners."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
 from virtnet import drift, gc
 from virtnet.apply import ApplyContext, _fault
 from virtnet.backend import Host
-from virtnet.ownership import COOKIE_TAG, Owner, cookie, owns, parse_label
+from virtnet.ownership import COOKIE_TAG, Owner, cookie, owns, parse_label, scope_of
 from virtnet.plan import Undo
 from virtnet.plugin_loading import BrokenPlugin, first_line
 from virtnet.plugins import api_problem
@@ -23,6 +24,10 @@ def test_labels_name_the_network_and_port_and_parse_back() -> None:
     assert owner.label == f"virtnet/net={NET}/port={PORT}"
     assert parse_label(owner.label) == owner
     assert parse_label(Owner(NET).label) == Owner(NET)
+    scoped = Owner(NET, PORT, "0a1b2c3d")
+    assert scoped.label == f"virtnet/0a1b2c3d/net={NET}/port={PORT}"
+    assert parse_label(scoped.label) == scoped
+    assert scope_of(Path("/var/lib/virtnet")) != scope_of(Path("/var/lib/myapp"))
     for foreign in (None, "", "virtnet", f"virtnet/net={NET}/extra", "virtnet/net=xyz",
                     f" virtnet/net={NET}"):  # fmt: skip
         assert parse_label(foreign) is None
@@ -83,11 +88,13 @@ def test_fault_specs(
 
 
 def test_the_collector_keeps_what_records_own_and_all_it_cannot_read() -> None:
-    records = gc.Records(frozenset({NET}), frozenset({PORT}))
-    assert records.owns(Owner(NET)) and records.owns(Owner(NET, PORT))
+    records = gc.Records(frozenset({NET}), frozenset({PORT}), scope="0a1b2c3d")
+    assert records.owns(Owner(NET, scope="0a1b2c3d")) and records.owns(Owner(NET, PORT, "0a1b2c3d"))
     assert records.owns(None)  # not a label of ours: never a candidate
-    assert not records.owns(Owner(NET, str(uuid.uuid4())))
-    assert not records.owns(Owner(str(uuid.uuid4())))
+    assert not records.owns(Owner(NET, str(uuid.uuid4()), "0a1b2c3d"))
+    assert not records.owns(Owner(str(uuid.uuid4()), scope="0a1b2c3d"))
+    # another virtnet's objects in the same namespace: its records, not ours, own them
+    assert records.owns(Owner(str(uuid.uuid4()), scope="ffffffff"))
 
 
 def test_nftables_keys_and_verdicts_as_the_collector_reads_them() -> None:
