@@ -11,7 +11,7 @@ import pytest
 
 from virtnet.testing.fixtures import needs_root
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 #: Skips that are expected: check -> the reasons it may give.
 EXPECTED_SKIPS = {

@@ -13,7 +13,7 @@ import pytest
 
 from virtnet.testing.fixtures import needs_root
 
-pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
+pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "backends" / "ptp"
