@@ -66,13 +66,14 @@ class Records:
 
 def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
     """Every labelled object no record owns (read only)."""
+    labelled = services.netlink.labelled_links()  # one dump, for links and for _shared
     found = [
         Orphan("link", name, label)
-        for name, label in sorted(services.netlink.labelled_links().items())
+        for name, label in sorted(labelled.items())
         if not records.owns(parse_label(label))
     ]
     found += _ovs(services, records)
-    if not _shared(services, records):  # virtnet's tables are one per namespace
+    if not _shared(labelled, records):  # virtnet's tables are one per namespace
         found += _chains(services, records)
         links = set(services.netlink.names()) - {o.name for o in found if o.kind == "link"}
         for family in ("bridge", "inet"):
@@ -88,11 +89,11 @@ def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
     return found
 
 
-def _shared(services: Services, records: Records) -> bool:
+def _shared(labelled: dict[str, str], records: Records) -> bool:
     """Whether another virtnet (another state directory) has objects in this namespace:
     then virtnet's nftables tables hold its networks too, which this one's records cannot
     tell from orphans, and the collector leaves the tables alone."""
-    for label in services.netlink.labelled_links().values():
+    for label in labelled.values():
         owner = parse_label(label)
         if owner is not None and owner.scope != records.scope:
             log.info("another virtnet (scope %s) shares this namespace", owner.scope)
