@@ -8,7 +8,8 @@ host keeps it with the object:
 
 =====================  ==========================================================
 links (bridge, tap,    the link's alias (``IFLA_IFALIAS``, ``ip link show`` prints
-veth, macvtap, ifb)    it): ``virtnet/<scope>/net=<uuid>[/port=<uuid>]``
+veth, macvtap, ifb)    it): ``virtnet/<scope>/net=<uuid>[/port=<uuid>]``; until it is
+                       on, link group ``BIRTH_GROUP`` (:mod:`virtnet.services.netlink`)
 Open vSwitch bridges   ``external_ids:virtnet-owner`` with the same label
 and ports
 routes                 the route's protocol (:data:`ROUTE_PROTOCOL`)

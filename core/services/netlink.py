@@ -27,6 +27,11 @@ IFA_F_NODAD = 0x02  # add IPv6 addresses usable at once, so dnsmasq can bind the
 IFF_NOARP = 0x80
 RTM_F_FIB_MATCH = 0x2000  # route get: return the matching FIB entry, prefix included
 PORT_GROUP_BASE = 0x76740000  # link groups of guest ports: base + the bridge's ifindex
+#: The link group a link virtnet creates is born in, until its label is on. The kernel takes
+#: an alias only in a second request after the creation (``RTM_NEWLINK`` ignores
+#: ``IFLA_IFALIAS``) but takes a group in the first; a process killed between the two leaves
+#: an unlabelled link in this group, which the undo its journal recorded may still delete.
+BIRTH_GROUP = 0x766E0001
 
 
 def _iproute() -> Any:
@@ -138,8 +143,7 @@ class Netlink:
             kwargs["address"] = mac
         if mtu:
             kwargs["mtu"] = mtu
-        self._create(ifname, "bridge", **kwargs)
-        self.set_label(ifname, label)
+        self._create(ifname, "bridge", label=label, **kwargs)
 
     def create_tap(
         self,
@@ -152,8 +156,11 @@ class Netlink:
         group: int | None = None,
         label: str | None = None,
     ) -> None:
-        """A persistent tap (no packet info, vnet headers: what QEMU asks for)."""
-        create_tap_exclusive(ifname, owner_uid)
+        """A persistent tap (no packet info, vnet headers: what QEMU asks for).
+
+        It is configured (label, MAC, MTU, group, master) while the creating file is still
+        open and made persistent last: a process killed before that leaves nothing, since the
+        kernel removes a tap that is not persistent when its last file closes."""
         settings: dict[str, Any] = {}
         if label:
             settings["ifalias"] = label
@@ -165,11 +172,15 @@ class Netlink:
             settings["group"] = group
         if master:
             settings["master"] = self.require(master, "bridge")
-        if settings:
-            try:
-                self.ipr.link("set", index=self.require(ifname), **settings)
-            except Exception as exc:
-                raise _enslave_error(exc, ifname, master) from None
+
+        def configure() -> None:
+            if settings:
+                try:
+                    self.ipr.link("set", index=self.require(ifname), **settings)
+                except Exception as exc:
+                    raise _enslave_error(exc, ifname, master) from None
+
+        create_tap_exclusive(ifname, owner_uid, configure)
 
     def create_veth(
         self,
@@ -196,10 +207,7 @@ class Netlink:
             kwargs["master"] = self.require(master, "bridge")
         if mtu:
             kwargs["mtu"] = mtu
-        if group is not None:
-            kwargs["group"] = group
-        self._create(ifname, "veth", **kwargs)
-        self.set_label(ifname, label)
+        self._create(ifname, "veth", label=label, group=group, **kwargs)
 
     def create_macvtap(
         self, ifname: str, *, lower: str, mode: str, mac: str | None, label: str | None = None
@@ -212,13 +220,20 @@ class Netlink:
         }
         if mac:
             kwargs["address"] = mac
-        self._create(ifname, "macvtap", **kwargs)
-        self.set_label(ifname, label)
+        self._create(ifname, "macvtap", label=label, **kwargs)
 
     def create_macvlan(
-        self, ifname: str, *, lower: str, mode: str, mac: str | None, netns: str | None
+        self,
+        ifname: str,
+        *,
+        lower: str,
+        mode: str,
+        mac: str | None,
+        netns: str | None,
+        labelled: bool = False,
     ) -> None:
-        """A macvlan on ``lower``, born in ``netns`` (a guest's) with its final name."""
+        """A macvlan on ``lower``, born in ``netns`` (a guest's) with its final name; in
+        :data:`BIRTH_GROUP` when ``labelled`` (the caller labels it there)."""
         kwargs: dict[str, Any] = {
             "kind": "macvlan",
             "link": self.require(lower, "forward device"),
@@ -228,22 +243,19 @@ class Netlink:
             kwargs["address"] = mac
         if netns:
             kwargs["net_ns_fd"] = netns
+        if labelled:
+            kwargs["group"] = BIRTH_GROUP
         self._create(ifname, "macvlan", **kwargs)
 
     def create_ifb(self, ifname: str, label: str | None = None) -> None:
-        self._create(ifname, "ifb", kind="ifb")
-        self.set_label(ifname, label)
+        self._create(ifname, "ifb", label=label, kind="ifb")
 
     # ownership ------------------------------------------------------------------------------
-    def set_label(self, ifname: str, label: str | None) -> None:
-        """Put virtnet's ownership label (:mod:`virtnet.ownership`) on a link it just made.
-
-        The kernel takes an alias only on a change request, not with the creation, so this
-        is a second request; a process killed between the two leaves an unlabelled link that
-        no undo or collector will touch (the safe side of the window).
-        """
+    def set_label(self, ifname: str, label: str | None, group: int | None = None) -> None:
+        """Put virtnet's ownership label (:mod:`virtnet.ownership`) on a link it just made,
+        moving it out of :data:`BIRTH_GROUP` into ``group`` (0: none) in the same request."""
         if label:
-            self.ipr.link("set", index=self.require(ifname), ifalias=label)
+            self.ipr.link("set", index=self.require(ifname), ifalias=label, group=group or 0)
 
     def label(self, ifname: str) -> str | None:
         """The alias of ``ifname`` (None if it has none, or is gone)."""
@@ -264,7 +276,20 @@ class Netlink:
                 found[str(msg.get_attr("IFLA_IFNAME"))] = str(alias)
         return found
 
-    def _create(self, ifname: str, what: str, **kwargs: Any) -> None:
+    def _create(
+        self,
+        ifname: str,
+        what: str,
+        label: str | None = None,
+        group: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Create a link; with a ``label``, born in :data:`BIRTH_GROUP` and then labelled
+        (and put in ``group``) by a second request."""
+        if label:
+            kwargs["group"] = BIRTH_GROUP
+        elif group is not None:
+            kwargs["group"] = group
         try:
             self.ipr.link("add", ifname=ifname, **kwargs)
         except Exception as exc:
@@ -282,6 +307,8 @@ class Netlink:
                     f"cannot create {what} {ifname!r}: this kernel lacks {what} support"
                 ) from None
             raise OperationFailed(f"cannot create {what} {ifname!r}: {exc}") from None
+        if label:
+            self.set_label(ifname, label, group)
 
     def set_up(self, ifname: str) -> None:
         self.ipr.link("set", index=self.require(ifname), state="up")
@@ -341,7 +368,7 @@ class Netlink:
         if msg is None:
             return False
         idx = msg["index"]
-        if not owns(owner, msg.get_attr("IFLA_IFALIAS")):
+        if not owns(owner, msg.get_attr("IFLA_IFALIAS")) and not _unlabelled_birth(msg):
             alias = msg.get_attr("IFLA_IFALIAS")
             raise Conflict(
                 f"left {ifname} alone: it is not virtnet's "
@@ -412,15 +439,24 @@ class Netlink:
         return [str(m.get_attr("TCA_KIND")) for m in self.ipr.get_qdiscs(index=idx)]
 
 
+def _unlabelled_birth(msg: Any) -> bool:
+    """A link virtnet made whose maker was killed before it could label it (the journal
+    record being undone names it: it was free when the step began)."""
+    return not msg.get_attr("IFLA_IFALIAS") and msg.get_attr("IFLA_GROUP") == BIRTH_GROUP
+
+
 TUNSETIFF, TUNSETPERSIST, TUNSETOWNER = 0x400454CA, 0x400454CB, 0x400454CC
 IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_TUN_EXCL = 0x0002, 0x1000, 0x4000, 0x8000
 
 
-def create_tap_exclusive(ifname: str, owner_uid: int | None) -> None:
+def create_tap_exclusive(
+    ifname: str, owner_uid: int | None, configure: Callable[[], None] = lambda: None
+) -> None:
     """A persistent tap (no packet info, vnet headers: what QEMU asks for), made only if no
     device has the name: ``TUNSETIFF`` on an existing tap would otherwise attach to it and
     succeed (pyroute2 does not pass ``IFF_TUN_EXCL``), and undoing it would delete someone
-    else's tap."""
+    else's tap. ``configure`` runs before the tap is made persistent: if it raises, or the
+    process dies, the tap goes when the file closes."""
     import fcntl
     import os
     import struct
@@ -437,6 +473,7 @@ def create_tap_exclusive(ifname: str, owner_uid: int | None) -> None:
             raise OperationFailed(f"cannot create tap {ifname!r}: {exc.strerror}") from None
         if owner_uid is not None:
             fcntl.ioctl(fd, TUNSETOWNER, owner_uid)
+        configure()
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
     finally:
         os.close(fd)

@@ -787,7 +787,12 @@ class CreateMacvlan(Step):
         from virtnet.services.netlink import Netlink, in_namespace
 
         services(ctx).netlink.create_macvlan(
-            self.ifname, lower=self.lower, mode=self.mode, mac=self.mac, netns=self.netns
+            self.ifname,
+            lower=self.lower,
+            mode=self.mode,
+            mac=self.mac,
+            netns=self.netns,
+            labelled=True,
         )
 
         def guest_side(guest: Netlink) -> None:
