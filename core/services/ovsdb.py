@@ -329,6 +329,11 @@ class Ovsdb:
 
         self._wait(applied, 10.0)
 
+    def wait_interface(self, name: str, timeout: float = 10.0) -> int:
+        """Wait until ovs-vswitchd has made ``name`` a port of its datapath; returns its
+        OpenFlow port number, or raises :class:`OperationFailed` with vswitchd's reason."""
+        return self._wait_interface(name, timeout)
+
     def _wait_interface(self, name: str, timeout: float = 5.0) -> int:
         def ready() -> bool:
             iface = self.interface(name, refresh=False)

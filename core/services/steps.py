@@ -934,6 +934,32 @@ class AddOvsPort(Step):
 
 
 @dataclass(frozen=True)
+class AwaitOvsInterface(Step):
+    """Wait until ovs-vswitchd has opened the port's link, before the link goes up.
+
+    On the userspace datapath vswitchd turns promiscuous mode on by writing back the whole
+    flag word it read when it opened the link (``SIOCSIFFLAGS``): a link set up in between
+    went down again, for good, and its guest never got a DHCP answer (the seed lab's OVS
+    flake, 1 run in 10). Guard rules go in first, so the wait overlaps with them; a link that
+    vswitchd could not open fails the plug with vswitchd's reason instead of a silent port.
+    """
+
+    ifname: str
+
+    def describe(self) -> str:
+        return f"wait for Open vSwitch to open {self.ifname}"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def repair(self, ctx: ApplyContext) -> None:
+        self.apply(ctx)
+
+    def apply(self, ctx: ApplyContext) -> None:
+        services(ctx).ovsdb.wait_interface(self.ifname)
+
+
+@dataclass(frozen=True)
 class GuardOvsPort(Step):
     """Anti-spoofing on an OVS port with OpenFlow rules (see :mod:`virtnet.services.openflow`):
     only the port's MAC, and its reserved or leased addresses, get through."""

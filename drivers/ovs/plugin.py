@@ -34,6 +34,7 @@ from virtnet.services.recipes import (
 )
 from virtnet.services.steps import (
     AddOvsPort,
+    AwaitOvsInterface,
     CreateOvsBridge,
     CreateTap,
     CreateVeth,
@@ -150,7 +151,7 @@ def plan_plug(net: Network, port: NetworkPort, status: dict[str, Any]) -> Plan:
         steps.append(GuardOvsPort(bridge, a.ifname, port.mac, tuple(known_ips(net, port, status))))
     steps += host_guard_steps(net, port)
     steps += bandwidth_steps(a.ifname, ifb_name(port.uuid), port.bandwidth, "port")
-    steps.append(SetUp(a.ifname))
+    steps += [AwaitOvsInterface(a.ifname), SetUp(a.ifname)]
     return Plan(steps, {"ifname": a.ifname})
 
 

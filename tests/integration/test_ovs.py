@@ -231,3 +231,29 @@ def test_repair_remakes_a_deleted_ovs_bridge_and_destroy_still_removes_everythin
     world.vn.destroy_network("ovsnat")  # the guest link joined the re-made bridge's group
     assert snapshot(world.host, world.run_dir) == before
     assert ovs.vsctl("show") == db_before
+
+
+@pytest.mark.parametrize("kind", [AttachmentKind.VETH, AttachmentKind.TAP])
+def test_a_port_link_goes_up_only_after_ovs_has_opened_it(
+    world: World, ovs: OvsServer, kind: AttachmentKind
+) -> None:
+    """vswitchd (userspace datapath) writes back the flag word it read when it opened a link
+    to turn promiscuous mode on: a link set up in between goes down for good (the seed lab's
+    guest b had NO-CARRIER, 1 run in 10). The plan waits for vswitchd before setting it up,
+    after the guard rules (so the two overlap), and the plugged link is up."""
+    world.vn.create_network(NAT, backend="ovs")
+    guest = world.guest("g")
+    port = NetworkPort(network="ovsnat", attachment=Attachment(kind, netns=guest.name))
+    steps = [step.describe() for step in world.vn.plan_port("ovsnat", port)]
+    ifname = port.attachment.ifname
+    order = [
+        next(i for i, s in enumerate(steps) if s.startswith(prefix))
+        for prefix in (f"add {ifname} to Open vSwitch", "guard OVS port",
+                       f"wait for Open vSwitch to open {ifname}", f"set {ifname} up")
+    ]  # fmt: skip
+    assert order == sorted(order), steps
+    made = world.vn.create_port("ovsnat", NetworkPort(network="ovsnat",
+                                attachment=Attachment(kind, netns=guest.name)))  # fmt: skip
+    name = made.attachment.ifname or ""
+    assert ovs.vsctl("get", "Interface", name, "admin_state").strip() == "up"
+    assert "UP" in world.host.ip("link", "show", "dev", name).stdout.split(">")[0]
