@@ -42,7 +42,7 @@ from virtnet.model.names import check_mac, check_uuid
 from virtnet.model.update import RELOADABLE, apply_update
 from virtnet.model.validate import validate_port_addresses
 from virtnet.ownership import Owner
-from virtnet.plan import Plan
+from virtnet.plan import Plan, Undo
 from virtnet.plugin_loading import BrokenPlugin
 from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
 from virtnet.services import Services
@@ -734,6 +734,10 @@ class Virtnet:
         ctx = self._context()
         ctx.teardown = teardown
         return self.services.call(rollback, ctx, journal)
+
+    def network_records(self, name: str) -> list[Undo]:
+        """What the start of network ``name`` made, as its undo journal lists it."""
+        return self._network_journal(name).records()
 
     def _network_journal(self, name: str) -> Journal:
         return Journal(self.host.run_path("journal", f"network-{name}.jsonl"))

@@ -26,6 +26,7 @@ DEFAULT_CONFIG = Path("/etc/virtnet/virtnetd.conf")
 CONFIG_KEYS = {
     "group": str,
     "interval": float,
+    "full_interval": float,
     "repair": bool,
     "autostart": bool,
     "dnsmasq_options": bool,  # allow libvirt's raw <dnsmasq:options> (docs/security.md)
@@ -75,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config",
-        help="settings file: a [virtnetd] section with group, interval, repair, autostart "
+        help="settings file: a [virtnetd] section with group, interval, full_interval, repair, "
+        "autostart "
         f"[{DEFAULT_CONFIG}, if it exists]; options given here win",
     )
     p.add_argument("--netns", help="serve this network namespace (it must exist)")
@@ -83,7 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="runtime state and the socket [/run/virtnet]")
     p.add_argument("--socket", help="socket path [RUN_DIR/virtnetd.sock]")
     p.add_argument("--group", help="also let this group use the socket (mode 0660)")
-    p.add_argument("--interval", type=float, help="seconds between drift checks [1]")
+    p.add_argument(
+        "--interval",
+        type=float,
+        help="seconds between drift checks of networks no event covers (Open vSwitch) [1]",
+    )
+    p.add_argument(
+        "--full-interval",
+        type=float,
+        help="seconds for a round through every network, events or not [300]",
+    )
     p.add_argument(
         "--no-repair",
         dest="repair",
@@ -130,7 +141,13 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
     """Command-line options win over the config file, which wins over the defaults."""
     config = Path(args.config) if args.config else DEFAULT_CONFIG
     settings = read_config(config) if args.config or config.exists() else {}
-    defaults = {"group": None, "interval": 1.0, "repair": True, "autostart": True}
+    defaults = {
+        "group": None,
+        "interval": 1.0,
+        "full_interval": 300.0,
+        "repair": True,
+        "autostart": True,
+    }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, settings.get(key, value))
@@ -138,6 +155,8 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
         os.environ["VIRTNET_DNSMASQ_OPTIONS"] = "allow"  # read where the host is made
     if args.interval <= 0:
         raise InvalidInput(f"{args.interval}: must be positive", subject="--interval")
+    if args.full_interval <= 0:
+        raise InvalidInput(f"{args.full_interval}: must be positive", subject="--full-interval")
     return args
 
 
@@ -165,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     methods = Methods(Serialized(api, lock), hub, host)
     path = Path(args.socket) if args.socket else socket_path(run_dir)
     server = Server(path, methods, hub, args.group)
-    monitor = Monitor(api, lock, args.interval, repair=args.repair)
+    monitor = Monitor(api, lock, args.interval, args.repair, args.full_interval)
     stdio.install()
     orphans, _problems = api.collect_garbage()  # what no record owns (virtnet gc)
     for orphan in orphans:

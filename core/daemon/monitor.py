@@ -1,17 +1,23 @@
 """What the daemon does on its own: autostart, drift repair, DHCP lease events.
 
-One thread, one pass per ``interval`` (1 s by default, so drift is repaired within ~2 s).
-Every pass takes the API lock network by network, so clients wait at most one check.
+One thread. It checks a network when the kernel or a process says something of it changed
+(:mod:`virtnet.daemon.watch`: links, nftables, dnsmasq exiting, leases files), networks on
+Open vSwitch every ``interval`` (1 s), and every network once per ``full_interval`` (300 s,
+spread evenly) for what no event covers. Idle, it costs the slow round only; drift an event
+reports is repaired within ~0.3 s. Every check takes the API lock network by network, so
+clients wait at most one check.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 from virtnet.api import Virtnet
+from virtnet.daemon.watch import Watch
 from virtnet.errors import VirtnetError
 from virtnet.events import Event, EventKind
 from virtnet.model import parse_network
@@ -40,12 +46,22 @@ def autostart_order(api: Virtnet) -> list[str]:
 
 class Monitor:
     def __init__(
-        self, api: Virtnet, lock: threading.RLock, interval: float = 1.0, repair: bool = True
+        self,
+        api: Virtnet,
+        lock: threading.RLock,
+        interval: float = 1.0,
+        repair: bool = True,
+        full_interval: float = 300.0,
     ) -> None:
         self.api = api
         self.lock = lock
         self.interval = interval
         self.repair = repair
+        self.full_interval = full_interval
+        self._last_tick = 0.0  # the first tick checks everything
+        self._round: collections.deque[str] = collections.deque()  # the slow round's rest
+        self._owed = 0.0  # networks of the round due and not yet checked
+        self._watch: Watch | None = None
         self.pending: list[str] = []
         self._leases: dict[str, _LeaseFile] = {}
         self._unfixed: dict[str, list[str]] = {}  # drift repair could not fix, per network
@@ -104,27 +120,104 @@ class Monitor:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("monitor pass failed")
+        try:
+            self._watch = Watch.open(self.api)
+        except OSError as exc:  # no notifications here: check every network on the timer
+            log.warning("cannot watch the kernel (%s): checking every network every %s s",
+                        exc, self.interval)  # fmt: skip
+            self._watch = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.tick()
+                except Exception:
+                    log.exception("monitor pass failed")
+                    self._stop.wait(self.interval)
+        finally:
+            if self._watch is not None:
+                self._watch.close()
 
     def tick(self) -> None:
+        """Wait for events (at most ``interval``), then check the networks they name, the
+        polled ones, and this tick's share of the slow round through every network (spread
+        over ``full_interval``: no burst). Without a watch: every network, every tick."""
         if self.pending:
             self._retry_autostart()
+        watch = self._watch
+        if watch is None or self._last_tick == 0.0:  # no watch, or the first tick
+            with self.lock:
+                names = self._active_names()
+                if watch is not None:
+                    watch.refresh(names)
+            self._pass(names, names)
+            self._last_tick = time.monotonic()
+            if watch is None:
+                self._stop.wait(self.interval)
+            return
         with self.lock:
-            names = self._active_names()
-            firewall = self.api.services.call(lambda s: s.firewall, self.api.services)
-        with firewall.cached_reads():  # one listing of virtnet's tables for the whole pass
-            for name in names:
-                if self._stop.is_set():
-                    return
-                self._watch_leases(name)
-                if self.repair:
-                    self._repair(name)
-        for gone in set(self._leases) - set(names):
-            del self._leases[gone]
+            watch.refresh()
+        due = watch.wait(self.interval, self._stop)
+        if due.upstream:
+            self._new_upstream()
+        if due.shared and self._shared_drift():
+            due.checks |= set(watch.entries)
+        share = self._round_share()
+        if share:
+            with self.lock:  # their entries too: a safety net for what events missed
+                for name in share:
+                    watch.changed(name)
+                watch.refresh()
+        checks = due.checks | watch.polled(self.interval) | set(share)
+        self._pass(sorted(checks), sorted(due.leases | set(share)))
+
+    def _round_share(self) -> list[str]:
+        """The next networks of the round through all of them, as many as the time since the
+        last tick asks for to get round in ``full_interval``."""
+        now = time.monotonic()
+        elapsed, self._last_tick = now - self._last_tick, now
+        if not self._round:
+            with self.lock:
+                self._round = collections.deque(self._active_names())
+        self._owed += len(self._round) * elapsed / self.full_interval
+        share = []
+        while self._round and self._owed >= 1:
+            share.append(self._round.popleft())
+            self._owed -= 1
+        return share
+
+    def _shared_drift(self) -> list[str]:
+        """The base chains every network's rules hang from, when a deletion named none."""
+        with self.lock:
+            return list(
+                self.api.services.call(lambda s: s.firewall.shared_drift(), self.api.services)
+            )
+
+    def _new_upstream(self) -> None:
+        """resolv.conf changed: the shared servers file again, and every dnsmasq re-reads
+        it (SIGHUP: leases, sockets and the cache's local names stay)."""
+        with self.lock:
+            every = [a.info.get("dnsmasq") for a in self.api.store.active()]
+            files = [DnsmasqFiles.from_dict(f) for f in every if isinstance(f, dict)]
+            dnsmasq = self.api.services.call(lambda s: s.dnsmasq, self.api.services)
+            if not files or not dnsmasq.write_upstream(files[0]):
+                return
+            for f in files:
+                try:
+                    dnsmasq.reload(f)
+                except VirtnetError as exc:
+                    log.warning("dnsmasq %s: %s", f.directory.name, exc)
+        log.info("resolv.conf changed: %d dnsmasq re-read their upstream servers", len(files))
+
+    def _pass(self, checks: list[str], leases: list[str]) -> None:
+        for name in leases:
+            self._watch_leases(name)
+        for name in checks if self.repair else []:
+            if self._stop.is_set():
+                return
+            self._repair(name)
+        if self._watch is not None:
+            for gone in set(self._leases) - set(self._watch.entries):
+                del self._leases[gone]
 
     def _repair(self, name: str) -> None:
         with self.lock:
@@ -138,6 +231,8 @@ class Monitor:
         if not result.found:
             self._unfixed.pop(name, None)
             return
+        if self._watch is not None:  # a re-made bridge or dnsmasq: new names, pids to watch
+            self._watch.changed(name)
         if result.remaining and result.remaining == self._unfixed.get(name):
             return  # the same drift nothing here can fix (a NIC down): said once already
         log.warning("network %s drifted: %s", name, "; ".join(result.found))

@@ -93,9 +93,9 @@ class Services:
     @cached_property
     def firewall(self) -> Firewall:
         from virtnet.services.firewall import Firewall
-        from virtnet.services.nft_elements import NftElements
+        from virtnet.services.nft_query import NftQuery
 
-        return Firewall(self.nft, NftElements())
+        return Firewall(self.nft, NftQuery())
 
     @cached_property
     def ovsdb(self) -> Ovsdb:

@@ -117,6 +117,7 @@ def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):  # only once empty: the last network's
         files.directory.rmdir()
         files.directory.parent.rmdir()
+        files.servers.unlink(missing_ok=True)  # no dnsmasq left to read it
 
 
 def remove_shaping(ctx: ApplyContext, args: dict[str, Any]) -> None:

@@ -19,12 +19,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from virtnet.errors import OperationFailed, Unsupported
-from virtnet.services.dnsmasq_conf import DnsmasqFiles
+from virtnet.services.dnsmasq_conf import DnsmasqFiles, upstream
+
+
+def resolv_conf() -> str:
+    """Where the host's name servers are (dnsmasq would read it; virtnet does, see
+    ``upstream``): /etc/resolv.conf, or ``VIRTNET_RESOLV_CONF`` (e.g. systemd-resolved's
+    /run/systemd/resolve/resolv.conf, whose servers are not the 127.0.0.53 stub)."""
+    return os.environ.get("VIRTNET_RESOLV_CONF", "/etc/resolv.conf")
+
 
 #: Users dnsmasq may run as, best first (Debian's dnsmasq-base creates ``dnsmasq``).
 USERS = ("dnsmasq", "nobody")
@@ -221,6 +230,22 @@ class Dnsmasq:
             _write(path, text, 0o640, gid)
         if not files.leases.exists():
             _write(files.leases, "", 0o600)
+        self.write_upstream(files)
+
+    def write_upstream(self, files: DnsmasqFiles) -> bool:
+        """The shared servers file (:func:`~virtnet.services.dnsmasq_conf.upstream`) from
+        the host's resolv.conf; True if its content changed."""
+        try:
+            text = upstream(Path(resolv_conf()).read_text())
+        except OSError:
+            text = upstream("")
+        try:
+            if files.servers.read_text() == text:
+                return False
+        except OSError:
+            pass
+        _write(files.servers, text, 0o644)
+        return True
 
     def check_conf(self, files: DnsmasqFiles, conf: str) -> str | None:
         """dnsmasq's own syntax check of ``conf`` (``--test``), without touching the running
@@ -272,7 +297,8 @@ class Dnsmasq:
         return pid if f"--conf-file={files.conf}".encode() in cmdline.split(b"\0") else None
 
     def reload(self, files: DnsmasqFiles) -> None:
-        """SIGHUP: dnsmasq re-reads the hosts files; leases and sockets stay."""
+        """SIGHUP: dnsmasq re-reads the hosts files and the servers file; leases and sockets
+        stay."""
         pid = self.pid(files)
         if pid is None:
             raise OperationFailed(f"dnsmasq of {files.directory.name} is not running")
@@ -344,7 +370,8 @@ def _check_reachable(directory: Path, user: str) -> None:
 
 
 def _write(path: Path, text: str, mode: int, gid: int | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Atomically (a temporary file of this thread's own, renamed over ``path``)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, text.encode())

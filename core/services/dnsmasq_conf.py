@@ -54,12 +54,42 @@ class DnsmasqFiles:
     def pid(self) -> Path:
         return self.directory / "dnsmasq.pid"
 
+    @property
+    def servers(self) -> Path:
+        """The upstream DNS servers, shared by every network's dnsmasq (see :func:`upstream`);
+        in the run dir, beside the networks' directories."""
+        return self.directory.parent.parent / "dnsmasq-servers.conf"
+
     def as_dict(self) -> dict[str, str]:
         return {"directory": str(self.directory)}
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> DnsmasqFiles:
         return cls(Path(data["directory"]))
+
+
+def upstream(resolv_conf: str) -> str:
+    """The ``servers-file`` every network's dnsmasq forwards to: the host's name servers.
+
+    libvirt lets each dnsmasq read and poll /etc/resolv.conf; each such dnsmasq then holds an
+    inotify instance, and the kernel allows 128 per user (``fs.inotify.max_user_instances``):
+    the 129th network with DNS failed to start ("failed to create inotify: Too many open
+    files"). virtnet reads resolv.conf itself, and virtnetd rewrites this file and sends the
+    dnsmasqs SIGHUP (which re-reads it) when resolv.conf changes. Only addresses pass.
+    """
+    servers = []
+    for line in resolv_conf.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            address, _, zone = words[1].partition("%")
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                continue
+            if zone and not zone.isalnum():
+                continue
+            servers.append(f"server={words[1]}")
+    return "# Written by virtnet from /etc/resolv.conf.\n" + "".join(f"{s}\n" for s in servers)
 
 
 def needs_dnsmasq(net: Network) -> bool:
@@ -106,6 +136,8 @@ def render_conf(
     ]
     lines += [f"listen-address={ip.address}" for ip in net.ips]
     lines += _dns_lines(net)
+    if "port=0" not in lines and "no-resolv" not in lines:
+        lines += ["no-resolv", f"servers-file={files.servers}"]  # see upstream()
     lines += _dhcp_lines(net)
     lines += [
         f"dhcp-hostsfile={files.hosts}",

@@ -13,43 +13,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from virtnet.errors import OperationFailed
 from virtnet.services import firewall_rules as rules
 from virtnet.services import guard_rules
 from virtnet.services.nft import Nft
-from virtnet.services.nft_elements import ElementChange, NftElementError, NftElements
+from virtnet.services.nft_elements import ElementChange, NftElementError, ifname_key
+from virtnet.services.nft_query import NftQuery
 
-
-@dataclass
-class _TableView:
-    """One listing of a virtnet table: rules per chain, keys per map."""
-
-    generation: int
-    rules: Counter[str]
-    maps: dict[str, set[str]]
+#: The base chains of virtnet's tables, which every network's rules hang from.
+SHARED_CHAINS = (("inet", "forward"), ("inet", "postrouting"), ("bridge", "prerouting"))
 
 
 class Firewall:
-    def __init__(self, nft: Nft, elements: NftElements) -> None:
+    def __init__(self, nft: Nft, elements: NftQuery) -> None:
         self.nft = nft
         self.elements = elements
-        self._views: dict[str, _TableView] | None = None
-
-    @contextmanager
-    def cached_reads(self) -> Iterator[None]:
-        """Within this block, drift checks share one listing of each table (until a write):
-        checking N networks costs two listings, not 8N queries that each make libnftables
-        fetch the whole table (virtnetd's monitor pass)."""
-        self._views = {}
-        try:
-            yield
-        finally:
-            self._views = None
 
     # networks -------------------------------------------------------------------------------
     def add_network(self, r: rules.NetworkRules | None) -> None:
@@ -74,21 +54,32 @@ class Firewall:
         self.add_network(r)
 
     def network_drift(self, r: rules.NetworkRules) -> list[str]:
-        """What is missing of the network's rules (read only): two table listings."""
-        inet, bridge = self._view("inet"), self._view("bridge")
+        """What is missing of the network's rules (read only): a few raw netlink questions
+        (:mod:`~virtnet.services.nft_query`), O(1) in the number of networks."""
+        query = self.elements
         problems = [
             f"nftables chain inet {rules.TABLE} {chain} is missing or empty"
             for chain in ["forward", "postrouting", *r.chains]
-            if not inet.rules[chain]
+            if not query.rule_count("inet", rules.TABLE, chain)
         ]
-        if not bridge.rules["prerouting"]:
+        if not query.rule_count("bridge", rules.TABLE, "prerouting"):
             problems.append(f"nftables chain bridge {rules.TABLE} prerouting is missing or empty")
-        problems += [
-            f"nftables map {name} has no entry for {r.bridge}"
-            for name in ("fwd_in", "fwd_out")
-            if not r.prefix and r.bridge not in inet.maps.get(name, set())
-        ]
+        if not r.prefix:
+            key = ifname_key(r.bridge)
+            problems += [
+                f"nftables map {name} has no entry for {r.bridge}"
+                for name in ("fwd_in", "fwd_out")
+                if not query.has_element("inet", rules.TABLE, name, key)
+            ]
         return problems
+
+    def shared_drift(self) -> list[str]:
+        """What is missing of the chains every network's rules hang from (read only)."""
+        return [
+            f"nftables chain {family} {rules.TABLE} {chain} is missing or empty"
+            for family, chain in SHARED_CHAINS
+            if not self.elements.rule_count(family, rules.TABLE, chain)
+        ]
 
     def join_link(self, key: str, ifname: str) -> None:
         """A guest link of a routed network (no bridge) joins the network's chains."""
@@ -177,25 +168,3 @@ class Firewall:
             if item.get(kind, {}).get("elem"):
                 return False
         return True
-
-    def _view(self, family: str) -> _TableView:
-        views = self._views
-        if views is not None:
-            cached = views.get(family)
-            if cached is not None and cached.generation == self.nft.generation:
-                return cached
-        generation = self.nft.generation
-        counts: Counter[str] = Counter()
-        maps: dict[str, set[str]] = {}
-        for item in self.nft.query(f"list table {family} {rules.TABLE}"):
-            if "rule" in item:
-                counts[item["rule"]["chain"]] += 1
-            elif "map" in item:
-                elems = item["map"].get("elem", [])
-                maps[item["map"]["name"]] = {
-                    e[0] for e in elems if isinstance(e, list) and e and isinstance(e[0], str)
-                }
-        view = _TableView(generation, counts, maps)
-        if views is not None:
-            views[family] = view
-        return view

@@ -51,20 +51,16 @@ class Nft:
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
         self._lock = threading.Lock()
-        #: Bumped by every write: a cached listing older than this is stale.
-        self.generation = 0
 
     def run(self, script: str, what: str) -> None:
         """Run ``script`` (statements separated by newlines) as one transaction."""
         with self._lock:
-            self.generation += 1
             rc, _out, err = self._nft.cmd(script)
         if rc != 0:
             raise OperationFailed(f"nftables rejected {what}: {_first_error(err)}")
 
     def try_run(self, script: str) -> bool:
         with self._lock:
-            self.generation += 1
             rc, _out, _err = self._nft.cmd(script)
         return bool(rc == 0)
 

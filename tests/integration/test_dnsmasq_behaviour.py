@@ -5,13 +5,15 @@ network."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from virtnet.testing import Namespace, dhcp_lease
+from virtnet.testing import Lab, Namespace, dhcp_lease
 from virtnet.testing.fixtures import needs_root
 from virtnet.testing.world import UPLINK_PEER, World
 
@@ -144,3 +146,61 @@ def test_plain_names_stay_home_and_a_domain_only_forwarder_uses_the_usual_server
     seen = _asked_outside(world, guest, ["plainname", "db.lab.example", "www.example.org"])
     assert "plainname" not in seen
     assert "db.lab.example" in seen and "www.example.org" in seen
+
+
+def test_virtnetd_follows_resolv_conf_without_an_inotify_per_dnsmasq(
+    lab: Lab, host_ns: Namespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dnsmasq forwards to the servers of the host's resolv.conf through one servers file
+    virtnet writes (a dnsmasq that polls resolv.conf holds an inotify instance, and the
+    kernel allows 128: the 129th network failed to start); when resolv.conf is replaced,
+    virtnetd rewrites the file and the running dnsmasq asks the new server."""
+    from virtnet.testing.daemon import Daemon
+    from virtnet.testing.fixtures import run_dir_for_test
+
+    resolv = tmp_path / "etc" / "resolv.conf"
+    resolv.parent.mkdir()
+    resolv.write_text("nameserver 198.51.100.53\n")
+    monkeypatch.setenv("VIRTNET_RESOLV_CONF", str(resolv))
+    outside = lab.netns("out")
+    lab.cable(host_ns, "eth0", outside, "eth0")
+    lab.address(host_ns, "eth0", "203.0.113.1/24")
+    lab.address(outside, "eth0", "203.0.113.2/24")
+    for address in ("198.51.100.53", "198.51.100.54"):
+        outside.ip("addr", "add", f"{address}/32", "dev", "lo")
+    host_ns.ip("route", "add", "default", "via", "203.0.113.2")
+    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab).start()
+    try:
+        assert daemon.cli("net-create", "-", input=FORWARDING).returncode == 0
+        guest = lab.netns("g")
+        assert daemon.cli("net-port-create", "fwd", "--netns", guest.name).returncode == 0
+        assert dhcp_lease(guest)
+        [pid] = [p for p in host_ns.pids() if Path(f"/proc/{p}/comm").read_text() == "dnsmasq\n"
+                 and Path(f"/proc/{p}/status").read_text().count("Uid:\t0") == 0][:1]  # fmt: skip
+        fds = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+        assert "anon_inode:inotify" not in fds
+        assert "> 198.51.100.53.53:" in _seen_outside(outside, guest, "first.example.org")
+        replacement = resolv.with_name("resolv.conf.new")
+        replacement.write_text("nameserver 198.51.100.54\n")
+        replacement.rename(resolv)  # as resolvconf and NetworkManager do
+        began = time.monotonic()
+        while "> 198.51.100.54.53:" not in _seen_outside(outside, guest, "second.example.org"):
+            assert time.monotonic() - began < 10, daemon.log_text()
+    finally:
+        listed = daemon.cli("net-destroy", "fwd")
+        daemon.stop()
+        shutil.rmtree(daemon.run_dir, ignore_errors=True)
+    assert listed.returncode == 0
+
+
+def _seen_outside(outside: Namespace, guest: Namespace, name: str) -> str:
+    capture = outside.popen("tcpdump", "-n", "-l", "-i", "eth0", "udp port 53",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert capture.stderr is not None
+        assert any("listening on" in capture.stderr.readline() for _ in range(3))
+        lookup(guest, "a", name, "10.86.0.1")
+        time.sleep(0.3)
+    finally:
+        capture.terminate()
+    return capture.communicate(timeout=10)[0]

@@ -1,0 +1,100 @@
+"""Read-only questions to nf_tables over raw netlink, each costing O(1) in the ruleset's size.
+
+libnftables answers ``list chain`` only after loading every chain and set of the ruleset into
+its cache (tens of milliseconds with a thousand networks), so a drift check that asks it is
+O(networks), and a daemon checking networks as events come was O(networks) per event. These
+ask the kernel directly: the rules of one chain (a dump filtered by table and chain) and
+whether one map holds a key (a ``GETSETELEM`` for that key).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from virtnet.services.nft_elements import (
+    FAMILIES,
+    NFNL_SUBSYS_NFTABLES,
+    NFTA_DATA_VALUE,
+    NFTA_LIST_ELEM,
+    NFTA_SET_ELEM_KEY,
+    NFTA_SET_ELEM_LIST_ELEMENTS,
+    NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE,
+    NLA_F_NESTED,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    NftElements,
+    _attr,
+    _message,
+)
+
+NFT_MSG_GETRULE, NFT_MSG_NEWRULE, NFT_MSG_GETSETELEM = 7, 6, 13
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN = 1, 2
+NLM_F_DUMP = 0x300
+NLMSG_DONE = 0x3
+
+
+class NftQuery(NftElements):
+    """Queries on the same kind of socket as element changes (one per services thread)."""
+
+    def rule_count(self, family: str, table: str, chain: str) -> int:
+        """How many rules ``chain`` holds (0 if it, or its table, does not exist)."""
+        body = _attr(NFTA_RULE_TABLE, table.encode() + b"\0") + _attr(
+            NFTA_RULE_CHAIN, chain.encode() + b"\0"
+        )
+        seq = next(self._seq)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+        self.sock.sendall(
+            _message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, FAMILIES[family], 0, body)
+        )
+        rules = 0
+        for msg_type, code in self._replies(seq):
+            if msg_type == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE:
+                rules += 1
+            elif msg_type == NLMSG_ERROR and code not in (0, -errno.ENOENT):
+                raise OSError(-code, f"nf_tables rule dump of {chain}: {errno.errorcode[-code]}")
+        return rules
+
+    def has_element(self, family: str, table: str, set_name: str, key: bytes) -> bool:
+        """Whether ``set_name`` (a set or map) holds ``key`` (False if the set is missing)."""
+        element = _attr(
+            NFTA_LIST_ELEM | NLA_F_NESTED,
+            _attr(NFTA_SET_ELEM_KEY | NLA_F_NESTED, _attr(NFTA_DATA_VALUE, key)),
+        )
+        body = (
+            _attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
+            + _attr(NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0")
+            + _attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, element)
+        )
+        seq = next(self._seq)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM
+        self.sock.sendall(_message(kind, NLM_F_REQUEST | NLM_F_ACK, seq, FAMILIES[family], 0, body))
+        found = False
+        for msg_type, code in self._replies(seq):
+            if msg_type == NLMSG_ERROR and code not in (0, -errno.ENOENT):
+                raise OSError(-code, f"nf_tables element query in {set_name}")
+            found |= msg_type != NLMSG_ERROR
+        return found
+
+    def _replies(self, seq: int) -> list[tuple[int, int]]:
+        """(type, error code or 0) of every answer to ``seq``, up to its end (DONE, or the
+        error/ack message that ends a non-dump request)."""
+        answers: list[tuple[int, int]] = []
+        while True:
+            data = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                offset += (length + 3) & ~3
+                if msg_seq != seq:
+                    continue
+                if msg_type == NLMSG_DONE:
+                    return answers
+                code = 0
+                if msg_type == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", data, offset - ((length + 3) & ~3) + 16)
+                    answers.append((msg_type, code))
+                    return answers
+                answers.append((msg_type, code))
