@@ -249,3 +249,33 @@ def test_local_ptr_needs_a_prefix_of_whole_labels() -> None:
                         "localPtr='yes'/></network>")  # fmt: skip
     with pytest.raises(InvalidInput, match="multiple of 8"):
         validate_network(net)
+
+
+def test_upstream_servers_come_from_resolv_confs_nameserver_lines_only() -> None:
+    from virtnet.services.dnsmasq_conf import upstream
+
+    text = upstream(
+        "# generated\nsearch example.org\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\n"
+        "nameserver 2001:db8::53 # trailing\nnameserver not-an-address\n"
+        "nameserver 192.0.2.54\nserver=/evil/1.2.3.4\nnameserver fe80::2%eth0\\n\n"
+    )
+    assert text.splitlines()[1:] == [
+        "server=192.0.2.53",
+        "server=fe80::1%eth0",
+        "server=2001:db8::53",
+        "server=192.0.2.54",
+    ]
+    assert upstream("").splitlines()[1:] == []
+
+
+def test_dns_without_its_own_forwarders_reads_virtnets_servers_file() -> None:
+    plain = conf_lines(
+        "<network><name>p</name><forward mode='nat'/><bridge name='b'/>"
+        "<ip address='10.1.0.1' prefix='24'/></network>"
+    )
+    assert "no-resolv" in plain and f"servers-file={FILES.servers}" in plain
+    isolated = conf_lines(
+        "<network><name>i</name><bridge name='b'/><ip address='10.1.0.1' prefix='24'/></network>"
+    )
+    assert "no-resolv" in isolated and not [x for x in isolated if "servers-file" in x]
+    assert not [x for x in conf_lines(NAT) if "servers-file" in x]  # its own forwarders
