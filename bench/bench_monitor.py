@@ -3,7 +3,8 @@
 Starts a daemon in a throw-away namespace, starts N NAT networks with DHCP through it, then
 measures the daemon's own CPU time while nothing happens (utime + stime from /proc, over
 ``--idle`` seconds), and how long after a bridge is deleted by hand the daemon has it back
-(drift noticed and repaired). Usage, as root:
+(drift noticed and repaired), and the memory of virtnetd and the dnsmasqs per network (RSS,
+as issue 15 counts it, and PSS, which counts shared pages once). Usage, as root:
 
     .venv/bin/python bench/bench_monitor.py [--networks 1000] [--idle 20] [--drifts 5]
 """
@@ -33,6 +34,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
+def kib(pid: int, name: str, field: str) -> int:
+    """One ``kB`` figure of /proc/PID/FILE (0 if the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--networks", type=int, default=1000)
@@ -52,6 +64,16 @@ def main() -> int:
         print(f"{args.networks} NAT networks with DHCP started through virtnetd in "
               f"{time.monotonic() - began:.1f} s", flush=True)  # fmt: skip
         time.sleep(2)  # let the start-up settle (leases files, first passes)
+        rss = pss = 0
+        for pid in [daemon.proc.pid, *host.pids()]:
+            rss += kib(pid, "status", "VmRSS:")
+            pss += kib(pid, "smaps_rollup", "Pss:")
+        per = rss / 1024 / args.networks
+        verdict = "OK" if per <= 1 else "OVER TARGET"
+        print(
+            f"{'memory per network, RSS of virtnetd + dnsmasq':<52} {per:6.2f} MB  "
+            f"(PSS {pss / 1024 / args.networks:.2f} MB)  (target <= 1 MB) {verdict}"
+        )
         before, t0 = cpu_seconds(daemon.proc.pid), time.monotonic()
         time.sleep(args.idle)
         used = cpu_seconds(daemon.proc.pid) - before
