@@ -953,7 +953,10 @@ class AwaitOvsInterface(Step):
         return None
 
     def repair(self, ctx: ApplyContext) -> None:
-        self.apply(ctx)
+        """A link already up has nothing to lose (vswitchd reads it up); waiting for each
+        port of a network whose Open vSwitch is down would hold the daemon for seconds."""
+        if not services(ctx).netlink.is_up(self.ifname):
+            self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
         services(ctx).ovsdb.wait_interface(self.ifname)

@@ -139,7 +139,7 @@ def test_virtnetd_picks_up_a_backend_installed_after_it_started(
                     break
             time.sleep(0.1)
         else:
-            pytest.fail("virtnetd did not load the backend on SIGHUP")
+            pytest.fail("virtnetd did not load the backend on SIGHUP: " + daemon.log_text())
     finally:
         daemon.stop()
         shutil.rmtree(daemon.run_dir, ignore_errors=True)
