@@ -121,7 +121,8 @@ class Monitor:
 
     def _run(self) -> None:
         try:
-            self._watch = Watch.open(self.api)
+            with self.lock:  # it subscribes to the API's events: a plugin registration
+                self._watch = Watch.open(self.api)
         except OSError as exc:  # no notifications here: check every network on the timer
             log.warning("cannot watch the kernel (%s): checking every network every %s s",
                         exc, self.interval)  # fmt: skip
