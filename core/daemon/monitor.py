@@ -216,9 +216,10 @@ class Monitor:
             if self._stop.is_set():
                 return
             self._repair(name)
-        if self._watch is not None:
-            for gone in set(self._leases) - set(self._watch.entries):
-                del self._leases[gone]
+        # the networks still running: the watch's, or (timer only) this pass's, which is all
+        running = set(self._watch.entries) if self._watch is not None else set(leases)
+        for gone in set(self._leases) - running:
+            del self._leases[gone]
 
     def _repair(self, name: str) -> None:
         with self.lock:
