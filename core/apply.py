@@ -191,26 +191,35 @@ def rollback(ctx: ApplyContext, journal: Journal) -> list[str]:
     Undo keeps going past a failed record: leaving the rest of the objects behind would be
     worse than a partial teardown. The journal is removed at the end.
     """
+    return rollback_all(ctx, [journal])
+
+
+def rollback_all(ctx: ApplyContext, journals: list[Journal]) -> list[str]:
+    """:func:`rollback` of several journals in one context, in the order given (a network's
+    ports, then the network): what the undo actions defer to the end (``ctx.finally_``:
+    waits, batched removals) is done once for all of them."""
     problems = []
     building = ctx.owner
-    for undo in reversed(journal.records()):
-        action = ctx.undo_actions.get(undo.action)
-        if action is None:
-            problems.append(f"no undo action {undo.action!r} is registered")
-            continue
-        ctx.owner = undo.owner
-        try:
-            action(ctx, undo.args)
-        except Exception as exc:  # keep undoing the rest
-            problems.append(f"{undo.action} {undo.args}: {exc}")
-            log.warning("undo %s %s failed: %s", undo.action, undo.args, exc)
+    for journal in journals:
+        for undo in reversed(journal.records()):
+            action = ctx.undo_actions.get(undo.action)
+            if action is None:
+                problems.append(f"no undo action {undo.action!r} is registered")
+                continue
+            ctx.owner = undo.owner
+            try:
+                action(ctx, undo.args)
+            except Exception as exc:  # keep undoing the rest
+                problems.append(f"{undo.action} {undo.args}: {exc}")
+                log.warning("undo %s %s failed: %s", undo.action, undo.args, exc)
     ctx.owner = building
     while ctx.finally_:
         try:
             ctx.finally_.pop(0)()
         except Exception as exc:
             problems.append(f"finishing the rollback: {exc}")
-    journal.remove()
+    for journal in journals:
+        journal.remove()
     return problems
 
 

@@ -5,7 +5,8 @@ one host (network namespace). They are created on first use, so commands that on
 state never import pyroute2. Kernel state is per namespace and per *thread*, so every use goes
 through :meth:`Services.call`: when the host is another namespace than the caller's, the call
 runs on a worker thread that entered it once; otherwise it runs inline. The caller's own
-namespace never changes.
+namespace never changes. The services' sockets are made on that thread too, whichever
+thread asks for them first: a socket belongs to the namespace it was made in, for good.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from virtnet.services.netlink import Netlink
     from virtnet.services.nft import Nft
     from virtnet.services.ovsdb import Ovsdb
+    from virtnet.services.reaper import Reaper
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -82,20 +84,27 @@ class Services:
     def netlink(self) -> Netlink:
         from virtnet.services.netlink import Netlink
 
-        return Netlink()
+        return self.call(Netlink)  # its sockets belong to the namespace they are made in
+
+    @cached_property
+    def reaper(self) -> Reaper:
+        """Deletes the links retired in this host's namespace, in the background."""
+        from virtnet.services.reaper import Reaper
+
+        return Reaper(self.host.netns)
 
     @cached_property
     def nft(self) -> Nft:
         from virtnet.services.nft import Nft
 
-        return Nft()
+        return self.call(Nft)
 
     @cached_property
     def firewall(self) -> Firewall:
         from virtnet.services.firewall import Firewall
         from virtnet.services.nft_query import NftQuery
 
-        return Firewall(self.nft, NftQuery())
+        return Firewall(self.nft, self.call(NftQuery))
 
     @cached_property
     def ovsdb(self) -> Ovsdb:
@@ -126,6 +135,8 @@ class Services:
     def close(self) -> None:
         if Services._shared.get(_key(self.host)) is self:
             del Services._shared[_key(self.host)]
+        if "reaper" in self.__dict__:
+            self.reaper.close()
         if "netlink" in self.__dict__:
             self.call(self.netlink.close)
         if "firewall" in self.__dict__:

@@ -16,17 +16,23 @@ from virtnet.errors import Conflict
 from virtnet.hookspecs import hookimpl
 from virtnet.model.codec import from_dict
 from virtnet.plan import UndoAction
-from virtnet.services.dnsmasq import parse_leases
+from virtnet.services.dnsmasq import DhcpLease, parse_leases
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import NetworkRules
 from virtnet.services.guard_rules import PortGuard
+from virtnet.services.netlink import RETIRED_GROUP
+from virtnet.services.nft_elements import ElementChange
 from virtnet.services.steps import services
 
 
 def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    """A guest's tap or macvtap retires (its deletion goes on in the background, see
+    :mod:`virtnet.services.reaper`); other links go now."""
     if ctx.teardown is not None and args.get("bulk") == ctx.teardown:
         return  # the network's own teardown deletes all its port links in one request
-    services(ctx).netlink.delete(args["ifname"], ctx.owner)
+    svc = services(ctx)
+    if svc.netlink.retire(args["ifname"], ctx.owner):
+        svc.reaper.reap(RETIRED_GROUP, checked=True)
 
 
 def delete_link_in_netns(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -65,10 +71,11 @@ def remove_ovs_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 
 def delete_link_group(ctx: ApplyContext, args: dict[str, Any]) -> None:
-    nl = services(ctx).netlink
-    group = nl.port_group(args["bridge"])
+    """A network's teardown: its bridge and its ports' links go, in the background."""
+    svc = services(ctx)
+    group = svc.netlink.retire_bridge(args["bridge"], ctx.owner)
     if group is not None:
-        nl.delete_group(group, ctx.owner)
+        svc.reaper.reap(group, ctx.owner)
 
 
 def delete_route(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -76,6 +83,7 @@ def delete_route(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 
 def remove_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    _flush_removals(ctx)
     services(ctx).firewall.remove_network(from_dict(NetworkRules, args["rules"]))
 
 
@@ -85,16 +93,50 @@ def leave_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 def remove_port_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
     guard = from_dict(PortGuard, args["guard"])
-    leased = []
-    if args.get("leases"):
-        with contextlib.suppress(OSError):
-            text = Path(args["leases"]).read_text()
-            leased = [lease.ip for lease in parse_leases(text) if lease.mac == guard.mac]
-    services(ctx).firewall.remove_port_guard(guard, leased)
+    leased = [lease.ip for lease in _leases(ctx, args.get("leases")) if lease.mac == guard.mac]
+    _remove_elements(ctx, services(ctx).firewall.port_guard_removal(guard, leased))
 
 
 def remove_host_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
-    services(ctx).firewall.remove_host_guard(args["mac"], args["guarded"], args["isolated"])
+    removal = services(ctx).firewall.host_guard_removal
+    _remove_elements(ctx, removal(args["mac"], args["guarded"], args["isolated"]))
+
+
+_REMOVALS = "core.firewall.removals"
+_LEASES = "core.dnsmasq.leases"
+
+
+def _remove_elements(ctx: ApplyContext, changes: list[ElementChange]) -> None:
+    """One port's set elements go now; a network's teardown gathers all its ports' and
+    removes them in a few transactions, before its own rules (:func:`_flush_removals`)."""
+    if ctx.teardown is None:
+        services(ctx).firewall.remove_elements(changes)
+        return
+    pending = ctx.scratch.get(_REMOVALS)
+    if pending is None:
+        pending = ctx.scratch[_REMOVALS] = []
+        ctx.finally_.append(lambda: _flush_removals(ctx))
+    pending.extend(changes)
+
+
+def _flush_removals(ctx: ApplyContext) -> None:
+    pending = ctx.scratch.pop(_REMOVALS, None)
+    if pending:
+        services(ctx).firewall.remove_elements(pending)
+
+
+def _leases(ctx: ApplyContext, path: str | None) -> list[DhcpLease]:
+    """The leases file a port's guard names, read once per teardown (each port's undo asks
+    for the same file: a thousand reads of a thousand leases otherwise)."""
+    if not path:
+        return []
+    cache: dict[str, list[DhcpLease]] = ctx.scratch.setdefault(_LEASES, {})
+    if path not in cache or ctx.teardown is None:
+        try:
+            cache[path] = parse_leases(Path(path).read_text())
+        except OSError:
+            cache[path] = []
+    return cache[path]
 
 
 def leave_firewalld_zone(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -104,6 +146,7 @@ def leave_firewalld_zone(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 
 def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    _flush_removals(ctx)  # the ports' elements first: the tables go only once empty
     services(ctx).firewall.drop_unused_tables()
 
 

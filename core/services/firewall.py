@@ -19,7 +19,7 @@ from virtnet.errors import OperationFailed
 from virtnet.services import firewall_rules as rules
 from virtnet.services import guard_rules
 from virtnet.services.nft import Nft
-from virtnet.services.nft_elements import ElementChange, NftElementError, ifname_key
+from virtnet.services.nft_elements import ElementChange, NftElementError, ifname_key, merged
 from virtnet.services.nft_query import NftQuery
 
 #: The base chains of virtnet's tables, which every network's rules hang from.
@@ -30,6 +30,7 @@ class Firewall:
     def __init__(self, nft: Nft, elements: NftQuery) -> None:
         self.nft = nft
         self.elements = elements
+        self._destroy_supported = True  # NFT_MSG_DESTROYSETELEM (Linux 6.3)
 
     # networks -------------------------------------------------------------------------------
     def add_network(self, r: rules.NetworkRules | None) -> None:
@@ -101,10 +102,13 @@ class Firewall:
             self.elements.apply(changes)
 
     def remove_port_guard(self, g: guard_rules.PortGuard, leased: list[str]) -> None:
-        changes = guard_rules.port_guard_changes(
+        self.remove_elements(self.port_guard_removal(g, leased))
+
+    @staticmethod
+    def port_guard_removal(g: guard_rules.PortGuard, leased: list[str]) -> list[ElementChange]:
+        return guard_rules.port_guard_changes(
             g, add=False, addresses=g.ips, leased=tuple(sorted(set(leased)))
         )
-        self._remove_elements(changes)
 
     def add_host_guard(self, mac: str, guarded: bool, isolated: bool) -> None:
         """The host-side facts of a port on any backend (see ``guard_rules.host_guard_changes``);
@@ -116,13 +120,27 @@ class Firewall:
             raise OperationFailed(f"cannot guard port {mac} on the host: {exc.strerror}") from None
 
     def remove_host_guard(self, mac: str, guarded: bool, isolated: bool) -> None:
-        self._remove_elements(guard_rules.host_guard_changes(mac, guarded, isolated, add=False))
+        self.remove_elements(self.host_guard_removal(mac, guarded, isolated))
 
-    def _remove_elements(self, changes: list[ElementChange]) -> None:
-        try:
-            self.elements.apply(changes)
-        except NftElementError:  # something was already gone: remove what is left
-            for change in changes:
+    @staticmethod
+    def host_guard_removal(mac: str, guarded: bool, isolated: bool) -> list[ElementChange]:
+        return guard_rules.host_guard_changes(mac, guarded, isolated, add=False)
+
+    def remove_elements(self, changes: list[ElementChange]) -> None:
+        """Remove set elements, any number of ports' at once (idempotent: what is already
+        gone is skipped). One transaction per :data:`~virtnet.services.nft_elements.
+        KEYS_PER_BATCH` keys; on a kernel without ``DESTROYSETELEM`` (before 6.3), a missing
+        element fails its whole transaction and each key is then retried alone."""
+        for batch in merged(changes):
+            try:
+                self.elements.apply(batch, missing_ok=self._destroy_supported)
+                continue
+            except NftElementError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL) and self._destroy_supported:
+                    self._destroy_supported = False
+                    self.remove_elements(batch)
+                    continue
+            for change in batch:  # a set or table is gone: remove what is left, key by key
                 for key in change.keys:
                     with contextlib.suppress(NftElementError):
                         self.elements.apply([dataclasses.replace(change, keys=(key,))])

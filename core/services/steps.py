@@ -103,7 +103,11 @@ class RequireSubnetsFree(Step):
 
 # --- links --------------------------------------------------------------------------------
 def _require_free(ctx: ApplyContext, ifname: str) -> None:
-    if services(ctx).netlink.index(ifname) is not None:
+    svc = services(ctx)
+    # a port of a network just stopped keeps its name until the reaper deletes it
+    if svc.netlink.index(ifname) is not None and (
+        not svc.reaper.settle() or svc.netlink.index(ifname) is not None
+    ):
         raise Conflict(f"interface {ifname!r} already exists on this host", subject="ifname")
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+from virtnet.services.netlink import RETIRED_PREFIX
 from virtnet.testing.netns import Namespace
 
 
@@ -19,7 +21,7 @@ def snapshot(ns: Namespace, run_dir: Path | None = None) -> dict[str, Any]:
 
     links = sorted(  # with what a careless step could change on a link that stays
         (link["ifname"], link.get("master", ""), link.get("mtu"), link.get("ifalias", ""))
-        for link in ip_json("link", "show")
+        for link in _reaped(ns, ip_json)
     )
     addresses = sorted(
         (a["ifname"], f"{i['local']}/{i['prefixlen']}")
@@ -45,6 +47,24 @@ def snapshot(ns: Namespace, run_dir: Path | None = None) -> dict[str, Any]:
         "processes": sorted(ns.pids()),
         "files": files,
     }
+
+
+def _reaped(ns: Namespace, ip_json: Any, timeout: float = 10.0) -> Any:
+    """The namespace's links once the links an operation retired are deleted: an unplug or
+    a stop returns when they are out of service, renamed ``vnr<ifindex>`` (a stopped
+    bridge's ports keep their names under it), and deletes them in the background
+    (:mod:`virtnet.services.reaper`). Any still there after ``timeout`` are in the result:
+    a leak the comparison shows."""
+    deadline = time.monotonic() + timeout
+    while True:
+        links = ip_json("link", "show")
+        if time.monotonic() > deadline or not any(
+            name.startswith(RETIRED_PREFIX)
+            for link in links
+            for name in (link["ifname"], link.get("master", ""))
+        ):
+            return links
+        time.sleep(0.02)
 
 
 def link_details(ns: Namespace, name: str) -> Any:

@@ -268,27 +268,20 @@ def test_virtnetd_collects_orphans_at_start(lab: Lab, host_ns: Namespace, tmp_pa
 
 KILLED_AT_LABEL = """
 import os, pickle, signal, sys
-from virtnet.services import netlink
+from virtnet.services import rtnl
 from virtnet.apply import ApplyContext, Journal, apply_plan
 from virtnet.plugins import make_plugin_manager
 from virtnet.services import Services
 
 steps, host, owner, journal = pickle.loads(bytes.fromhex(sys.argv[1]))
-make = netlink._iproute
+set_link = rtnl.Rtnl.set_link
 
-def dying_iproute():
-    ipr = make()
-    link = ipr.link
+def set_link_then_die(self, index, **changes):
+    if changes.get("alias"):  # the labelling request: die before it
+        os.kill(os.getpid(), signal.SIGKILL)
+    return set_link(self, index, **changes)
 
-    def link_then_die(command, *args, **kwargs):
-        if command == "set" and "ifalias" in kwargs:  # the labelling request: die before it
-            os.kill(os.getpid(), signal.SIGKILL)
-        return link(command, *args, **kwargs)
-
-    ipr.link = link_then_die
-    return ipr
-
-netlink._iproute = dying_iproute
+rtnl.Rtnl.set_link = set_link_then_die
 pm, _broken, _dists = make_plugin_manager(autoload=False)
 actions = {}
 for contribution in pm.hook.virtnet_undo_actions():

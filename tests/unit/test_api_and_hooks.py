@@ -255,3 +255,28 @@ def test_state_files_are_private(tmp_path: Path) -> None:
         assert path.stat().st_mode & 0o077 == 0, path
     # searchable, not listable or writable: dnsmasq's own user reaches its files below it
     assert (tmp_path / "r").stat().st_mode & 0o777 == 0o711
+
+
+def test_a_teardown_undoes_many_journals_with_one_finish(tmp_path: Path) -> None:
+    """rollback_all: each journal newest record first, in the order given; what undo actions
+    defer (ctx.finally_) runs once, after all of them; every journal is removed."""
+    from virtnet.apply import Journal, rollback_all
+    from virtnet.backend import Host
+    from virtnet.plan import Undo
+
+    done: list[str] = []
+
+    def undo(ctx: ApplyContext, args: dict[str, Any]) -> None:
+        done.append(args["what"])
+        if not ctx.finally_:
+            ctx.finally_.append(lambda: done.append("finish"))
+
+    journals = [Journal(tmp_path / f"j{i}.jsonl") for i in range(3)]
+    for i, journal in enumerate(journals):
+        for step in ("a", "b"):
+            journal.append(Undo("test.undo", {"what": f"{i}{step}"}, owner="virtnet/x"))
+        journal.close()
+    ctx = ApplyContext(Host(tmp_path, tmp_path), {"test.undo": undo})
+    assert rollback_all(ctx, journals) == []
+    assert done == ["0b", "0a", "1b", "1a", "2b", "2a", "finish"]
+    assert not any(journal.exists() for journal in journals)

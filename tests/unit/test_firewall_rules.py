@@ -150,3 +150,23 @@ def test_isolated_network_keeps_the_hosts_address_to_itself() -> None:
     assert f"add element inet virtnet local4 {{ 10.1.0.1 : jump n{KEY}_in }}" in added
     assert "delete element inet virtnet local4 { 10.1.0.1 }" in fw.remove_network(r)
     assert not rules("<forward mode='nat'/>").guards_host
+
+
+def test_many_ports_removals_merge_into_one_message_per_set_and_bounded_transactions() -> None:
+    from virtnet.services.nft_elements import KEYS_PER_BATCH, merged
+
+    guards = [
+        guard_rules.PortGuard(f"vnet{i}", f"52:54:00:00:{i // 256:02x}:{i % 256:02x}", ())
+        for i in range(KEYS_PER_BATCH + 7)
+    ]
+    changes = [c for g in guards for c in guard_rules.port_guard_changes(g, add=False)]
+    batches = merged(changes)
+    keys = [k for batch in batches for change in batch for k in change.keys]
+    assert sorted(keys) == sorted(k for c in changes for k in c.keys)  # nothing lost or doubled
+    assert all(sum(len(c.keys) for c in batch) <= KEYS_PER_BATCH for batch in batches)
+    sets = [(c.set, c.add) for batch in batches for c in batch]
+    assert len(sets) <= len(set(sets)) + len(batches) - 1  # a set is split only at a boundary
+    first = [c.set for c in guard_rules.port_guard_changes(guards[0], add=False)]
+    order = list(dict.fromkeys(c.set for batch in batches for c in batch))
+    assert order == first  # the order of removal kept: "guarded" first
+    assert merged([]) == []

@@ -1,0 +1,213 @@
+"""Raw rtnetlink for the per-port hot path: a link's facts, changes to a link, an FDB entry.
+
+pyroute2 spends ~1 ms of Python (an asyncio loop turn, generic message encoding) on each
+request the kernel answers in tens of microseconds; a plug makes three or four of them, an
+unplug three. These few requests are built and answered here by hand, in the style of
+:mod:`~virtnet.services.nft_elements`; everything else stays with pyroute2.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK, RTM_NEWNEIGH = 16, 17, 18, 19, 28
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLM_F_DUMP = 0x300
+NLMSG_ERROR, NLMSG_DONE = 0x2, 0x3
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
+IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP, IFLA_EXT_MASK = 18, 20, 27, 29
+IFLA_INFO_KIND = 1
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+IFF_UP = 0x1
+AF_BRIDGE, NUD_NOARP, NTF_MASTER, NDA_LLADDR = 7, 0x40, 0x04, 2
+_HEADER = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
+
+
+class RtnlError(OSError):
+    """The kernel refused a request; ``code`` is the errno, as pyroute2's errors have it."""
+
+    @property
+    def code(self) -> int:
+        return int(self.errno or 0)
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """What undo and retirement need to know of a link, from one ``RTM_GETLINK``."""
+
+    index: int
+    up: bool
+    kind: str | None
+    alias: str | None
+    master: int
+    group: int
+    name: str = ""
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return _attr(kind, struct.pack("=I", value))
+
+
+def _string(kind: int, value: str) -> bytes:
+    return _attr(kind, value.encode() + b"\0")
+
+
+def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
+    while offset + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            return
+        yield kind & 0x3FFF, data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def _text(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
+    """The facts of one ``RTM_NEWLINK`` message at ``offset`` in ``data``."""
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset + 16)
+    name = ""
+    kind = alias = None
+    master = group = 0
+    for attr, value in _attrs(data, offset + 16 + _IFINFO.size, offset + length):
+        if attr == IFLA_IFNAME:
+            name = _text(value)
+        elif attr == IFLA_IFALIAS:
+            alias = _text(value) or None
+        elif attr == IFLA_MASTER:
+            (master,) = struct.unpack("=I", value[:4])
+        elif attr == IFLA_GROUP:
+            (group,) = struct.unpack("=I", value[:4])
+        elif attr == IFLA_LINKINFO:
+            for sub, subvalue in _attrs(value, 0, len(value)):
+                if sub == IFLA_INFO_KIND:
+                    kind = _text(subvalue)
+    return LinkFacts(index, bool(flags & IFF_UP), kind, alias, master, group, name)
+
+
+class Rtnl:
+    """A NETLINK_ROUTE socket in the creating thread's namespace."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self._seq = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def set_link(
+        self,
+        index: int,
+        *,
+        up: bool | None = None,
+        ifname: str | None = None,
+        master: int | None = None,
+        group: int | None = None,
+        alias: str | None = None,
+        mac: str | None = None,
+        mtu: int | None = None,
+    ) -> None:
+        """Change link ``index`` in one request (``master=0``: off its bridge)."""
+        attrs = b""
+        if ifname is not None:
+            attrs += _string(IFLA_IFNAME, ifname)
+        if mac is not None:
+            attrs += _attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+        if mtu is not None:
+            attrs += _u32(IFLA_MTU, mtu)
+        if alias is not None:
+            attrs += _string(IFLA_IFALIAS, alias)
+        if group is not None:
+            attrs += _u32(IFLA_GROUP, group)
+        if master is not None:
+            attrs += _u32(IFLA_MASTER, master)
+        flags = IFF_UP if up else 0
+        change = IFF_UP if up is not None else 0
+        self._request(RTM_SETLINK, 0, _IFINFO.pack(0, 0, index, flags, change) + attrs)
+
+    def add_fdb(self, index: int, mac: str) -> None:
+        """``bridge fdb add MAC dev IF master static``."""
+        ndmsg = struct.pack("=BxxxiHBB", AF_BRIDGE, index, NUD_NOARP, NTF_MASTER, 0)
+        body = ndmsg + _attr(NDA_LLADDR, bytes.fromhex(mac.replace(":", "")))
+        self._request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def link(self, ifname: str) -> LinkFacts | None:
+        """One link by name (None if there is none), without its statistics."""
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + _string(IFLA_IFNAME, ifname)
+        body += _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        try:
+            data, offset, length = self._request(RTM_GETLINK, 0, body, answer=True)
+        except RtnlError as exc:
+            if exc.code in (19, 22):  # ENODEV, EINVAL: no such link
+                return None
+            raise
+        return _facts(data, offset, length)
+
+    def links(self) -> list[LinkFacts]:
+        """Every link of the namespace (one dump, statistics left out, little decoding)."""
+        seq = next(self._seq)
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        header = _HEADER.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+        self.sock.sendall(header + body)
+        found: list[LinkFacts] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, got, _pid = _HEADER.unpack_from(data, offset)
+                if length < 16:
+                    break
+                if got == seq:
+                    if kind == NLMSG_DONE:
+                        return found
+                    if kind == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + 16)
+                        raise RtnlError(-code, os.strerror(-code))
+                    found.append(_facts(data, offset, length))
+                offset += (length + 3) & ~3
+
+    def delete_link(self, index: int) -> None:
+        self._request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))
+
+    def delete_group(self, group: int) -> None:
+        """Every link in link group ``group``, in one request (ENODEV: there was none)."""
+        self._request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + _u32(IFLA_GROUP, group))
+
+    def _request(
+        self, msg_type: int, flags: int, body: bytes, answer: bool = False
+    ) -> tuple[bytes, int, int]:
+        """Send one request; returns (datagram, offset, length) of the answer when one is
+        expected, raises :class:`RtnlError` with the kernel's errno."""
+        seq = next(self._seq)
+        request_flags = NLM_F_REQUEST | flags | (0 if answer else NLM_F_ACK)
+        self.sock.sendall(_HEADER.pack(16 + len(body), msg_type, request_flags, seq, 0) + body)
+        while True:
+            data = self.sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, got, _pid = _HEADER.unpack_from(data, offset)
+                if length < 16:
+                    break
+                if got == seq:
+                    if kind == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + 16)
+                        if code < 0:
+                            raise RtnlError(-code, os.strerror(-code))
+                    return data, offset, length
+                offset += (length + 3) & ~3
+
+
+__all__ = ["LinkFacts", "Rtnl", "RtnlError"]

@@ -1,0 +1,245 @@
+"""Retired links: an unplug or a network stop takes a link out of service at once and deletes it
+in the background (``virtnet.services.reaper``). What must hold the moment the call returns:
+the guest's frames go nowhere, the name is free, and nothing is left once the process is gone,
+even when it was killed before the deletion."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from virtnet.backend import Host
+from virtnet.host import enter_netns
+from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
+from virtnet.ownership import Owner
+from virtnet.services import Services
+from virtnet.services.netlink import RETIRED_GROUP
+from virtnet.testing import Namespace
+from virtnet.testing.fixtures import needs_root
+from virtnet.testing.world import World
+
+pytestmark = [needs_root, pytest.mark.root]
+T = TypeVar("T")
+
+NAT = """<network><name>{name}</name><forward mode='nat'/><bridge name='{bridge}' stp='off'/>
+  <ip address='10.79.{n}.1' prefix='24'><dhcp><range start='10.79.{n}.100'
+  end='10.79.{n}.150'/></dhcp></ip></network>"""
+TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
+ETH_P_ALL, PROBE_TYPE = 0x0003, 0x88B5  # IEEE local experimental ethertype
+
+
+def in_ns(ns: Namespace, fn: Callable[[], T]) -> T:
+    """``fn()`` on a thread inside ``ns``: the sockets and files it opens stay there."""
+    out: list[T] = []
+    thread = threading.Thread(target=lambda: (enter_netns(ns.name), out.append(fn())))
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+def open_tap(name: str) -> int:
+    """What QEMU does with the tap virtnet made: attach to it by name."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+    return fd
+
+
+def sniffer(ifname: str) -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((ifname, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def heard(sock: socket.socket, payload: bytes, wait: float = 0.5) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if payload in sock.recv(2048):
+                return True
+        except BlockingIOError:
+            time.sleep(0.01)
+    return False
+
+
+def send(fd: int, mac: str, payload: bytes) -> bool:
+    """A broadcast frame from the guest; False if the kernel refused it outright."""
+    frame = b"\xff" * 6 + bytes.fromhex(mac.replace(":", "")) + struct.pack("!H", PROBE_TYPE)
+    try:
+        os.write(fd, frame + payload.ljust(46, b"\0"))
+    except OSError as exc:
+        assert exc.errno in (errno.EIO, errno.ENETDOWN, errno.EBADFD), exc
+        return False
+    return True
+
+
+def link(ns: Namespace, name: str) -> dict[str, object] | None:
+    shown = ns.ip("-d", "-j", "link", "show", "dev", name, check=False)
+    return json.loads(shown.stdout)[0] if shown.returncode == 0 else None
+
+
+def test_an_unplugged_tap_carries_no_frame_the_moment_unplug_returns(world: World) -> None:
+    """The guest (QEMU) keeps its tap open after the unplug: what it sends reaches no one,
+    though the link itself is deleted only later."""
+    world.vn.create_network(NAT.format(name="ret", bridge="vtbr-ret", n=1))
+    peer, _ = world.plug("ret", "peer")
+    tap = world.vn.create_port(
+        "ret",
+        NetworkPort(
+            network="ret",
+            attachment=Attachment(AttachmentKind.TAP, "vrtap0", spoof_check=False),
+        ),
+    )
+    assert tap.mac
+    fd = in_ns(world.host, lambda: open_tap("vrtap0"))
+    ear = in_ns(peer, lambda: sniffer("eth0"))
+    try:
+        assert send(fd, tap.mac, b"before unplug") and heard(ear, b"before unplug")
+        world.vn.delete_port(tap.uuid or "")
+        assert "vrtap0" not in world.host.links()
+        send(fd, tap.mac, b"after unplug")
+        assert not heard(ear, b"after unplug")
+    finally:
+        os.close(fd)
+        ear.close()
+    # the name is free at once: a new guest may take it
+    again = world.vn.create_port(
+        "ret", NetworkPort(network="ret", attachment=Attachment(AttachmentKind.TAP, "vrtap0"))
+    )
+    assert (link(world.host, "vrtap0") or {}).get("master") == "vtbr-ret"
+    world.vn.delete_port(again.uuid or "")
+
+
+@pytest.fixture
+def root_links_untouched() -> Iterator[None]:
+    """The tests below ask ``Services`` for its netlink from the test's own thread, in the
+    root namespace: its sockets must still be made in the host's namespace (a socket made
+    here would change the host's real links by their index)."""
+
+    def links() -> str:
+        return subprocess.run(
+            ["ip", "-d", "-j", "link", "show"], capture_output=True, text=True
+        ).stdout
+
+    before = links()
+    yield
+    assert links() == before
+
+
+def test_a_retired_tap_is_down_detached_renamed_and_then_deleted(
+    host_ns: Namespace, tmp_path: Path, root_links_untouched: None
+) -> None:
+    """Each promise of ``Netlink.retire``, checked before the reaper runs; then the reaper."""
+    owner = Owner(str(uuid.uuid4())).label
+    services = Services(Host(tmp_path / "state", tmp_path / "run", netns=host_ns.name))
+    try:
+        nl = services.netlink
+        services.call(
+            nl.create_bridge, "vrbr0", mac=None, mtu=None, stp=False, delay=0, label=owner
+        )
+        services.call(
+            nl.create_tap, "vrtap1", master="vrbr0", mac=None, owner_uid=None, label=owner
+        )
+        services.call(nl.set_up, "vrtap1")
+        services.call(nl.pin_mac, "vrtap1", "52:54:00:00:79:01")
+        index = int((link(host_ns, "vrtap1") or {})["ifindex"])  # type: ignore[call-overload]
+        assert "52:54:00:00:79:01" in host_ns.exec("bridge", "fdb", "show", "br", "vrbr0").stdout
+
+        assert services.call(nl.retire, "vrtap1", owner)
+        tomb = link(host_ns, f"vnr{index:x}")
+        assert tomb is not None and "vrtap1" not in host_ns.links()
+        assert "UP" not in tomb["flags"] and "master" not in tomb  # type: ignore[operator]
+        assert tomb["group"] == str(RETIRED_GROUP) or tomb["group"] == RETIRED_GROUP
+        assert "52:54:00:00:79:01" not in host_ns.exec("bridge", "fdb", "show").stdout
+
+        services.reaper.reap(RETIRED_GROUP, checked=True)
+        assert services.reaper.settle()
+        assert link(host_ns, f"vnr{index:x}") is None
+        assert not services.call(nl.retire, "vrtap1", owner)  # gone: nothing to do
+    finally:
+        services.call(nl.delete, "vrbr0", owner)
+        services.close()
+
+
+def test_a_name_clash_on_retiring_deletes_the_link_and_spares_the_namesake(
+    host_ns: Namespace, tmp_path: Path, root_links_untouched: None
+) -> None:
+    owner = Owner(str(uuid.uuid4())).label
+    services = Services(Host(tmp_path / "state", tmp_path / "run", netns=host_ns.name))
+    try:
+        nl = services.netlink
+        services.call(nl.create_tap, "vrtap2", master=None, mac=None, owner_uid=None, label=owner)
+        index = int((link(host_ns, "vrtap2") or {})["ifindex"])  # type: ignore[call-overload]
+        host_ns.ip("link", "add", f"vnr{index:x}", "type", "bridge")  # someone else's
+        assert services.call(nl.retire, "vrtap2", owner)
+        assert "vrtap2" not in host_ns.links()
+        assert (link(host_ns, f"vnr{index:x}") or {}).get("linkinfo", {}).get(  # type: ignore[union-attr]
+            "info_kind"
+        ) == "bridge"
+    finally:
+        services.close()
+
+
+def test_a_network_stopped_and_started_again_at_once_gets_its_names_back(world: World) -> None:
+    """The old bridge and its ports are still being deleted while the new ones are made."""
+    xml = NAT.format(name="again", bridge="vtbr-again", n=2)
+    world.vn.define_network(xml)
+    for _ in range(3):
+        world.vn.start_network("again")
+        for i in range(3):
+            world.vn.create_port(
+                "again",
+                NetworkPort(
+                    network="again", attachment=Attachment(AttachmentKind.TAP, f"vrtap-a{i}")
+                ),
+            )
+        world.vn.destroy_network("again")
+        assert not {"vtbr-again", "vrtap-a0"} & world.host.links()
+    world.vn.services.reaper.settle()
+    assert not [n for n in world.host.links() if n.startswith("vnr")]
+
+
+def test_links_retired_by_a_process_killed_before_deleting_them_are_collected(
+    virtnet_cli, host_ns: Namespace
+) -> None:  # type: ignore[no-untyped-def]
+    """A process dies between retiring links and deleting them: ``virtnet gc`` finds them
+    (labelled, no record owns them) and a clean exit of the CLI leaves none."""
+    virtnet_cli(
+        "net-create", "-", input=NAT.format(name="gone", bridge="vtbr-gone", n=3), check=True
+    )
+    made = virtnet_cli("net-port-create", "gone", "--json", check=True)
+    uuid = json.loads(made.stdout)["uuid"]
+    script = f"""
+import os
+from virtnet.api import Virtnet
+from virtnet.services.reaper import Reaper
+Reaper.reap = lambda self, *a, **k: None  # the process dies before its reaper runs
+vn = Virtnet({str(virtnet_cli.state_dir)!r}, {str(virtnet_cli.run_dir)!r}, netns={host_ns.name!r})
+vn.delete_port({uuid!r})
+os._exit(0)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    retired = [n for n in host_ns.links() if n.startswith("vnr")]
+    assert len(retired) == 1
+    found = json.loads(virtnet_cli("gc", "--dry-run", "--json").stdout)["orphans"]
+    assert retired[0] in {o["name"] for o in found}
+    assert virtnet_cli("gc").returncode == 0
+    assert not [n for n in host_ns.links() if n.startswith("vnr")]
+    # a whole CLI process: what it retired is deleted before it exits
+    virtnet_cli("net-port-create", "gone", check=True)
+    virtnet_cli("net-destroy", "gone", check=True)
+    assert not [n for n in host_ns.links() if n.startswith(("vnr", "vtbr", "vnet"))]
