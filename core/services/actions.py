@@ -26,12 +26,12 @@ from virtnet.services.steps import services
 
 
 def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
-    """A guest's tap or macvtap retires (its deletion goes on in the background, see
+    """A guest's tap, macvtap or veth retires (its deletion goes on in the background, see
     :mod:`virtnet.services.reaper`); other links go now."""
     if ctx.teardown is not None and args.get("bulk") == ctx.teardown:
         return  # the network's own teardown deletes all its port links in one request
     svc = services(ctx)
-    if svc.netlink.retire(args["ifname"], ctx.owner):
+    if svc.netlink.retire(args["ifname"], ctx.owner, peer_netns=args.get("peer_netns")):
         svc.reaper.reap(RETIRED_GROUP, checked=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -50,6 +51,22 @@ def _iproute() -> Any:
 
 def _code(exc: BaseException) -> int | None:
     return getattr(exc, "code", None)
+
+
+def _create_error(exc: BaseException, ifname: str, what: str, master: object) -> Exception:
+    """The one-line error for a link that could not be made (pyroute2's or rtnl's failure)."""
+    if _code(exc) == errno.EEXIST:
+        return Conflict(f"interface {ifname!r} already exists", subject=what)
+    if _code(exc) == errno.EBUSY and what in ("macvtap", "macvlan"):
+        return Conflict(
+            f"cannot create {what} {ifname!r}: its device is busy (passthrough in use, "
+            "or a mode that cannot share it)"
+        )
+    if _code(exc) == errno.EXFULL:
+        return _enslave_error(exc, ifname, master)
+    if _code(exc) == errno.EOPNOTSUPP:
+        return OperationFailed(f"cannot create {what} {ifname!r}: this kernel lacks {what} support")
+    return OperationFailed(f"cannot create {what} {ifname!r}: {exc}")
 
 
 def _enslave_error(exc: BaseException, ifname: str, master: object) -> Exception:
@@ -199,19 +216,26 @@ class Netlink:
         label: str | None = None,
     ) -> None:
         """A veth pair in one request: our end enslaved, the peer born in the guest namespace."""
-        peer: dict[str, Any] = {"ifname": peer_ifname}
-        if peer_netns:
-            peer["net_ns_fd"] = peer_netns
-        if peer_mac:
-            peer["address"] = peer_mac
-        if mtu:
-            peer["mtu"] = mtu
-        kwargs: dict[str, Any] = {"kind": "veth", "peer": peer}
-        if master:
-            kwargs["master"] = self.require(master, "bridge")
-        if mtu:
-            kwargs["mtu"] = mtu
-        self._create(ifname, "veth", label=label, group=group, **kwargs)
+        from virtnet.host import netns_path
+
+        fd = os.open(netns_path(peer_netns), os.O_RDONLY | os.O_CLOEXEC) if peer_netns else None
+        try:
+            self.rtnl.create_veth(
+                ifname,
+                peer_ifname=peer_ifname,
+                peer_netns_fd=fd,
+                peer_mac=peer_mac,
+                master=self.require(master, "bridge") if master else None,
+                mtu=mtu,
+                group=BIRTH_GROUP if label else group,
+            )
+        except OSError as exc:
+            raise _create_error(exc, ifname, "veth", master) from None
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if label:
+            self.set_label(ifname, label, group)
 
     def create_macvtap(
         self, ifname: str, *, lower: str, mode: str, mac: str | None, label: str | None = None
@@ -295,20 +319,7 @@ class Netlink:
         try:
             self.ipr.link("add", ifname=ifname, **kwargs)
         except Exception as exc:
-            if _code(exc) == errno.EEXIST:
-                raise Conflict(f"interface {ifname!r} already exists", subject=what) from None
-            if _code(exc) == errno.EBUSY and what in ("macvtap", "macvlan"):
-                raise Conflict(
-                    f"cannot create {what} {ifname!r}: its device is busy (passthrough in use, "
-                    "or a mode that cannot share it)"
-                ) from None
-            if _code(exc) == errno.EXFULL:
-                raise _enslave_error(exc, ifname, kwargs.get("master")) from None
-            if _code(exc) == errno.EOPNOTSUPP:
-                raise OperationFailed(
-                    f"cannot create {what} {ifname!r}: this kernel lacks {what} support"
-                ) from None
-            raise OperationFailed(f"cannot create {what} {ifname!r}: {exc}") from None
+            raise _create_error(exc, ifname, what, kwargs.get("master")) from None
         if label:
             self.set_label(ifname, label, group)
 
@@ -355,7 +366,13 @@ class Netlink:
         link = self._owned_link(ifname, owner)
         return link is not None and self._delete_index(link.index)
 
-    def retire(self, ifname: str, owner: str | None, group: int | None = RETIRED_GROUP) -> bool:
+    def retire(
+        self,
+        ifname: str,
+        owner: str | None,
+        group: int | None = RETIRED_GROUP,
+        peer_netns: str | None = None,
+    ) -> bool:
         """Take a link labelled ``owner``'s out of service now and leave its deletion to a
         reaper (:mod:`virtnet.services.reaper`): False if it was already gone.
 
@@ -363,13 +380,19 @@ class Netlink:
         bridge's ports stop forwarding, a guest's frames are dropped), leaves its bridge
         (which forgets its static MAC entries), and is renamed ``vnr<ifindex>`` so its name
         is free again at once, then waits in ``group`` (None: the group it is in, e.g. a
-        bridge with its ports). A kind that cannot retire (:data:`RETIRABLE_KINDS`, bridges
-        aside), or a name clash, is deleted now."""
+        bridge with its ports). A veth whose other end is in ``peer_netns`` retires too: that
+        end, the guest's interface, goes down and takes the retired name there first, so the
+        guest's name is free at once as well. A kind that cannot retire
+        (:data:`RETIRABLE_KINDS`, bridges and such veths aside), or a name clash, is deleted
+        now."""
         link = self._owned_link(ifname, owner)
         if link is None:
             return False
         idx = link.index
-        if link.kind not in RETIRABLE_KINDS and not (link.kind == "bridge" and group is None):
+        if link.kind == "veth" and peer_netns and group is not None:
+            if not self._retire_peer(link, peer_netns):
+                return self._delete_index(idx)
+        elif link.kind not in RETIRABLE_KINDS and not (link.kind == "bridge" and group is None):
             if group is None:
                 raise ValueError(f"only a bridge retires in its own group, not {ifname}")
             return self._delete_index(idx)
@@ -382,6 +405,29 @@ class Netlink:
             log.warning("cannot retire %s (%s): deleting it now", ifname, exc)
             return self._delete_index(idx)
         return True
+
+    @staticmethod
+    def _retire_peer(link: LinkFacts, netns: str) -> bool:
+        """Down and rename ``link``'s other end in namespace ``netns``; False if it is not
+        there as that (then deleting ``link`` now removes it with it)."""
+        from virtnet.host import netns_path
+
+        if not link.peer or not netns_path(netns).exists():
+            return False
+
+        def guest_side(rtnl: Rtnl) -> bool:
+            peer = rtnl.link(index=link.peer)
+            if peer is None or peer.kind != "veth" or peer.peer != link.index:
+                return False  # not the other end of this pair: leave it alone
+            rtnl.set_link(peer.index, up=False)
+            rtnl.set_link(peer.index, ifname=f"{RETIRED_PREFIX}{peer.index:x}")
+            return True
+
+        try:
+            return in_namespace_raw(netns, guest_side)
+        except OSError as exc:
+            log.warning("cannot retire the guest end of %s (%s): deleting it now", link.name, exc)
+            return False
 
     def retire_bridge(self, bridge: str, owner: str | None) -> int | None:
         """A network's teardown: the link group of ``bridge``'s ports for a reaper to delete
@@ -552,11 +598,25 @@ def set_tx_checksum(ifname: str, enabled: bool) -> None:
         fcntl.ioctl(sock, SIOCETHTOOL, request)
 
 
+def in_namespace_raw(netns: str, fn: Callable[[Rtnl], T]) -> T:
+    """:func:`in_namespace` with a bare :class:`~virtnet.services.rtnl.Rtnl` (microseconds to
+    open, where pyroute2's socket costs milliseconds): for the per-port path."""
+    return _on_thread_in(netns, Rtnl, fn)
+
+
 def in_namespace(netns: str, fn: Callable[[Netlink], T]) -> T:
     """Run ``fn`` with a Netlink opened inside namespace ``netns`` (a guest's), then close it.
 
     A short-lived thread enters the namespace, so the caller's own namespace never changes.
     """
+    return _on_thread_in(netns, Netlink, fn)
+
+
+S = TypeVar("S", Netlink, Rtnl)
+
+
+def _on_thread_in(netns: str, open_socket: Callable[[], S], fn: Callable[[S], T]) -> T:
+    """``fn(open_socket())`` on a short-lived thread inside ``netns``; the socket is closed."""
     from virtnet.host import enter_netns
 
     result: list[T] = []
@@ -565,11 +625,11 @@ def in_namespace(netns: str, fn: Callable[[Netlink], T]) -> T:
     def worker() -> None:
         try:
             enter_netns(netns)
-            nl = Netlink()
+            sock = open_socket()
             try:
-                result.append(fn(nl))
+                result.append(fn(sock))
             finally:
-                nl.close()
+                sock.close()
         except BaseException as exc:  # handed to the caller
             failure.append(exc)
 

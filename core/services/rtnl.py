@@ -19,9 +19,11 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK, RTM_NEWNEIGH = 16, 17, 18, 1
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLM_F_DUMP = 0x300
 NLMSG_ERROR, NLMSG_DONE = 0x2, 0x3
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP, IFLA_EXT_MASK = 18, 20, 27, 29
-IFLA_INFO_KIND = 1
+IFLA_NET_NS_FD = 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+NLA_F_NESTED = 0x8000
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
 AF_BRIDGE, NUD_NOARP, NTF_MASTER, NDA_LLADDR = 7, 0x40, 0x04, 2
@@ -48,6 +50,7 @@ class LinkFacts:
     master: int
     group: int
     name: str = ""
+    peer: int = 0  # IFLA_LINK: a veth's other end (its index in the other end's namespace)
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -60,6 +63,31 @@ def _u32(kind: int, value: int) -> bytes:
 
 def _string(kind: int, value: str) -> bytes:
     return _attr(kind, value.encode() + b"\0")
+
+
+def _link_attrs(
+    ifname: str | None,
+    mac: str | None,
+    mtu: int | None,
+    alias: str | None = None,
+    group: int | None = None,
+    master: int | None = None,
+) -> bytes:
+    """The attributes of a link request, for those given (None: not in the request)."""
+    attrs = b""
+    if ifname is not None:
+        attrs += _string(IFLA_IFNAME, ifname)
+    if mac is not None:
+        attrs += _attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+    if mtu is not None:
+        attrs += _u32(IFLA_MTU, mtu)
+    if alias is not None:
+        attrs += _string(IFLA_IFALIAS, alias)
+    if group is not None:
+        attrs += _u32(IFLA_GROUP, group)
+    if master is not None:
+        attrs += _u32(IFLA_MASTER, master)
+    return attrs
 
 
 def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -80,9 +108,11 @@ def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset + 16)
     name = ""
     kind = alias = None
-    master = group = 0
+    master = group = peer = 0
     for attr, value in _attrs(data, offset + 16 + _IFINFO.size, offset + length):
-        if attr == IFLA_IFNAME:
+        if attr == IFLA_LINK:
+            (peer,) = struct.unpack("=I", value[:4])
+        elif attr == IFLA_IFNAME:
             name = _text(value)
         elif attr == IFLA_IFALIAS:
             alias = _text(value) or None
@@ -94,7 +124,7 @@ def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
             for sub, subvalue in _attrs(value, 0, len(value)):
                 if sub == IFLA_INFO_KIND:
                     kind = _text(subvalue)
-    return LinkFacts(index, bool(flags & IFF_UP), kind, alias, master, group, name)
+    return LinkFacts(index, bool(flags & IFF_UP), kind, alias, master, group, name, peer)
 
 
 class Rtnl:
@@ -121,22 +151,36 @@ class Rtnl:
         mtu: int | None = None,
     ) -> None:
         """Change link ``index`` in one request (``master=0``: off its bridge)."""
-        attrs = b""
-        if ifname is not None:
-            attrs += _string(IFLA_IFNAME, ifname)
-        if mac is not None:
-            attrs += _attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
-        if mtu is not None:
-            attrs += _u32(IFLA_MTU, mtu)
-        if alias is not None:
-            attrs += _string(IFLA_IFALIAS, alias)
-        if group is not None:
-            attrs += _u32(IFLA_GROUP, group)
-        if master is not None:
-            attrs += _u32(IFLA_MASTER, master)
+        attrs = _link_attrs(ifname, mac, mtu, alias, group, master)
         flags = IFF_UP if up else 0
         change = IFF_UP if up is not None else 0
         self._request(RTM_SETLINK, 0, _IFINFO.pack(0, 0, index, flags, change) + attrs)
+
+    def create_veth(
+        self,
+        ifname: str,
+        *,
+        peer_ifname: str,
+        peer_netns_fd: int | None = None,
+        peer_mac: str | None = None,
+        master: int | None = None,
+        mtu: int | None = None,
+        group: int | None = None,
+    ) -> None:
+        """A veth pair in one request: ``ifname`` here (down), the peer in the namespace
+        ``peer_netns_fd`` refers to, with its final name and MAC (and down: the kernel
+        cannot open a veth end before the pair is complete, ENOTCONN)."""
+        peer = _link_attrs(peer_ifname, peer_mac, mtu)
+        if peer_netns_fd is not None:
+            peer += _u32(IFLA_NET_NS_FD, peer_netns_fd)
+        peer_info = _IFINFO.pack(0, 0, 0, 0, 0) + peer
+        linkinfo = _string(IFLA_INFO_KIND, "veth") + _attr(
+            IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER, peer_info)
+        )
+        attrs = _link_attrs(ifname, None, mtu, None, group, master)
+        attrs += _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + attrs
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def add_fdb(self, index: int, mac: str) -> None:
         """``bridge fdb add MAC dev IF master static``."""
@@ -144,9 +188,9 @@ class Rtnl:
         body = ndmsg + _attr(NDA_LLADDR, bytes.fromhex(mac.replace(":", "")))
         self._request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def link(self, ifname: str) -> LinkFacts | None:
-        """One link by name (None if there is none), without its statistics."""
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + _string(IFLA_IFNAME, ifname)
+    def link(self, ifname: str | None = None, index: int = 0) -> LinkFacts | None:
+        """One link by name or index (None if there is none), without its statistics."""
+        body = _IFINFO.pack(0, 0, index, 0, 0) + (_string(IFLA_IFNAME, ifname) if ifname else b"")
         body += _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
         try:
             data, offset, length = self._request(RTM_GETLINK, 0, body, answer=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -403,7 +404,9 @@ class CreateVeth(Step):
         )
 
     def undo(self) -> Undo | None:
-        return _delete_undo(self.ifname, _bulk_of(self.master, self.bulk, self.group_of))
+        undo = _delete_undo(self.ifname, _bulk_of(self.master, self.bulk, self.group_of))
+        undo.args["peer_netns"] = self.peer_netns  # its guest end retires there (see actions)
+        return undo
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
@@ -419,7 +422,8 @@ class CreateVeth(Step):
         _repair_port_link(ctx, self.ifname, self.master, bulk_of, lambda: self.apply(ctx))
 
     def apply(self, ctx: ApplyContext) -> None:
-        from virtnet.services.netlink import Netlink, in_namespace, set_tx_checksum
+        from virtnet.services.netlink import in_namespace_raw, set_tx_checksum
+        from virtnet.services.rtnl import Rtnl
 
         nl = services(ctx).netlink
         nl.create_veth(
@@ -433,12 +437,12 @@ class CreateVeth(Step):
             label=ctx.owner,
         )
 
-        def guest_side(guest: Netlink) -> None:
+        def guest_side(guest: Rtnl) -> None:
             if not self.peer_tx_checksum:
                 set_tx_checksum(self.peer_ifname, False)
-            guest.set_up(self.peer_ifname)
+            guest.set_link(socket.if_nametoindex(self.peer_ifname), up=True)
 
-        in_namespace(self.peer_netns, guest_side)
+        in_namespace_raw(self.peer_netns, guest_side)
         # our end stays down (no frame reaches the bridge) until the plan's last step
 
 

@@ -243,3 +243,30 @@ os._exit(0)
     virtnet_cli("net-port-create", "gone", check=True)
     virtnet_cli("net-destroy", "gone", check=True)
     assert not [n for n in host_ns.links() if n.startswith(("vnr", "vtbr", "vnet"))]
+
+
+def test_a_veth_unplug_frees_the_guests_name_at_once_and_spares_a_guests_namesake(
+    world: World,
+) -> None:
+    """A container runtime removes eth0 and adds it again right away: the guest's end retires
+    too (down, renamed in the guest's namespace), and a link the guest made under the
+    retired name stays (the pair is then deleted before unplug returns)."""
+    world.vn.create_network(NAT.format(name="vret", bridge="vtbr-vret", n=4))
+    guest, port = world.plug("vret", "g")
+    assert "eth0" in guest.links()
+    world.vn.delete_port(port.uuid or "")
+    assert "eth0" not in guest.links() and port.attachment.ifname not in world.host.links()
+    again = world.vn.create_port(
+        "vret",
+        NetworkPort(network="vret", attachment=Attachment(AttachmentKind.VETH, netns=guest.name)),
+    )
+    assert "eth0" in guest.links()
+    peer = int((link(guest, "eth0") or {})["ifindex"])  # type: ignore[call-overload]
+    guest.ip("link", "add", f"vnr{peer:x}", "type", "bridge")  # the guest's own, same name
+    world.vn.delete_port(again.uuid or "")
+    assert "eth0" not in guest.links()
+    assert (link(guest, f"vnr{peer:x}") or {}).get("linkinfo", {}).get("info_kind") == "bridge"  # type: ignore[union-attr]
+    world.vn.settle()
+    assert not [
+        n for n in guest.links() | world.host.links() if n.startswith("vnr") and n != f"vnr{peer:x}"
+    ]
