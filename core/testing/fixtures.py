@@ -89,7 +89,12 @@ def virtnetd(lab: Lab, host_ns: Namespace, tmp_path: Path) -> Iterator[Daemon]:
     Afterwards the networks left active are destroyed through it and it is stopped; the lab
     then removes the namespace and kills anything still running there.
     """
-    daemon = Daemon(host_ns.name, tmp_path / "state", run_dir_for_test(), lab).start()
+    run = run_dir_for_test()
+    try:
+        daemon = Daemon(host_ns.name, tmp_path / "state", run, lab).start()
+    except BaseException:  # a daemon that never came up leaves no run dir behind
+        shutil.rmtree(run, ignore_errors=True)
+        raise
     yield daemon
     if daemon.proc is not None and daemon.proc.poll() is None:
         listed = daemon.cli("net-list", "--json")
