@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from virtnet.apply import ApplyContext
 from virtnet.errors import Conflict
@@ -20,9 +20,10 @@ from virtnet.services.dnsmasq import DhcpLease, parse_leases
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import NetworkRules
 from virtnet.services.guard_rules import PortGuard
-from virtnet.services.netlink import RETIRED_GROUP
-from virtnet.services.nft_elements import ElementChange
 from virtnet.services.steps import services
+
+if TYPE_CHECKING:
+    from virtnet.services.nft_elements import ElementChange
 
 
 def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
@@ -30,6 +31,8 @@ def delete_link(ctx: ApplyContext, args: dict[str, Any]) -> None:
     :mod:`virtnet.services.reaper`); other links go now."""
     if ctx.teardown is not None and args.get("bulk") == ctx.teardown:
         return  # the network's own teardown deletes all its port links in one request
+    from virtnet.services.netlink import RETIRED_GROUP  # not on every command's start-up
+
     svc = services(ctx)
     if svc.netlink.retire(args["ifname"], ctx.owner, peer_netns=args.get("peer_netns")):
         svc.reaper.reap(RETIRED_GROUP, checked=True)
