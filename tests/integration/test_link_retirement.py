@@ -140,12 +140,18 @@ def root_links_untouched() -> Iterator[None]:
     assert links() == before
 
 
+@pytest.fixture
+def services(host_ns: Namespace, tmp_path: Path, root_links_untouched: None) -> Iterator[Services]:
+    made = Services(Host(tmp_path / "state", tmp_path / "run", netns=host_ns.name))
+    yield made
+    made.close()
+
+
 def test_a_retired_tap_is_down_detached_renamed_and_then_deleted(
-    host_ns: Namespace, tmp_path: Path, root_links_untouched: None
+    host_ns: Namespace, services: Services
 ) -> None:
     """Each promise of ``Netlink.retire``, checked before the reaper runs; then the reaper."""
     owner = Owner(str(uuid.uuid4())).label
-    services = Services(Host(tmp_path / "state", tmp_path / "run", netns=host_ns.name))
     try:
         nl = services.netlink
         services.call(
@@ -172,26 +178,21 @@ def test_a_retired_tap_is_down_detached_renamed_and_then_deleted(
         assert not services.call(nl.retire, "vrtap1", owner)  # gone: nothing to do
     finally:
         services.call(nl.delete, "vrbr0", owner)
-        services.close()
 
 
 def test_a_name_clash_on_retiring_deletes_the_link_and_spares_the_namesake(
-    host_ns: Namespace, tmp_path: Path, root_links_untouched: None
+    host_ns: Namespace, services: Services
 ) -> None:
     owner = Owner(str(uuid.uuid4())).label
-    services = Services(Host(tmp_path / "state", tmp_path / "run", netns=host_ns.name))
-    try:
-        nl = services.netlink
-        services.call(nl.create_tap, "vrtap2", master=None, mac=None, owner_uid=None, label=owner)
-        index = int((link(host_ns, "vrtap2") or {})["ifindex"])  # type: ignore[call-overload]
-        host_ns.ip("link", "add", f"vnr{index:x}", "type", "bridge")  # someone else's
-        assert services.call(nl.retire, "vrtap2", owner)
-        assert "vrtap2" not in host_ns.links()
-        assert (link(host_ns, f"vnr{index:x}") or {}).get("linkinfo", {}).get(  # type: ignore[union-attr]
-            "info_kind"
-        ) == "bridge"
-    finally:
-        services.close()
+    nl = services.netlink
+    services.call(nl.create_tap, "vrtap2", master=None, mac=None, owner_uid=None, label=owner)
+    index = int((link(host_ns, "vrtap2") or {})["ifindex"])  # type: ignore[call-overload]
+    host_ns.ip("link", "add", f"vnr{index:x}", "type", "bridge")  # someone else's
+    assert services.call(nl.retire, "vrtap2", owner)
+    assert "vrtap2" not in host_ns.links()
+    assert (link(host_ns, f"vnr{index:x}") or {}).get("linkinfo", {}).get(  # type: ignore[union-attr]
+        "info_kind"
+    ) == "bridge"
 
 
 def test_a_network_stopped_and_started_again_at_once_gets_its_names_back(world: World) -> None:
