@@ -55,6 +55,9 @@ class Bridge:
 class Domain:
     name: str
     local_only: bool | None = None
+    #: libvirt registers the domain and the network's DNS server with systemd-resolved;
+    #: virtnet keeps the attribute and refuses ``yes`` at start (see recipes.l3_steps)
+    register: bool | None = None
 
 
 @dataclass
@@ -294,6 +297,8 @@ class Network:
     uuid: str | None = None
     ipv6: bool | None = None
     trust_guest_rx_filters: bool | None = None
+    title: str | None = None  # one line, for people (libvirt 9.7+)
+    description: str | None = None  # free text, for people; kept as written
     metadata: str | None = None  # the children of <metadata>, kept verbatim
     #: libvirt's <dnsmasq:options>: raw dnsmasq lines, used only where the host opts in
     dnsmasq_options: list[str] = field(default_factory=list)

@@ -81,6 +81,10 @@ def format_network(net: Network) -> str:
     w.text("name", net.name)
     if net.uuid:
         w.text("uuid", net.uuid)
+    if net.title is not None:
+        w.text("title", net.title)
+    if net.description is not None:
+        w.text("description", net.description)
     if net.metadata:
         w.open("metadata")
         w.raw(net.metadata)
@@ -105,7 +109,12 @@ def format_network(net: Network) -> str:
         w.empty("mac", [("address", net.mac)])
     if net.domain is not None:
         w.empty(
-            "domain", [("name", net.domain.name), ("localOnly", _yes_no(net.domain.local_only))]
+            "domain",
+            [
+                ("name", net.domain.name),
+                ("localOnly", _yes_no(net.domain.local_only)),
+                ("register", _yes_no(net.domain.register)),
+            ],
         )
     if net.dns is not None:
         _dns(w, net.dns)

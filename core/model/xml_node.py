@@ -131,6 +131,10 @@ class Node:
     def text(self) -> str:
         return (self.element.text or "").strip()
 
+    def raw_text(self) -> str:
+        """The text as written, white space included (``<description>``)."""
+        return self.element.text or ""
+
     def finish(self) -> None:
         """Reject any attribute or child element that no reader asked for."""
         for raw_name in self.element.attrib:

@@ -66,6 +66,14 @@ def parse_network(text: str | bytes) -> Network:
     if (uuid := root.child("uuid")) is not None:
         uuid.finish()
         net.uuid = uuid.text()
+    if (title := root.child("title")) is not None:
+        title.finish()
+        net.title = title.raw_text() or None  # libvirt drops an empty one
+        if net.title and "\n" in net.title:
+            raise InvalidInput("a title is one line", subject="network/title")
+    if (description := root.child("description")) is not None:
+        description.finish()
+        net.description = description.raw_text() or None
     if (meta := root.child("metadata")) is not None:
         net.metadata = _metadata(meta)
     if (fwd := root.child("forward")) is not None:
@@ -86,7 +94,11 @@ def parse_network(text: str | bytes) -> Network:
         net.mac = mac.req("address")
         mac.finish()
     if (dom := root.child("domain")) is not None:
-        net.domain = Domain(name=dom.req("name"), local_only=dom.bool_attr("localOnly"))
+        net.domain = Domain(
+            name=dom.req("name"),
+            local_only=dom.bool_attr("localOnly"),
+            register=dom.bool_attr("register"),
+        )
         dom.finish()
     if (dns := root.child("dns")) is not None:
         net.dns = _dns(dns)

@@ -233,11 +233,16 @@ def _dhcp_lines(net: Network) -> list[str]:
     if net.mtu and any(ip.version == 4 and ip.dhcp for ip in net.ips):
         out.append(f"dhcp-option=option:mtu,{net.mtu}")  # guests take the bridge's MTU
     if lease_max:
-        out += ["dhcp-no-override", "dhcp-authoritative", "no-ping"]
-        if any(ip.version == 4 and ip.dhcp for ip in net.ips):
-            # a lease belongs to a MAC, and the firewall makes that MAC the sender's: no guest
-            # can take, renew or release a lease in another's name by its client id
-            out.append("dhcp-ignore-clid")
+        dhcp4 = any(ip.version == 4 and ip.dhcp for ip in net.ips)
+        # authoritative: DHCPv4 requests for unknown leases are answered, not ignored (as
+        # libvirt), and DHCPv6 replies carry preference 255 (libvirt: 0 on IPv6-only
+        # networks), so a client never waits for a better server: this bridge has no other
+        out += ["dhcp-no-override", "dhcp-authoritative"] if dhcp4 else ["dhcp-authoritative"]
+        if dhcp4:
+            # no-ping and no-override are DHCPv4's; a lease belongs to a MAC, and the firewall
+            # makes that MAC the sender's: no guest can take, renew or release a lease in
+            # another's name by its client id
+            out += ["no-ping", "dhcp-ignore-clid"]
         out.append(f"dhcp-lease-max={min(lease_max, 1 << 24)}")
     if has_v6:
         out.append("enable-ra")

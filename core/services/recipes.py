@@ -64,6 +64,13 @@ def l3_steps(
             f"{', '.join(net.forward_devices)}",
             subject="network/forward/interface",
         )
+    if net.domain is not None and net.domain.register:
+        raise Unsupported(
+            "virtnet does not register domains with systemd-resolved (it leaves the host's "
+            "resolver alone): say register='no', and point the resolver at the network's "
+            "DNS server yourself if you want (resolvectl dns/domain on the bridge)",
+            subject="network/domain/@register",
+        )
     steps: list[Step] = [ReleaseSharedTables()]
     info: dict[str, object] = {}
     if net.ips:

@@ -95,6 +95,23 @@ def test_bridge_name_in_use_refused_and_foreign_bridge_kept(world: World) -> Non
     assert snapshot(world.host, world.run_dir) == before  # its bridge was not deleted
 
 
+def test_a_domain_to_register_with_systemd_resolved_is_refused_and_nothing_changes(
+    world: World,
+) -> None:
+    from virtnet.errors import Unsupported
+
+    registered = xml("reg", "vtbr-reg", "10.79.7", "7").replace(
+        "<dns>", "<domain name='reg.example' register='yes'/><dns>"
+    )
+    world.vn.define_network(registered)
+    before = snapshot(world.host, world.run_dir)
+    with pytest.raises(Unsupported, match="systemd-resolved") as refused:
+        world.vn.start_network("reg")
+    assert refused.value.subject == "network/domain/@register"
+    assert snapshot(world.host, world.run_dir) == before
+    assert "register='yes'" in world.vn.dumpxml("reg")  # kept as written, for libvirt
+
+
 def test_dns_port_in_use_refused_and_rolled_back(world: World) -> None:
     squatter = world.host.popen(
         sys.executable,

@@ -279,3 +279,15 @@ def test_dns_without_its_own_forwarders_reads_virtnets_servers_file() -> None:
     )
     assert "no-resolv" in isolated and not [x for x in isolated if "servers-file" in x]
     assert not [x for x in conf_lines(NAT) if "servers-file" in x]  # its own forwarders
+
+
+def test_dhcpv4_only_options_stay_off_an_ipv6_only_network() -> None:
+    v6_only = NAT.split("<ip address='192.168.122.1'")[0] + (
+        "<ip family='ipv6' address='fd00:1::1' prefix='64'><dhcp>"
+        "<range start='fd00:1::100' end='fd00:1::1ff'/></dhcp></ip></network>"
+    )
+    lines = conf_lines(v6_only)
+    assert "dhcp-authoritative" in lines  # DHCPv6 replies with preference 255
+    for v4_only in ("dhcp-no-override", "no-ping", "dhcp-ignore-clid"):
+        assert v4_only not in lines
+    assert {"dhcp-no-override", "no-ping", "dhcp-ignore-clid"} <= set(conf_lines(NAT))

@@ -205,6 +205,9 @@ CASES = [
         "not a valid DNS name",
     ),
     (net("<domain name='-bad-'/>"), "network/domain/@name", "not a valid DNS name"),
+    (net("<title>two\nlines</title>"), "network/title", "one line"),
+    (net("<title><b>bold</b></title>"), "network/title/b", "not supported"),
+    (net("<domain name='a.example' register='maybe'/>"), "network/domain/@register", "not 'yes'"),
     # syntax, caught by the parser
     (net("<bridge name='b' stp='maybe'/>"), "network/bridge/@stp", "not 'yes' or 'no'"),
     (net("<mtu size='abc'/>"), "network/mtu/@size", "not an integer"),

@@ -105,6 +105,8 @@ virtualport = st.builds(
 @st.composite
 def networks(draw: st.DrawFn) -> Network:
     net = Network(name=draw(text), uuid=draw(st.none() | st.uuids().map(str)))
+    net.title = draw(st.none() | text)
+    net.description = draw(st.none() | st.lists(text, min_size=1, max_size=3).map("\n".join))
     mode = draw(st.sampled_from(list(ForwardMode)))
     if mode != ForwardMode.ISOLATED:
         net.forward = Forward(mode=mode, dev=draw(st.none() | ifname))
@@ -121,7 +123,7 @@ def networks(draw: st.DrawFn) -> Network:
     )
     net.mtu = draw(st.none() | st.integers(68, 9000))
     net.mac = draw(st.none() | mac)
-    net.domain = draw(st.none() | st.builds(Domain, label, tri))
+    net.domain = draw(st.none() | st.builds(Domain, label, tri, tri))
     if draw(st.booleans()):
         net.dns = Dns(
             enable=draw(tri),

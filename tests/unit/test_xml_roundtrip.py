@@ -25,6 +25,9 @@ def test_corpus_covers_every_element() -> None:
     for needle in (
         "<uuid>",
         "<metadata>",
+        "<title>",
+        "<description>",
+        "register=",
         "mode='nat'",
         "mode='route'",
         "mode='open'",
