@@ -10,8 +10,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch qemu-system-x86 cpio \
         python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool \
-        docker.io firewalld
-SOURCES := pyproject.toml $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
+        docker.io firewalld python3-matplotlib
+SOURCES := pyproject.toml bin/virtnet $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
 .PHONY: install test unit lint lab bench clean dist

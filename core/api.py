@@ -221,16 +221,14 @@ class Virtnet:
         """Forget a definition; an active network keeps running as a transient one."""
         with host_lock(self.host):
             if self.store.definition(name) is None:
-                raise NotFound(f"network {name!r} is not defined")
+                raise self._undefined(name)
             self.store.delete_definition(name)
         self.hooks.emit(Event(EventKind.NETWORK_UNDEFINED, name))
 
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         with host_lock(self.host):
             if self.store.definition(name) is None:
-                raise NotFound(
-                    f"network {name!r} is not defined (transient networks have no autostart)"
-                )
+                raise self._undefined(name, "transient networks have no autostart")
             self.store.set_autostart(name, enabled)
 
     # lifecycle ------------------------------------------------------------------------------
@@ -248,7 +246,7 @@ class Virtnet:
         with host_lock(self.host):
             definition = self.store.definition(name)
             if definition is None:
-                raise NotFound(f"network {name!r} is not defined")
+                raise self._undefined(name)
             net = parse_network(definition.xml)
             self._start(net)
         return net
@@ -258,7 +256,9 @@ class Virtnet:
         (``--dry-run``)."""
         definition = self.store.definition(name)
         if definition is None:
-            raise NotFound(f"network {name!r} is not defined")
+            raise self._undefined(name)
+        if self.store.active_network(name) is not None:  # as net-start itself would say
+            raise Conflict(f"network {name!r} is already active")
         net = parse_network(definition.xml)
         backend, reason = self._resolve_backend(net)
         return StartPlan(backend, reason, self.hooks.plan_start(backend, net))
@@ -312,9 +312,8 @@ class Virtnet:
             if (active and name in running) or (inactive and name not in running)
         ]
 
-    @staticmethod
-    def _summary(name: str, d: Definition | None, a: ActiveNetwork | None) -> NetworkSummary:
-        net = parse_network(a.xml if a else d.xml if d else "")
+    def _summary(self, name: str, d: Definition | None, a: ActiveNetwork | None) -> NetworkSummary:
+        net = self._parsed(a.xml if a else d.xml if d else "")  # a daemon parses each once
         return NetworkSummary(
             name=name,
             uuid=net.uuid or "",
@@ -522,8 +521,9 @@ class Virtnet:
         live: bool | None = None,
         config: bool | None = None,
         parent_index: int | None = None,
-    ) -> None:
-        """``net-update``: change one element of the live network and/or its definition.
+    ) -> tuple[bool, bool]:
+        """``net-update``: change one element of the live network and/or its definition;
+        returns which were changed: ``(live, config)``.
 
         Neither flag means virsh's ``--current``: the live network if it is active, else the
         definition. DHCP reservations and DNS host records reach dnsmasq with a SIGHUP; ranges,
@@ -564,6 +564,7 @@ class Virtnet:
                 self.store.put_active(dataclasses.replace(active, xml=format_network(new_live)))
             if new_config is not None and definition is not None:
                 self.store.put_definition(name, definition.uuid, format_network(new_config))
+            return new_live is not None, new_config is not None
 
     def dhcp_leases(self, name: str, mac: str | None = None) -> list[DhcpLease]:
         """The network's current DHCP leases (from its dnsmasq's lease file)."""
@@ -713,6 +714,13 @@ class Virtnet:
         where a device is chosen: plugging stays O(1) elsewhere)."""
         counts = self.store.plug_device_counts(name) if net.forward_devices else {}
         return {**info, "plug_devices": counts}
+
+    def _undefined(self, name: str, why: str = "it was created, not defined") -> VirtnetError:
+        """The error for a command that needs a definition: the same words as every other
+        command's for a network that does not exist at all."""
+        if self.store.active_network(name) is not None:
+            return Conflict(f"network {name!r} is transient: {why}")
+        return NotFound(f"network {name!r} does not exist")
 
     def _parsed(self, xml: str) -> Network:
         """Other networks, parsed once per process: a long-lived embedder (or the daemon)

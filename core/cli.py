@@ -145,8 +145,8 @@ def net_info(name: str, as_json: bool) -> None:
         ("Active", yes_no(info["active"])),
         ("Persistent", yes_no(info["persistent"])),
         ("Autostart", yes_no(info["autostart"])),
-        ("Bridge", info["bridge"] or ""),
-        ("Backend", info["backend"] or ""),
+        ("Bridge", info["bridge"] or "-"),
+        ("Backend", info["backend"] or "-"),
         ("Claimed", info.get("claim") or ""),
     ):
         click.echo(f"{label + ':':<16}{value}")
@@ -288,6 +288,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
+    except PermissionError as exc:  # not root: say what is needed, not where it failed
+        if verbose:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(
+            f"error: permission denied{where}: virtnet changes the host's networking, so it "
+            "runs as root (or, through virtnetd, as a member of the group given to it with "
+            "--group)",
+            err=True,
+        )
+        return 1
     except Exception as exc:  # a bug: still one line unless -v
         if verbose:
             traceback.print_exc()

@@ -32,7 +32,7 @@ def net_update(
     """Add, delete or modify one element of NAME. XML is the element itself or a file."""
     text = xml if xml.lstrip().startswith("<") else read_input(xml)
     chosen = live or config
-    api().update_network(
+    live_done, config_done = api().update_network(
         name,
         command,
         section,
@@ -41,7 +41,9 @@ def net_update(
         config=config if chosen and not current else None,
         parent_index=parent_index,
     )
-    click.echo(f"Updated network {name}" + (" live state" if live else ""))
+    done = [what for what, changed in (("persistent config", config_done),
+                                       ("live state", live_done)) if changed]  # fmt: skip
+    click.echo(f"Updated network {name} {' and '.join(done)}")  # as virsh says it
 
 
 @click.command("net-dhcp-leases")

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from virtnet.backend import Host
-from virtnet.errors import InvalidInput, OperationFailed
+from virtnet.errors import InvalidInput, NotFound, OperationFailed
 from virtnet.paths import resolve_dirs
 
 NETNS_DIR = Path("/run/netns")
@@ -51,19 +51,39 @@ def netns_path(name: str) -> Path:
     return NETNS_DIR / name
 
 
+def open_netns(name: str, subject: str = "--netns") -> int:
+    """An fd of namespace ``name``, checked to be one: a name whose bind mount was made in
+    another mount namespace (``ip netns add`` under ``ip netns exec``, a runtime's private
+    mounts) is an empty file here, and the kernel would refuse its fd with a bare EINVAL."""
+    try:
+        fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"network namespace {name!r} does not exist", subject=subject) from None
+    if os.fstat(fd).st_dev != os.stat("/proc/self/ns/net").st_dev:  # not on nsfs
+        os.close(fd)
+        raise InvalidInput(
+            f"{NETNS_DIR / name} is not a network namespace here (no namespace is mounted on "
+            "it in this mount namespace: was it made inside another one?)",
+            subject=subject,
+        )
+    return fd
+
+
+def require_netns(name: str, subject: str) -> None:
+    os.close(open_netns(name, subject))
+
+
 def enter_netns(name: str) -> None:
     """Move the calling thread (the whole process, if single-threaded) into namespace ``name``.
 
     The namespace must exist; virtnet never creates one implicitly (pyroute2's
     ``IPRoute(netns=...)`` would).
     """
-    path = netns_path(name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise InvalidInput(
-            f"network namespace {name!r} does not exist", subject="--netns"
-        ) from None
+        fd = open_netns(name)
+    except NotFound:  # a command-line argument: bad input, exit 2
+        missing = f"network namespace {name!r} does not exist"
+        raise InvalidInput(missing, subject="--netns") from None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, _CLONE_NEWNET) != 0:

@@ -18,7 +18,6 @@ client for programs is :class:`virtnet.client.Client`; both speak docs/protocol.
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 
@@ -161,12 +160,18 @@ def exchange(sock: Any, params: dict[str, Any]) -> int:
                 return int((error.get("data") or {}).get("exit_code", 1))
 
 
+def _b64(data: bytes) -> str:
+    from binascii import b2a_base64  # builtin; the base64 module would import re (~4 ms)
+
+    return b2a_base64(data, newline=False).decode()
+
+
 def _attachments(args: Sequence[str]) -> tuple[str | None, dict[str, str]]:
     """Standard input and the files named on the command line, as bytes in base64: the
     daemon decodes them exactly as the in-process CLI would (same errors for bad text)."""
     stdin = None
     if "-" in args:
-        stdin = base64.b64encode(sys.stdin.buffer.read(MAX_FILES + 1)).decode()
+        stdin = _b64(sys.stdin.buffer.read(MAX_FILES + 1))
     files: dict[str, str] = {}
     total = 0
     for arg in args:
@@ -179,11 +184,15 @@ def _attachments(args: Sequence[str]) -> tuple[str | None, dict[str, str]]:
                 continue
             total += len(data)
             if total <= MAX_FILES:
-                files[arg] = base64.b64encode(data).decode()
+                files[arg] = _b64(data)
     return stdin, files
 
 
 def _in_process(argv: Sequence[str]) -> int:
+    if sys.flags.no_site:  # bin/virtnet starts without site: the full CLI needs all of it
+        import site
+
+        site.main()
     from virtnet.cli import main as cli_main
 
     return cli_main(list(argv))
@@ -194,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen, rest = split_globals(argv)
     command = next((a for a in rest if not a.startswith("-")), None)
     mode = os.environ.get("VIRTNET_DAEMON", "auto")
+    if mode not in ("auto", "never", "require"):
+        print(f"error: VIRTNET_DAEMON: {mode!r} is not auto, never or require", file=sys.stderr)
+        return 2
     if mode == "never" or command is None or command in IN_PROCESS_COMMANDS:
         return _in_process(argv)
     try:

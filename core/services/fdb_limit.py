@@ -3,22 +3,22 @@
 A guest with ``--no-spoof-check`` may send from any number of MACs, and a bridge learns each
 one (seen here: 2 million entries, +259 MiB). Linux 6.8 added a per-bridge limit on learned
 entries (``IFLA_BR_FDB_MAX_LEARNED``); pyroute2 0.9 and iproute2 6.1 do not know it yet, so
-it is sent here as one raw ``RTM_NEWLINK``, and read back to tell whether this kernel applied
-it (a bridge ignores attributes it does not know). Entries a program adds as *static* do not
-count towards the limit: guarded ports' MACs are added so, and keep unicast delivery (no
-flooding to the attacker) even when the limit is reached.
+it goes in virtnet's own request that creates the bridge (:meth:`Rtnl.create_bridge
+<virtnet.services.rtnl.Rtnl.create_bridge>`), and is read back here to tell whether this
+kernel applied it (a bridge ignores attributes it does not know). Entries a program adds as
+*static* do not count towards the limit: guarded ports' MACs are added so, and keep unicast
+delivery (no flooding to the attacker) even when the limit is reached.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 
-RTM_NEWLINK, RTM_GETLINK = 16, 18
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
+RTM_GETLINK = 18
+NLM_F_REQUEST = 0x1
 NLMSG_ERROR = 2
-IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA = 18, 1, 2
+IFLA_LINKINFO, IFLA_INFO_DATA = 18, 2
 IFLA_BR_FDB_N_LEARNED, IFLA_BR_FDB_MAX_LEARNED = 48, 49
 NLA_F_NESTED = 0x8000
 #: virtnet's default: far above what a bridge of 1,024 ports needs (guarded guests' MACs are
@@ -76,17 +76,3 @@ def max_learned(ifindex: int) -> int | None:
 def learned(ifindex: int) -> int | None:
     """How many entries the bridge has learned (static ones not counted)."""
     return _bridge_u32(ifindex, IFLA_BR_FDB_N_LEARNED)
-
-
-def set_max_learned(ifindex: int, limit: int) -> bool:
-    """Bound the bridge's learned entries; False if this kernel cannot (older than 6.8)."""
-    data = _attr(IFLA_BR_FDB_MAX_LEARNED, struct.pack("=I", limit))
-    info = _attr(IFLA_INFO_KIND, b"bridge\0") + _attr(IFLA_INFO_DATA, data)
-    reply = _talk(
-        _request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, ifindex,
-                 _attr(IFLA_LINKINFO, info))
-    )  # fmt: skip
-    code = _error(reply)
-    if code:
-        raise OSError(code, os.strerror(code))
-    return max_learned(ifindex) == limit

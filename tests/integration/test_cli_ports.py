@@ -61,6 +61,10 @@ def test_net_update_from_the_cli(started: CliRunner, lab: Lab) -> None:
     host = "<host mac='52:54:00:00:dd:01' name='pinned' ip='10.80.1.42'/>"
     done = started("net-update", "cli", "add", "ip-dhcp-host", host, "--live", "--config")
     assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Updated network cli persistent config and live state"
+    txt = "<txt name='said' value='x'/>"
+    current = started("net-update", "cli", "add", "dns-txt", txt)  # --current: the live one
+    assert current.stdout.strip() == "Updated network cli live state", current.stderr
     assert "10.80.1.42" in started("net-dumpxml", "cli").stdout
     assert "10.80.1.42" in started("net-dumpxml", "cli", "--inactive").stdout
     guest = lab.netns("pinned")
@@ -95,3 +99,10 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     assert host_ns.links() == links
     assert started("net-dumpxml", "cli").stdout == xml
     assert json.loads(started("net-port-list", "cli", "--json").stdout) == []
+
+
+def test_an_active_network_refuses_a_dry_run_start_as_net_start_would(started: CliRunner) -> None:
+    dry = started("net-start", "cli", "--dry-run")
+    assert dry.returncode == 1 and dry.stderr == "error: network 'cli' is already active\n"
+    info = started("net-info", "cli").stdout
+    assert "Backend:        linuxbridge" in info

@@ -91,7 +91,7 @@ def test_thin_client_prints_what_the_in_process_cli_prints(
             local.stderr,
         ), args
     assert virtnetd.cli("net-define", "-", input="<network>").returncode == 2
-    assert virtnetd.cli("net-start", "nope").stderr == "error: network 'nope' is not defined\n"
+    assert virtnetd.cli("net-start", "nope").stderr == "error: network 'nope' does not exist\n"
     started = virtnetd.cli("net-start", "shared")
     assert (started.returncode, started.stdout) == (0, "Network shared started\n")
     assert virtnetd.cli("net-check", "shared").stdout == "Network shared is in sync\n"
@@ -102,11 +102,29 @@ def test_without_a_daemon_the_cli_acts_in_process_or_fails_when_asked(spare: Dae
     required = daemon.cli("net-list")
     assert required.returncode == 1
     assert "virtnetd is not running" in required.stderr and "Traceback" not in required.stderr
+    bogus = daemon.cli("net-list", env={"VIRTNET_DAEMON": "sometimes"})
+    assert bogus.returncode == 2 and bogus.stderr.startswith("error: VIRTNET_DAEMON: ")
     auto = daemon.cli("net-define", "-", input=nat_xml("solo", 3), env={"VIRTNET_DAEMON": "auto"})
     assert auto.returncode == 0, auto.stderr
     daemon.start()  # the daemon adopts what the in-process CLI defined
     assert "solo" in daemon.cli("net-list", "--all").stdout
     daemon.stop()
+
+
+def test_the_thin_client_loads_neither_site_nor_the_datapath(virtnetd: Daemon) -> None:
+    """What keeps a whole CLI process near the interpreter's own start (bin/virtnet)."""
+    done = subprocess.run(
+        [str(BIN / "virtnet"), *virtnetd.host_args, "net-list", "--all"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VIRTNET_DAEMON": "require", "PYTHONPROFILEIMPORTTIME": "1"},
+        timeout=30,
+    )
+    assert done.returncode == 0 and "Name" in done.stdout, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "virtnet.thin" in imported
+    for heavy in ("site", "virtnet.api", "virtnet.cli", "pyroute2", "click", "typing", "re"):
+        assert heavy not in imported, heavy
 
 
 def test_the_socket_is_root_only(virtnetd: Daemon) -> None:

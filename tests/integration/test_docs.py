@@ -101,6 +101,9 @@ def check_shell(body: str) -> None:
             assert command in cli.commands, f"{line!r}: no command {command!r}"
         if words[:1] == ["make"] and len(words) > 1:
             assert words[1] in targets, f"{line!r}: no make target {words[1]!r}"
+        for word in words:  # a script of the project's that a command runs
+            if re.fullmatch(r"(bench|examples|tests|bin)/[\w./-]+\.(py|sh)", word):
+                assert (ROOT / word).is_file(), f"{line!r}: no file {word}"
 
 
 def run_python(body: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:

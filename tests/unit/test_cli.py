@@ -50,6 +50,9 @@ def test_define_list_dumpxml_autostart_undefine(tmp_path: Path) -> None:
     assert "<bridge name='virbr0' stp='off' delay='0'/>" in xml and "<uuid>" in xml
     assert virtnet(tmp_path, "net-dumpxml", "--inactive", "default").stdout == xml
     assert virtnet(tmp_path, "net-autostart", "default").returncode == 0
+    pin = "<host mac='52:54:00:00:00:42' ip='192.168.122.42'/>"
+    updated = virtnet(tmp_path, "net-update", "default", "add", "ip-dhcp-host", pin)
+    assert updated.stdout.strip() == "Updated network default persistent config", updated.stderr
     rows = json.loads(virtnet(tmp_path, "net-list", "--inactive", "--json").stdout)
     assert rows[0]["autostart"] is True and rows[0]["bridge"] == "virbr0"
     uuid = virtnet(tmp_path, "net-uuid", "default").stdout.strip()
@@ -97,7 +100,7 @@ def test_usage_errors_exit_2_and_operation_errors_exit_1(tmp_path: Path) -> None
     assert virtnet(tmp_path, "net-frob").returncode == 2
     assert virtnet(tmp_path, "net-start").returncode == 2
     missing = virtnet(tmp_path, "net-start", "ghost")
-    assert missing.returncode == 1 and missing.stderr == "error: network 'ghost' is not defined\n"
+    assert missing.returncode == 1 and missing.stderr == "error: network 'ghost' does not exist\n"
     assert virtnet(tmp_path, "net-name", "nope").returncode == 2
     assert virtnet(tmp_path, "net-define", str(tmp_path / "absent.xml")).returncode == 2
 
@@ -186,3 +189,13 @@ def test_definitions_in_other_encodings(tmp_path: Path, data: bytes, accepted: b
     assert "Traceback" not in done.stderr
     if not accepted:
         assert done.stderr.startswith("error: FILE: ") and "not UTF-8" in done.stderr
+
+
+def test_without_root_the_error_says_what_is_needed() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    done = subprocess.run([sys.executable, "-m", "virtnet.cli", "net-list"], user="nobody",
+                          cwd="/", capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: permission denied") and "as root" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
