@@ -106,3 +106,24 @@ def test_an_active_network_refuses_a_dry_run_start_as_net_start_would(started: C
     assert dry.returncode == 1 and dry.stderr == "error: network 'cli' is already active\n"
     info = started("net-info", "cli").stdout
     assert "Backend:        linuxbridge" in info
+
+
+def test_a_namespace_name_with_no_namespace_behind_it_is_refused(
+    started: CliRunner, host_ns: Namespace
+) -> None:
+    """``ip netns add`` run inside another mount namespace (``ip netns exec``, a runtime's
+    private mounts) leaves only an empty file here: said so, not a bare EINVAL."""
+    import os
+    from pathlib import Path
+
+    hollow = Path("/run/netns") / f"vt-hollow-{os.getpid()}"
+    hollow.touch()
+    try:
+        before = host_ns.links()
+        refused = started("net-port-create", "cli", "--netns", hollow.name)
+        assert refused.returncode == 2, refused.stderr
+        assert "is not a network namespace here" in refused.stderr
+        assert refused.stderr.count("\n") == 1 and host_ns.links() == before
+        assert json.loads(started("net-port-list", "cli", "--json").stdout) == []
+    finally:
+        hollow.unlink()
