@@ -48,8 +48,10 @@ lint: install
 unit: install
 	$(PY) -m pytest -q tests/unit
 
+# Not -q: a file per line with the share done, so a 20-minute run shows where it is.
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	@echo "running the suite (~20 min on 2 cores; real namespaces, dnsmasq, OVS, QEMU)"
+	$(PY) -m pytest -p no:cacheprovider --durations=15 tests
 
 # An sdist and a wheel of virtnet in dist/ (PEP 517 through setuptools itself: no network,
 # no build isolation), the package a vendor's backend depends on.

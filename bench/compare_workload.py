@@ -81,7 +81,7 @@ def plug_to_lease(args: argparse.Namespace, cli: list[str], net: str, bridge: st
     try:
         start = time.perf_counter()
         if args.tool == "virtnet":
-            subprocess.run([*cli, "net-port-create", net, "--netns", guest], check=True,
+            subprocess.run([*cli, "net-port-create", net, "--guest-netns", guest], check=True,
                            stdout=subprocess.DEVNULL)  # fmt: skip
         else:  # what libvirt's LXC driver or a CNI bridge plugin does: a veth on the bridge
             host_end = f"cmph{k}"

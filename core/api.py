@@ -39,6 +39,7 @@ from virtnet.model import (
 )
 from virtnet.model.codec import from_dict, to_dict
 from virtnet.model.names import check_mac, check_uuid
+from virtnet.model.network import ForwardMode
 from virtnet.model.update import RELOADABLE, apply_update
 from virtnet.model.validate import validate_port_addresses
 from virtnet.ownership import Owner
@@ -131,11 +132,24 @@ class Virtnet:
         self.host = make_host(state_dir, run_dir, netns)
         self.pm, broken, self._distributions = make_plugin_manager(plugins, autoload=autoload)
         self.hooks = Hooks(self.pm, self.host, broken, self._distributions)
-        self.store = Store(self.host)
+        self._store: Store | None = None
         self._services: Services | None = None
         self._xml_cache: dict[str, Network] = {}
-        with host_lock(self.host):
-            self._recover()
+
+    def _has_state(self) -> bool:
+        return (self.host.state_dir / "virtnet.db").exists() or (
+            self.host.run_dir / "runtime.db"
+        ).exists()
+
+    @property
+    def store(self) -> Store:
+        """Definitions and runtime state, opened on first use (``virtnet drivers`` creates no
+        directories); what a killed process left half-built is undone first."""
+        if self._store is None:
+            self._store = Store(self.host)
+            with host_lock(self.host):
+                self._recover()
+        return self._store
 
     @property
     def services(self) -> Services:
@@ -160,7 +174,8 @@ class Virtnet:
         if self._services is not None:
             self._services.close()
             self._services = None
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> Virtnet:
         return self
@@ -304,6 +319,8 @@ class Virtnet:
 
     # queries --------------------------------------------------------------------------------
     def list_networks(self, *, active: bool = True, inactive: bool = True) -> list[NetworkSummary]:
+        if self._store is None and not self._has_state():
+            return []  # nothing was ever defined here: a listing creates nothing either
         running = {a.name: a for a in self.store.active()}
         defined = {d.name: d for d in self.store.definitions()}
         return [
@@ -349,6 +366,7 @@ class Virtnet:
             info["started"] = active.started
             info["status"] = active.info
             info["claim"] = active.info.get("claim")
+            info["warnings"] = self._warnings(self._parsed(active.xml))
         elif definition is not None:  # which backend would serve it, and why
             try:
                 info["backend"], info["claim"] = self._resolve_backend(
@@ -449,7 +467,11 @@ class Virtnet:
         return self.hooks.plan_plug(active.backend, net, port, status)
 
     def create_port(self, network: str, port: NetworkPort | None = None) -> NetworkPort:
-        """Plug a guest port into an active network; returns it with its plug result."""
+        """Plug a guest port into an active network; returns it with its plug result.
+
+        Without ``port``: a port with no link (``AttachmentKind.NONE``), as libvirt's
+        net-port-create makes: a reservation for a guest whose stack makes its own link.
+        The CLI's ``net-port-create`` makes a tap by default."""
         port = port or NetworkPort(network=network)
         port.network = network
         with host_lock(self.host):
@@ -714,6 +736,18 @@ class Virtnet:
         where a device is chosen: plugging stays O(1) elsewhere)."""
         counts = self.store.plug_device_counts(name) if net.forward_devices else {}
         return {**info, "plug_devices": counts}
+
+    def _warnings(self, net: Network) -> list[str]:
+        """What works but will surprise: a running network whose traffic has nowhere to go."""
+        if net.mode not in (ForwardMode.NAT, ForwardMode.ROUTE) or not net.forward_devices:
+            return []
+        netlink = self.services.netlink
+        return [
+            f"forward device {dev!r} does not exist: guests reach nothing beyond the host "
+            "until it does"
+            for dev in net.forward_devices
+            if self.services.call(netlink.index, dev) is None
+        ]
 
     def _undefined(self, name: str, why: str = "it was created, not defined") -> VirtnetError:
         """The error for a command that needs a definition: the same words as every other

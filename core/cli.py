@@ -71,7 +71,7 @@ def net_create(file: str, backend: str | None) -> None:
     """Create and start a transient network from an XML FILE."""
     net = api().create_network(read_input(file), backend=backend)
     click.echo(f"Network {net.name} created from {file}")
-    warn_if_blocked(api().network_info(net.name).get("bridge"))
+    _warn(net.name)
 
 
 @cli.command("net-undefine")
@@ -95,7 +95,15 @@ def net_start(name: str, dry_run: bool) -> None:
         return
     api().start_network(name)
     click.echo(f"Network {name} started")
-    warn_if_blocked(api().network_info(name).get("bridge"))
+    _warn(name)
+
+
+def _warn(name: str) -> None:
+    """After a start: one ``warning:`` line on stderr for each thing that will surprise."""
+    info = api().network_info(name)
+    for warning in info.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+    warn_if_blocked(info.get("bridge"))
 
 
 @cli.command("net-destroy")

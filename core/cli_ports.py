@@ -27,7 +27,8 @@ from virtnet.model.port_xml import format_port
     help="The tap's owner, so QEMU can open it.",
 )
 @click.option(
-    "--netns",
+    "--guest-netns",
+    "--netns",  # the first spelling: kept working, though --netns before the command is the host
     "guest_netns",
     metavar="NS",
     help="A container's link, into this namespace (a veth; a macvlan on direct networks).",
@@ -60,11 +61,11 @@ def net_port_create(
 ) -> None:
     """Create a guest's link and plug it into an active NETWORK; prints the port's uuid."""
     if tap and guest_netns:
-        raise InvalidInput("give --tap or --netns, not both", subject="--netns")
+        raise InvalidInput("give --tap or --guest-netns, not both", subject="--guest-netns")
     if owner is not None and guest_netns:
         raise InvalidInput("--owner applies to taps only", subject="--owner")
     if ifname and not guest_netns:
-        raise InvalidInput("--ifname needs --netns", subject="--ifname")
+        raise InvalidInput("--ifname needs --guest-netns", subject="--ifname")
     attachment = Attachment(
         kind=AttachmentKind.VETH if guest_netns else AttachmentKind.TAP,
         ifname=check_ifname(tap, "--tap") if tap else None,

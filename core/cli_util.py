@@ -138,5 +138,35 @@ class NetworkName(click.ParamType):  # type: ignore[type-arg]
             str(value), subject=param.human_readable_name if param else "NAME"
         )
 
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        """The networks of the host the command line chose, read without changing
+        anything (the state files are opened read-only; none yet: no names)."""
+        from click.shell_completion import CompletionItem
+
+        state = ctx.find_object(State)
+        if state is None:  # completing: the group's callback has not run, its options have
+            top = ctx.find_root().params
+            state = State(top.get("state_dir"), top.get("run_dir"), top.get("netns"), False)
+        names = known_networks(state)
+        return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def known_networks(state: State) -> list[str]:
+    import sqlite3
+
+    from virtnet.paths import resolve_dirs
+
+    state_dir, run_dir = resolve_dirs(state.state_dir, state.run_dir, state.netns)
+    names: set[str] = set()
+    for db, table in ((state_dir / "virtnet.db", "networks"), (run_dir / "runtime.db", "active")):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                names |= {row[0] for row in conn.execute(f"SELECT name FROM {table}")}
+        except sqlite3.Error:
+            continue  # not there (nothing defined yet), or not readable by this user
+    return sorted(names)
+
 
 NETWORK = NetworkName()

@@ -11,6 +11,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +101,10 @@ def host_lock(host: Host) -> Iterator[None]:
     Operations take milliseconds, so one lock keeps reasoning simple (a define sees every
     other definition; a start sees the final state of the one before it).
     """
+    held = _held.__dict__.setdefault("run_dirs", set())
+    if host.run_dir in held:  # this thread holds it already (a store opened on first use)
+        yield
+        return
     prepare_dirs(host)
     fd = os.open(host.run_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -110,6 +115,13 @@ def host_lock(host: Host) -> Iterator[None]:
             except OSError as exc:  # pragma: no cover - EINTR on signals
                 if exc.errno != errno.EINTR:
                     raise
-        yield
+        held.add(host.run_dir)
+        try:
+            yield
+        finally:
+            held.discard(host.run_dir)
     finally:
         os.close(fd)
+
+
+_held = threading.local()  # the run dirs whose lock this thread holds

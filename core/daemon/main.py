@@ -18,6 +18,10 @@ from pathlib import Path
 
 from virtnet.errors import InvalidInput, VirtnetError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from virtnet.api import Virtnet
+
 log = logging.getLogger("virtnetd")
 
 
@@ -213,17 +217,31 @@ def run(args: argparse.Namespace) -> int:
     # blocked in one untimed wait did not always run them (under load, 1 SIGHUP in 5 went
     # unanswered for 10 s). Waking twice a second bounds a handler's delay to 0.5 s.
     while not stop.wait(0.5):
-        pass
-    log.info("stopping (networks keep running)")
+        if monitor.host_gone.is_set():
+            break
+    gone = monitor.host_gone.is_set()
+    log.info("stopping (%s)", "stopping the networks of the deleted namespace" if gone
+             else "networks keep running")  # fmt: skip
     server.close()
     monitor.stop()
     with lock:
+        if gone:  # its links went with it; its dnsmasqs would keep it alive, unseen
+            _stop_every_network(api)
         api.close()
     # the pid file goes while its lock is still held: a daemon starting now either fails on
     # the lock or makes a new file
     (run_dir / "virtnetd.pid").unlink(missing_ok=True)
     os.close(lock_fd)
     return 0
+
+
+def _stop_every_network(api: Virtnet) -> None:
+    for name in api.store.active_xml():
+        try:
+            api.destroy_network(name)
+            log.info("network %s stopped", name)
+        except VirtnetError as exc:
+            log.warning("network %s: %s", name, exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

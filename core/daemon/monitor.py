@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from virtnet.api import Virtnet
 from virtnet.daemon.watch import Watch
 from virtnet.errors import VirtnetError
 from virtnet.events import Event, EventKind
+from virtnet.host import netns_path
 from virtnet.model import parse_network
 from virtnet.services.dnsmasq import parse_leases
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
@@ -31,6 +33,15 @@ log = logging.getLogger("virtnetd")
 class _LeaseFile:
     stamp: tuple[int, int] = (0, 0)  # mtime_ns, size: re-read only when it changes
     leases: dict[tuple[str | None, str], dict[str, object]] = field(default_factory=dict)
+
+
+def namespace_identity(name: str) -> tuple[int, int] | None:
+    """Which namespace ``/run/netns/NAME`` is (nsfs device and inode), None if none is."""
+    try:
+        found = os.stat(netns_path(name))
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def autostart_order(api: Virtnet) -> list[str]:
@@ -67,6 +78,10 @@ class Monitor:
         self._unfixed: dict[str, list[str]] = {}  # drift repair could not fix, per network
         self._since = time.time()
         self._stop = threading.Event()
+        #: set when the namespace this daemon serves has been deleted (``ip netns del``): the
+        #: daemon then stops its networks and exits, so nothing of it keeps the namespace alive
+        self.host_gone = threading.Event()
+        self._host = namespace_identity(api.host.netns) if api.host.netns else None
         self._thread = threading.Thread(target=self._run, name="virtnetd-monitor", daemon=True)
 
     # autostart -------------------------------------------------------------------------------
@@ -142,6 +157,8 @@ class Monitor:
         """Wait for events (at most ``interval``), then check the networks they name, the
         polled ones, and this tick's share of the slow round through every network (spread
         over ``full_interval``: no burst). Without a watch: every network, every tick."""
+        if self._host_deleted():
+            return
         if self.pending:
             self._retry_autostart()
         watch = self._watch
@@ -158,6 +175,8 @@ class Monitor:
         with self.lock:
             watch.refresh()
         due = watch.wait(self.interval, self._stop)
+        if due.host and self._host_deleted():
+            return
         if due.upstream:
             self._new_upstream()
         if due.shared and self._shared_drift():
@@ -170,6 +189,16 @@ class Monitor:
                 watch.refresh()
         checks = due.checks | watch.polled(self.interval) | set(share)
         self._pass(sorted(checks), sorted(due.leases | set(share)))
+
+    def _host_deleted(self) -> bool:
+        """The served namespace's name is gone, or names another namespace now (one stat)."""
+        if self._host is None or namespace_identity(self.api.host.netns or "") == self._host:
+            return False
+        log.warning("network namespace %s was deleted: stopping its networks and exiting",
+                    self.api.host.netns)  # fmt: skip
+        self.host_gone.set()
+        self._stop.set()
+        return True
 
     def _round_share(self) -> list[str]:
         """The next networks of the round through all of them, as many as the time since the

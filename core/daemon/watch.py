@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from virtnet.api import Virtnet
 from virtnet.daemon import kernel_events as ke
 from virtnet.events import Event, EventKind
+from virtnet.host import netns_path
 from virtnet.services.dnsmasq import resolv_conf
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import TABLE
@@ -57,6 +58,7 @@ class Due:
     checks: set[str] = field(default_factory=set)
     leases: set[str] = field(default_factory=set)
     upstream: bool = False  # the host's resolv.conf changed
+    host: bool = False  # the served namespace's name was removed or renamed
     shared: bool = False  # a deletion in virtnet's tables that names no network
 
 
@@ -67,6 +69,10 @@ class Watch:
         self.inotify = ke.Inotify()
         self.resolv_conf = resolv_conf()
         self.inotify.add(os.path.dirname(self.resolv_conf), ke.DIR_CHANGES)
+        # the served namespace's name going (ip netns del): the monitor stops at once
+        self.host_path = str(netns_path(api.host.netns)) if api.host.netns else None
+        if self.host_path is not None:
+            self.inotify.add(os.path.dirname(self.host_path), ke.IN_DELETE | ke.IN_MOVED_FROM)
         self.entries: dict[str, _Entry] = {}
         self._by_link: dict[str, str] = {}
         self._by_key: dict[str, str] = {}
@@ -201,6 +207,7 @@ class Watch:
         paths = self.inotify.read()
         due.leases = {self._by_leases[p] for p in paths if p in self._by_leases}
         due.upstream = self.resolv_conf in paths
+        due.host = self.host_path in paths
         for fd in ke.readable(list(self._by_pidfd), 0):
             name = self._by_pidfd[fd]
             due.checks.add(name)

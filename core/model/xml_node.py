@@ -7,6 +7,8 @@ error naming its path (``network/ip[2]/dhcp/@foo``), never silently dropped.
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from virtnet.errors import InvalidInput
@@ -40,8 +42,12 @@ def parse_document(text: str | bytes, root: str) -> etree._Element:
     try:
         element = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
-        message = str(exc).replace(" (<string>, ", " (")  # no parser residue
-        raise InvalidInput(f"malformed XML: {message}", subject=root) from None
+        # libxml2's text repeats the position ("..., line 2, column 1 (<string>, line 2)")
+        reason = re.sub(r", line \d+, column \d+$", "", exc.msg or "").strip() or "not XML"
+        line, column = exc.position if exc.position else (exc.lineno, 0)
+        raise InvalidInput(
+            f"malformed XML at line {line}, column {column}: {reason}", subject=root
+        ) from None
     if element.tag != root:
         raise InvalidInput(f"expected a <{root}> document, got <{element.tag}>", subject=root)
     for node in element.iter():

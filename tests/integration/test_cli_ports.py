@@ -25,7 +25,9 @@ def started(virtnet_cli: CliRunner) -> CliRunner:
 
 def test_port_lifecycle_from_the_cli(started: CliRunner, lab: Lab, host_ns: Namespace) -> None:
     guest = lab.netns("guest")
-    made = started("net-port-create", "cli", "--netns", guest.name, "--ifname", "net0", "--json")
+    made = started(
+        "net-port-create", "cli", "--guest-netns", guest.name, "--ifname", "net0", "--json"
+    )
     assert made.returncode == 0, made.stderr
     port = json.loads(made.stdout)
     assert port["attachment"]["guest_ifname"] == "net0" and port["mac"].startswith("52:54:00:")
@@ -77,7 +79,7 @@ def test_net_update_from_the_cli(started: CliRunner, lab: Lab) -> None:
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (["net-port-create", "cli", "--tap", "x", "--netns", "y"], "--netns"),
+        (["net-port-create", "cli", "--tap", "x", "--netns", "y"], "--guest-netns"),
         (["net-port-create", "cli", "--mac", "01:00:5e:00:00:01"], "port/mac"),
         (["net-port-create", "cli", "--portgroup", "nope"], "port/portgroup"),
         (["net-port-create", "cli", "--netns", "vt-no-such-ns"], "port/netns"),

@@ -48,6 +48,14 @@ def spare(lab: Lab, host_ns: Namespace, tmp_path: Path) -> Iterator[Daemon]:
     shutil.rmtree(daemon.run_dir, ignore_errors=True)
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a daemon's exited child waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _ppid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
 
@@ -431,3 +439,32 @@ def test_run_dir_files_have_the_documented_modes_and_the_pid_file_goes(
     assert (virtnetd.run_dir / "virtnetd.pid").exists()
     virtnetd.stop()
     assert not (virtnetd.run_dir / "virtnetd.pid").exists()
+
+
+def test_a_deleted_host_namespace_takes_its_networks_and_its_daemon_with_it(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """``ip netns del`` of the served namespace: its dnsmasqs would keep it alive, unseen
+    (no name to reach it by), and the daemon with them. Both go, and say so."""
+    host = lab.netns("doomed")
+    daemon = Daemon(host.name, tmp_path / "state", run_dir_for_test(), lab).start()
+    dnsmasqs: list[int] = []
+    try:
+        assert daemon.cli("net-create", "-", input=nat_xml("doomed", 91)).returncode == 0
+        dnsmasqs = [p for p in host.pids() if Path(f"/proc/{p}/comm").read_text() == "dnsmasq\n"]
+        assert dnsmasqs
+        subprocess.run(["ip", "netns", "del", host.name], check=True)
+        assert daemon.proc is not None and daemon.proc.wait(timeout=20) == 0, daemon.log_text()
+        deadline = time.monotonic() + 10
+        while any(map(_running, dnsmasqs)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, dnsmasqs))
+        log = daemon.log_text()
+        assert f"network namespace {host.name} was deleted" in log
+        assert "network doomed stopped" in log
+    finally:
+        for pid in dnsmasqs:  # only if the daemon failed to: they are this test's processes
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        daemon.stop()
+        shutil.rmtree(daemon.run_dir, ignore_errors=True)

@@ -48,6 +48,22 @@ def blocks() -> list[tuple[str, str, str]]:
 BLOCKS = blocks()
 
 
+def test_every_link_between_the_docs_leads_somewhere() -> None:
+    """Relative links resolve to files of the project (anchors: to a heading there)."""
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            assert file.is_file() or file.is_dir(), f"{doc.name}: {target} leads nowhere"
+            assert ROOT in file.parents or file == ROOT, f"{doc.name}: {target} is outside"
+            if anchor and file.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", file.read_text(), re.M)
+                slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+                assert anchor in slugs, f"{doc.name}: no heading for #{anchor} in {file.name}"
+
+
 def test_the_docs_have_code_to_check() -> None:
     assert any("backend-guide" in name for name, _, _ in BLOCKS)
 
@@ -116,6 +132,7 @@ def run_python(body: str, tmp_path: Path, request: pytest.FixtureRequest) -> Non
     run_dir = run_dir_for_test()
     env = {**os.environ, "VIRTNET_STATE_DIR": str(tmp_path / "state"),
            "VIRTNET_RUN_DIR": str(run_dir), "VIRTNET_DAEMON": "never"}  # fmt: skip
+    body = body.replace('netns="myhost"', f'netns="{ns.name}"')  # the tour's host namespace
     daemon = None
     if "Client.connect" in body:
         daemon = Daemon(ns.name, tmp_path / "state", run_dir, lab).start()

@@ -199,3 +199,26 @@ def test_without_root_the_error_says_what_is_needed() -> None:
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("error: permission denied") and "as root" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_shell_completion_offers_commands_and_this_hosts_networks(tmp_path: Path) -> None:
+    (tmp_path / "d.xml").write_text(NAT.format("default", "192.168.122.1"))
+    assert virtnet(tmp_path, "net-define", str(tmp_path / "d.xml")).returncode == 0
+    words = f"virtnet --state-dir {tmp_path / 's'} --run-dir {tmp_path / 'r'} net-start de"
+    env = {"_VIRTNET_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": "6"}
+    done = subprocess.run([sys.executable, "-m", "virtnet.cli"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60, check=False)  # fmt: skip
+    assert done.stdout.split() == ["plain,default"], done.stderr
+    env["COMP_WORDS"] = f"virtnet --state-dir {tmp_path / 'none'} net-info "
+    env["COMP_CWORD"] = "4"
+    done = subprocess.run([sys.executable, "-m", "virtnet.cli"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60, check=False)  # fmt: skip
+    assert done.stdout.strip() == "" and not (tmp_path / "none").exists()  # read-only
+
+
+def test_looking_creates_nothing(tmp_path: Path) -> None:
+    """drivers and a listing of a host where nothing was ever defined leave no directories."""
+    assert virtnet(tmp_path, "drivers").returncode == 0
+    listed = virtnet(tmp_path, "net-list", "--all", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()

@@ -188,6 +188,9 @@ def test_the_monitor_says_once_what_it_cannot_repair(caplog: pytest.LogCaptureFi
     )
 
     class Api:
+        class host:
+            netns = None
+
         class store:
             @staticmethod
             def active_network(name: str) -> object:

@@ -37,3 +37,9 @@ def test_drivers_use_only_the_cores_public_api_and_never_each_other() -> None:
             assert f"from {private} " not in text and f"import {private}\n" not in text, (
                 f"{path} reaches into {private}, which is not part of the backend API"
             )
+
+
+def test_the_tours_udhcpc_script_is_the_one_the_test_guests_use() -> None:
+    from virtnet.testing.guest import _UDHCPC_SCRIPT
+
+    assert (ROOT / "examples" / "udhcpc.sh").read_text() == _UDHCPC_SCRIPT
