@@ -19,6 +19,7 @@ from virtnet.cli_dhcp import net_dhcp_leases, net_update
 from virtnet.cli_doctor import doctor_command, warn_if_blocked
 from virtnet.cli_event import event
 from virtnet.cli_gc import gc_command
+from virtnet.cli_graph import graph_command
 from virtnet.cli_lab import lab
 from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
 from virtnet.cli_util import (
@@ -256,6 +257,7 @@ def drivers(as_json: bool) -> None:
 
 for _command in (
     doctor_command,
+    graph_command,
     gc_command,
     conformance_command,
     net_port_create,

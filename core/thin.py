@@ -4,7 +4,7 @@ construction, while the datapath libraries stay loaded in the daemon.
 
 With no daemon answering, it runs the same CLI in-process (``VIRTNET_DAEMON``: ``auto``
 [default], ``never`` to always act in-process, ``require`` to fail without a daemon).
-``lab`` always runs in-process: it builds whole throw-away hosts with their own processes.
+``lab``, ``conformance`` and ``graph`` always run in-process (see IN_PROCESS_COMMANDS).
 
 Files named on the command line are read here, with the caller's rights, and sent along;
 the daemon never opens a path a client names.
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-IN_PROCESS_COMMANDS = frozenset({"lab", "conformance"})
+#: commands that run here even with a daemon: whole labs, the conformance suite, and graph
+#: (it may write a file the caller names, which the daemon never opens)
+IN_PROCESS_COMMANDS = frozenset({"lab", "conformance", "graph"})
 GLOBAL_VALUE_OPTIONS = ("--state-dir", "--run-dir", "--netns")
 MAX_FILES = 16 << 20
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,29 @@ def test_a_namespace_name_with_no_namespace_behind_it_is_refused(
         assert json.loads(started("net-port-list", "cli", "--json").stdout) == []
     finally:
         hollow.unlink()
+
+
+def test_graph_draws_every_port_with_its_guest_mac_lease_and_guard(
+    started: CliRunner, lab: Lab, tmp_path: Path
+) -> None:
+    guest = lab.netns("drawn")
+    made = started("net-port-create", "cli", "--guest-netns", guest.name, "--json")
+    mac = json.loads(made.stdout)["mac"]
+    lease = dhcp_lease(guest)
+    assert lease
+    assert started("net-port-create", "cli", "--tap", "vtdrawn", "--no-spoof-check").returncode == 0
+    dot = started("graph")
+    assert dot.returncode == 0, dot.stderr
+    for shown in (f"container {guest.name}:eth0", mac, f"lease {lease}", "tap vtdrawn",
+                  "NO anti-spoofing", "bridge vtbr-cli", "cli (nat, 10.80.1.1/24)"):  # fmt: skip
+        assert shown in dot.stdout, shown
+    svg = tmp_path / "hosts.svg"
+    drawn = started("graph", "cli", "-o", str(svg))
+    assert drawn.returncode == 0, drawn.stderr
+    from lxml import etree
+
+    root = etree.fromstring(svg.read_bytes())  # Graphviz laid it out: labels are SVG text
+    texts = {t.text for t in root.iter("{http://www.w3.org/2000/svg}text")}
+    assert {f"lease {lease}", "NO anti-spoofing", mac, "tap vtdrawn"} <= texts
+    missing = started("graph", "nope")
+    assert missing.returncode == 1 and missing.stderr == "error: network 'nope' does not exist\n"
