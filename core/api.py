@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
 from virtnet.services import Services
 from virtnet.services.dnsmasq import DhcpLease, Dnsmasq
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
+from virtnet.services.guard_rules import DROP_REASONS
 from virtnet.services.recipes import refresh_dnsmasq
 from virtnet.store import ActiveNetwork, Definition, Store
 
@@ -135,6 +137,8 @@ class Virtnet:
         self._store: Store | None = None
         self._services: Services | None = None
         self._xml_cache: dict[str, Network] = {}
+        if self.host.run_path("journal").is_dir():  # undo a killed process's half-done work
+            _ = self.store  # now, as construction always did; a fresh host creates nothing
 
     def _has_state(self) -> bool:
         return (self.host.state_dir / "virtnet.db").exists() or (
@@ -501,6 +505,32 @@ class Virtnet:
         if data is None:
             raise NotFound(f"no port has uuid {uuid}")
         return from_dict(NetworkPort, data)
+
+    def port_drops(self, uuid: str) -> list[dict[str, Any]]:
+        """What the port's anti-spoofing guard dropped since it was plugged: one entry per
+        reason and source, with packets, bytes, how long ago, and the reason in words
+        (``why``), most recent first. Kept by virtnet's nftables guard (Linux bridge ports);
+        a port without it raises :class:`Unsupported` saying why."""
+        port = self.get_port(uuid)
+        journal = self._port_journal(port.uuid or "")
+        if port.attachment.spoof_check is False:
+            raise Unsupported("this port has no anti-spoofing (--no-spoof-check): it drops nothing")
+        if not any(r.action == "core.firewall.port.remove" for r in journal.records()):
+            raise Unsupported(
+                "drops are counted by virtnet's nftables guard (ports on a Linux bridge); this "
+                "port's backend guards it another way (Open vSwitch: OpenFlow flow statistics)"
+            )
+        plugged = journal.path.stat().st_ctime
+        age = time.time() - plugged
+        services = self.services
+        found = services.call(lambda: services.firewall.drops(port.attachment.ifname))
+        out = []
+        for drop in found:
+            if drop["seconds_ago"] > age:  # a former port's, of the same link name
+                continue
+            why = DROP_REASONS[drop["reason"]].format(key=drop["source"])
+            out.append({**drop, "why": why})
+        return out
 
     def delete_port(self, uuid: str) -> None:
         with host_lock(self.host):

@@ -21,7 +21,13 @@ from virtnet.cli_event import event
 from virtnet.cli_gc import gc_command
 from virtnet.cli_graph import graph_command
 from virtnet.cli_lab import lab
-from virtnet.cli_ports import net_port_create, net_port_delete, net_port_dumpxml, net_port_list
+from virtnet.cli_ports import (
+    net_port_create,
+    net_port_delete,
+    net_port_dumpxml,
+    net_port_info,
+    net_port_list,
+)
 from virtnet.cli_util import (
     NETWORK,
     State,
@@ -262,6 +268,7 @@ for _command in (
     conformance_command,
     net_port_create,
     net_port_list,
+    net_port_info,
     net_port_dumpxml,
     net_port_delete,
     net_update,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from virtnet.cli_util import NETWORK, api, emit_json, table, yes_no
-from virtnet.errors import InvalidInput
+from virtnet.errors import InvalidInput, Unsupported
 from virtnet.model.codec import to_dict
 from virtnet.model.names import check_ifname
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
@@ -110,6 +110,41 @@ def net_port_list(network: str, as_json: bool) -> None:
         for p in ports
     ]
     table(["UUID", "Kind", "Interface", "MAC", "Namespace", "Isolated"], rows)
+
+
+@click.command("net-port-info")
+@click.argument("uuid")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def net_port_info(uuid: str, as_json: bool) -> None:
+    """Show a port, and what its anti-spoofing dropped lately and why."""
+    port = api().get_port(uuid)
+    try:
+        drops: list[dict[str, object]] | None = api().port_drops(uuid)
+        unavailable = ""
+    except Unsupported as exc:
+        drops, unavailable = None, str(exc)
+    if as_json:
+        emit_json({"port": to_dict(port), "drops": drops, "drops_unavailable": unavailable})
+        return
+    a = port.attachment
+    for label, value in (
+        ("UUID", port.uuid or ""),
+        ("Network", port.network),
+        ("Kind", a.kind.value),
+        ("Interface", a.ifname or "-"),
+        ("MAC", port.mac or "-"),
+        ("Namespace", a.netns or "-"),
+        ("Isolated", yes_no(bool(port.isolated))),
+        ("Anti-spoofing", yes_no(a.spoof_check is not False)),
+    ):
+        click.echo(f"{label + ':':<16}{value}")
+    if drops is None:
+        click.echo(f"{'Dropped:':<16}- ({unavailable})")
+        return
+    total = sum(int(str(d["packets"])) for d in drops)
+    click.echo(f"{'Dropped:':<16}{total} packets in the last hour")
+    for d in drops:
+        click.echo(f"  {d['packets']} packets, last {d['seconds_ago']} s ago: {d['why']}")
 
 
 @click.command("net-port-dumpxml")

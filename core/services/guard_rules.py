@@ -55,13 +55,68 @@ class PortGuard:
     ips: tuple[str, ...] = field(default=())
 
 
+#: Why a guard dropped a frame: the set that remembers each port's drops of that kind (keyed by
+#: the port's link, and the forbidden source where there is one), and what to tell the user.
+DROP_REASONS = {
+    "dropped_mac": "its source MAC {key} is not this port's MAC",
+    "dropped4": "{key} is not this port's lease, reservation or declared address",
+    "dropped6": "{key} is not this port's lease, reservation, declared or link-local address",
+    "dropped_vlan": "VLAN-tagged frames are not allowed from a guest",
+    "dropped_dhcp": "DHCP or DHCPv6 server messages: only the host serves DHCP",
+    "dropped_ra": "router advertisements or redirects: only the host routes",
+    "dropped_nd": "neighbour discovery with extension headers, extra options, or an "
+    "option or target that is not this port's",
+}
+#: How long a port's drop record lasts after its last drop, and how many a set holds: a flood
+#: of made-up sources fills it and ages out; dropping never depends on it (below).
+DROP_MEMORY_S = 3600
+_DROP_SETS = {  # set -> its key
+    "dropped_mac": "ifname . ether_addr",
+    "dropped4": "ifname . ipv4_addr",
+    "dropped6": "ifname . ipv6_addr",
+    "dropped_vlan": "ifname",
+    "dropped_dhcp": "ifname",
+    "dropped_ra": "ifname",
+    "dropped_nd": "ifname",
+}
+_DROP_CHAINS = {  # chain -> (set, what of the frame is remembered)
+    "drop_mac": ("dropped_mac", "iifname . ether saddr"),
+    "drop_arp_mac": ("dropped_mac", "iifname . arp saddr ether"),
+    "drop_vlan": ("dropped_vlan", "iifname"),
+    "drop_dhcp": ("dropped_dhcp", "iifname"),
+    "drop_arp4": ("dropped4", "iifname . arp saddr ip"),
+    "drop_ip4": ("dropped4", "iifname . ip saddr"),
+    "drop_ra": ("dropped_ra", "iifname"),
+    "drop_ip6": ("dropped6", "iifname . ip6 saddr"),
+    "drop_nd": ("dropped_nd", "iifname"),
+}
+
+
 def bridge_base() -> list[str]:
     """The shared guard table: fixed rules, and per-port facts only as set elements, so a
-    port costs the same however many exist (no per-port chains or sets to cache or walk)."""
+    port costs the same however many exist (no per-port chains or sets to cache or walk).
+
+    A rule that drops jumps (goto) to a chain of its reason, which remembers the port and the
+    forbidden source in a dynamic set with a counter (``virtnet net-port-info --drops``),
+    then drops. The remembering is a rule of its own: when the set is full its ``update``
+    fails and ends only that rule, and the next one still drops."""
     t = BRIDGE
     c = f"add rule {t} prerouting"
+    out = [f"add table {t}"]
+    out += [
+        f"add set {t} {name} {{ type {key} ; flags dynamic, timeout ; "
+        f"timeout {DROP_MEMORY_S}s ; size 65536 ; counter ; }}"
+        for name, key in _DROP_SETS.items()
+    ]
+    for chain, (memory, key) in _DROP_CHAINS.items():
+        out += [
+            f"add chain {t} {chain}",
+            f"flush chain {t} {chain}",
+            f"add rule {t} {chain} update @{memory} {{ {key} }}",
+            f"add rule {t} {chain} drop",
+        ]
     return [
-        f"add table {t}",
+        *out,
         f"add set {t} guarded {{ type ifname ; }}",
         f"add set {t} port_mac {{ type ifname . ether_addr ; }}",
         f"add set {t} port_hw {{ typeof iifname . @th,208,48 ; }}",
@@ -75,34 +130,35 @@ def bridge_base() -> list[str]:
         "policy accept ; }",
         f"flush chain {t} prerouting",  # makes the whole base idempotent, in one transaction
         f"{c} iifname != @guarded accept",
-        f"{c} iifname . ether saddr != @port_mac drop",
-        f"{c} iifname . arp saddr ether != @port_mac drop",
-        f"{c} ether type {{ 8021q, 8021ad }} drop",
-        f"{c} udp sport {{ 67, 547 }} drop",  # DHCP and DHCPv6 servers are the host's job
+        f"{c} iifname . ether saddr != @port_mac goto drop_mac",
+        f"{c} iifname . arp saddr ether != @port_mac goto drop_arp_mac",
+        f"{c} ether type {{ 8021q, 8021ad }} goto drop_vlan",
+        f"{c} udp sport {{ 67, 547 }} goto drop_dhcp",  # DHCP servers are the host's job
         # IPv4 and ARP
         f"{c} arp saddr ip 0.0.0.0 accept",
         f"{c} ether type arp ether saddr . arp saddr ip != @allowed4 "
-        "ether saddr . arp saddr ip != @leased4 drop",
+        "ether saddr . arp saddr ip != @leased4 goto drop_arp4",
         f"{c} ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
         f"{c} ether type ip ether saddr . ip saddr != @allowed4 "
-        "ether saddr . ip saddr != @leased4 drop",
+        "ether saddr . ip saddr != @leased4 goto drop_ip4",
         # IPv6
-        f"{c} icmpv6 type {{ nd-router-advert, nd-redirect }} drop",
+        f"{c} icmpv6 type {{ nd-router-advert, nd-redirect }} goto drop_ra",
         f"{c} ip6 saddr :: icmpv6 type "
         "{ nd-neighbor-solicit, mld-listener-report, mld2-listener-report } accept",
         f"{c} ether type ip6 ether saddr . ip6 saddr != @allowed6 "
-        "ether saddr . ip6 saddr != @leased6 drop",
+        "ether saddr . ip6 saddr != @leased6 goto drop_ip6",
         # neighbour discovery: no extension headers, at most one option, the port's MAC
-        f"{c} icmpv6 type {_ND} ip6 nexthdr != ipv6-icmp drop",
-        f"{c} icmpv6 type nd-router-solicit ip6 length != {{ 8, 16 }} drop",
-        f"{c} icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x0101 drop",
-        f"{c} icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @port_hw drop",
-        f"{c} icmpv6 type {_NS_NA} ip6 length != {{ 24, 32 }} drop",
-        f"{c} icmpv6 type nd-neighbor-solicit ip6 length 32 @th,192,16 != 0x0101 drop",
-        f"{c} icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x0201 drop",
-        f"{c} icmpv6 type {_NS_NA} ip6 length 32 iifname . @th,208,48 != @port_hw drop",
+        f"{c} icmpv6 type {_ND} ip6 nexthdr != ipv6-icmp goto drop_nd",
+        f"{c} icmpv6 type nd-router-solicit ip6 length != {{ 8, 16 }} goto drop_nd",
+        f"{c} icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x0101 goto drop_nd",
+        f"{c} icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @port_hw "
+        "goto drop_nd",
+        f"{c} icmpv6 type {_NS_NA} ip6 length != {{ 24, 32 }} goto drop_nd",
+        f"{c} icmpv6 type nd-neighbor-solicit ip6 length 32 @th,192,16 != 0x0101 goto drop_nd",
+        f"{c} icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x0201 goto drop_nd",
+        f"{c} icmpv6 type {_NS_NA} ip6 length 32 iifname . @th,208,48 != @port_hw goto drop_nd",
         f"{c} icmpv6 type nd-neighbor-advert ether saddr . @th,64,128 != @target6 "
-        "ether saddr . @th,64,128 != @leased_target6 drop",
+        "ether saddr . @th,64,128 != @leased_target6 goto drop_nd",
     ]
 
 
@@ -168,3 +224,8 @@ def eui64_address(prefix: str, mac: str) -> str:
 
 def eui64_link_local(mac: str) -> str:
     return eui64_address("fe80::/64", mac)
+
+
+#: How many rules :func:`bridge_base` puts in the prerouting chain: a table with another
+#: count was made by another version (or damaged), and is made again.
+PREROUTING_RULES = sum(1 for s in bridge_base() if s.startswith(f"add rule {BRIDGE} prerouting "))

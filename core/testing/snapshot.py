@@ -38,7 +38,9 @@ def snapshot(ns: Namespace, run_dir: Path | None = None) -> dict[str, Any]:
     files: list[str] = []
     if run_dir is not None and run_dir.exists():
         files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
-        files = [f for f in files if not f.startswith("runtime.db")]
+        # virtnet's own bookkeeping, there from its first operation on (the API opens its
+        # store then): the state database and the host lock
+        files = [f for f in files if not f.startswith("runtime.db") and f != "lock"]
     return {
         "links": links,
         "addresses": addresses,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from virtnet.errors import Conflict, InvalidInput
+from virtnet.errors import Conflict, InvalidInput, Unsupported
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
 from virtnet.testing import Namespace, can_ping, can_tcp, dhcp_lease, dhcpv6, frames
 from virtnet.testing.fixtures import needs_root
@@ -364,3 +364,41 @@ def test_a_refused_live_update_leaves_the_running_network_as_it_was(world: World
     assert world.vn.dumpxml("hostile") == live
     assert next(pid_file.parent.glob("dnsmasq.conf")).read_text() == conf
     assert dhcp_lease(g) and can_ping(g, "10.79.0.1")
+
+
+def test_a_guarded_port_says_what_it_dropped_and_why(world: World) -> None:
+    """net-port-info names each forged source and the rule it broke; the honest guest's own
+    traffic is never counted; a port without the guard says why it has nothing to show."""
+    world.vn.create_network(NET, backend="linuxbridge")
+    attacker, port, attacker_mac = guest(world, "a")
+    honest, honest_port, _ = guest(world, "h")
+    assert dhcp_lease(attacker) and dhcp_lease(honest) and can_ping(honest, "10.79.0.1")
+    assert world.vn.port_drops(port.uuid or "") == []  # nothing forged yet
+    forged_ip = frames.ipv4_udp("10.79.0.66", "10.79.0.1", 5000, 53, b"x")
+    forged_mac = frames.ipv4_udp("10.79.0.66", "10.79.0.1", 5000, 53, b"y")
+    offer = frames.dhcp_offer("10.79.0.201", "10.79.0.254", "52:54:00:00:00:99", "10.79.0.254")
+    rogue = frames.ipv4_udp("10.79.0.254", "255.255.255.255", 67, 68, offer)
+    frames.send(attacker, "eth0", [
+        frames.ethernet(GW_MAC, attacker_mac, 0x0800, forged_ip),
+        frames.ethernet(GW_MAC, "52:54:00:de:ad:01", 0x0800, forged_mac),
+        frames.ethernet(BROADCAST, attacker_mac, 0x0800, rogue),
+    ], 3)  # fmt: skip
+    drops = {(d["reason"], d["source"]): d for d in world.vn.port_drops(port.uuid or "")}
+    assert drops[("dropped4", "10.79.0.66")]["packets"] == 3
+    assert drops[("dropped_mac", "52:54:00:de:ad:01")]["packets"] == 3
+    assert drops[("dropped_dhcp", None)]["packets"] == 3
+    why = drops[("dropped4", "10.79.0.66")]["why"]
+    assert why == "10.79.0.66 is not this port's lease, reservation or declared address"
+    assert world.vn.port_drops(honest_port.uuid or "") == []
+    state = world.run_dir.parent / "state"
+    shown = subprocess.run(
+        [sys.executable, "-m", "virtnet.cli", "--netns", world.host.name, "--state-dir",
+         str(state), "--run-dir", str(world.run_dir), "net-port-info", port.uuid or ""],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "Dropped:        9 packets in the last hour" in shown.stdout
+    assert f"3 packets, last 0 s ago: {why}" in shown.stdout or why in shown.stdout
+    _, open_port = world.plug("hostile", "o", spoof_check=False)
+    with pytest.raises(Unsupported, match="no anti-spoofing"):
+        world.vn.port_drops(open_port.uuid or "")
