@@ -247,7 +247,7 @@ class Virtnet:
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         with host_lock(self.host):
             if self.store.definition(name) is None:
-                raise self._undefined(name, "transient networks have no autostart")
+                raise self._undefined(name, "only defined networks start automatically")
             self.store.set_autostart(name, enabled)
 
     # lifecycle ------------------------------------------------------------------------------
@@ -505,6 +505,29 @@ class Virtnet:
         if data is None:
             raise NotFound(f"no port has uuid {uuid}")
         return from_dict(NetworkPort, data)
+
+    def dropped_packets(self, network: str) -> dict[str, int]:
+        """Port uuid -> packets its anti-spoofing dropped in the last hour, for the network's
+        ports that virtnet's nftables guard keeps count of (one read of the drop sets)."""
+        ports = [p for p in self.list_ports(network) if p.attachment.ifname and p.uuid]
+        guarded: dict[str, str] = {
+            p.attachment.ifname or "": p.uuid or ""
+            for p in ports
+            if p.attachment.spoof_check is not False
+            and any(
+                r.action == "core.firewall.port.remove"
+                for r in self._port_journal(p.uuid or "").records()
+            )
+        }
+        if not guarded:
+            return {}
+        services = self.services
+        counts = dict.fromkeys(guarded.values(), 0)
+        for drop in services.call(services.firewall.drops):
+            uuid = guarded.get(drop["link"])
+            if uuid is not None:
+                counts[uuid] += drop["packets"]
+        return counts
 
     def port_drops(self, uuid: str) -> list[dict[str, Any]]:
         """What the port's anti-spoofing guard dropped since it was plugged: one entry per

@@ -95,8 +95,9 @@ def net_port_create(
 def net_port_list(network: str, as_json: bool) -> None:
     """List the ports of NETWORK."""
     ports = api().list_ports(network)
+    dropped = api().dropped_packets(network) if ports else {}
     if as_json:
-        emit_json([to_dict(p) for p in ports])
+        emit_json([{**to_dict(p), "dropped_packets": dropped.get(p.uuid or "")} for p in ports])
         return
     rows = [
         [
@@ -106,10 +107,11 @@ def net_port_list(network: str, as_json: bool) -> None:
             p.mac or "-",
             p.attachment.netns or "-",
             yes_no(bool(p.isolated)),
+            str(dropped[p.uuid]) if p.uuid in dropped else "-",
         ]
         for p in ports
     ]
-    table(["UUID", "Kind", "Interface", "MAC", "Namespace", "Isolated"], rows)
+    table(["UUID", "Kind", "Interface", "MAC", "Namespace", "Isolated", "Dropped"], rows)
 
 
 @click.command("net-port-info")

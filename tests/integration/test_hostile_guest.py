@@ -402,3 +402,5 @@ def test_a_guarded_port_says_what_it_dropped_and_why(world: World) -> None:
     _, open_port = world.plug("hostile", "o", spoof_check=False)
     with pytest.raises(Unsupported, match="no anti-spoofing"):
         world.vn.port_drops(open_port.uuid or "")
+    counts = world.vn.dropped_packets("hostile")  # net-port-list's Dropped column
+    assert counts == {port.uuid: 9, honest_port.uuid: 0}  # the unguarded port: not counted
