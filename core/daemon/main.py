@@ -34,6 +34,7 @@ CONFIG_KEYS = {
     "repair": bool,
     "autostart": bool,
     "dnsmasq_options": bool,  # allow libvirt's raw <dnsmasq:options> (docs/security.md)
+    "metrics": str,  # Prometheus metrics at HOST:PORT or unix:PATH (daemon/metrics.py)
 }
 
 
@@ -113,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="do not start autostart networks",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="ADDR",
+        help="serve Prometheus metrics at HOST:PORT (in the served namespace) or unix:PATH [off]",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -151,12 +157,17 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
         "full_interval": 300.0,
         "repair": True,
         "autostart": True,
+        "metrics": None,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, settings.get(key, value))
     if settings.get("dnsmasq_options"):
         os.environ["VIRTNET_DNSMASQ_OPTIONS"] = "allow"  # read where the host is made
+    if args.metrics:
+        from virtnet.daemon.metrics import parse_address
+
+        parse_address(args.metrics)  # a bad address is bad input, before anything starts
     if args.interval <= 0:
         raise InvalidInput(f"{args.interval}: must be positive", subject="--interval")
     if args.full_interval <= 0:
@@ -177,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     from virtnet.daemon import stdio
     from virtnet.daemon.events import EventHub
     from virtnet.daemon.methods import Methods, Serialized
+    from virtnet.daemon.metrics import Metrics
+    from virtnet.daemon.metrics import serve as serve_metrics
     from virtnet.daemon.monitor import Monitor
     from virtnet.daemon.server import Server
 
@@ -185,10 +198,12 @@ def run(args: argparse.Namespace) -> int:
     hub = EventHub()
     api.subscribe(hub.publish)
     host = {"netns": args.netns, "state_dir": str(state_dir), "run_dir": str(run_dir)}
-    methods = Methods(Serialized(api, lock), hub, host)
+    metrics = Metrics()
+    methods = Methods(Serialized(api, lock, metrics), hub, host)
     path = Path(args.socket) if args.socket else socket_path(run_dir)
     server = Server(path, methods, hub, args.group)
     monitor = Monitor(api, lock, args.interval, args.repair, args.full_interval)
+    monitor.metrics = metrics
     stdio.install()
     orphans, _problems = api.collect_garbage()  # what no record owns (virtnet gc)
     for orphan in orphans:
@@ -210,6 +225,14 @@ def run(args: argparse.Namespace) -> int:
     # SIGHUP: load backends installed since the start (``virtnet drivers`` does it too)
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=rescan, daemon=True).start())
     threading.Thread(target=server.serve, name="virtnetd-accept", daemon=True).start()
+    scraper = None
+    if args.metrics:
+
+        def render() -> str:
+            with lock:
+                return metrics.exposition(api)
+
+        scraper = serve_metrics(args.metrics, render)
     monitor.start()
     log.info("serving %s on %s (pid %d)", args.netns or "the current namespace", path, os.getpid())
     _notify_systemd()
@@ -223,6 +246,11 @@ def run(args: argparse.Namespace) -> int:
     log.info("stopping (%s)", "stopping the networks of the deleted namespace" if gone
              else "networks keep running")  # fmt: skip
     server.close()
+    if scraper is not None:
+        scraper.shutdown()
+        scraper.server_close()
+        if args.metrics.startswith("unix:"):
+            Path(args.metrics[5:]).unlink(missing_ok=True)
     monitor.stop()
     with lock:
         if gone:  # its links went with it; its dnsmasqs would keep it alive, unseen

@@ -15,6 +15,7 @@ from typing import Any
 
 from virtnet.api import Virtnet
 from virtnet.daemon.events import EventHub
+from virtnet.daemon.metrics import Metrics
 from virtnet.model import Network, NetworkPort, format_network, format_port, parse_port
 from virtnet.model.codec import to_dict
 from virtnet.rpc import PROTOCOL_VERSION
@@ -46,21 +47,24 @@ API_METHODS = frozenset(
 
 
 class Serialized:
-    """The API with every method call taken under ``lock``."""
+    """The API with every method call taken under ``lock`` (and its operations timed into
+    ``metrics``, the time under the lock: the operation's own)."""
 
-    def __init__(self, target: Virtnet, lock: threading.RLock) -> None:
+    def __init__(self, target: Virtnet, lock: threading.RLock, metrics: Metrics | None = None):
         self._target = target
         self._lock = lock
+        self._metrics = metrics
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
         if not callable(attr):
             return attr
+        call = self._metrics.timed(name, attr) if self._metrics is not None else attr
 
         @functools.wraps(attr)
         def locked(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
-                return attr(*args, **kwargs)
+                return call(*args, **kwargs)
 
         return locked
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from virtnet.api import Virtnet
+from virtnet.daemon.metrics import Metrics
 from virtnet.daemon.watch import Watch
 from virtnet.errors import VirtnetError
 from virtnet.events import Event, EventKind
@@ -77,6 +78,7 @@ class Monitor:
         self._leases: dict[str, _LeaseFile] = {}
         self._unfixed: dict[str, list[str]] = {}  # drift repair could not fix, per network
         self._since = time.time()
+        self.metrics: Metrics | None = None  # the daemon's, to count repairs in
         self._stop = threading.Event()
         #: set when the namespace this daemon serves has been deleted (``ip netns del``): the
         #: daemon then stops its networks and exits, so nothing of it keeps the namespace alive
@@ -275,6 +277,8 @@ class Monitor:
         else:
             log.warning("network %s: repaired", name)
             self._unfixed.pop(name, None)
+            if self.metrics is not None:
+                self.metrics.repaired(name)
 
     def _watch_leases(self, name: str) -> None:
         with self.lock:

@@ -468,3 +468,33 @@ def test_a_deleted_host_namespace_takes_its_networks_and_its_daemon_with_it(
                 os.kill(pid, 9)
         daemon.stop()
         shutil.rmtree(daemon.run_dir, ignore_errors=True)
+
+
+def test_prometheus_scrapes_networks_ports_leases_drops_and_operation_times(
+    spare: Daemon, host_ns: Namespace, lab: Lab
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    spare.start("--interval", "1", "--metrics", "127.0.0.1:19472")
+    assert spare.cli("net-create", "-", input=nat_xml("metered", 93)).returncode == 0
+    guest = lab.netns("metered")
+    assert spare.cli("net-port-create", "metered", "--guest-netns", guest.name).returncode == 0
+    assert dhcp_lease(guest)
+    scrape = (
+        "import urllib.request; "
+        "print(urllib.request.urlopen('http://127.0.0.1:19472/metrics').read().decode())"
+    )
+    text = host_ns.exec(sys.executable, "-c", scrape).stdout  # the served namespace's loopback
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+    net = (("network", "metered"),)
+    assert samples[("virtnet_networks", (("state", "active"),))] == 1
+    assert samples[("virtnet_ports", net)] == 1
+    assert samples[("virtnet_dhcp_leases", net)] == 1
+    assert samples[("virtnet_operation_seconds_count", (("operation", "create_network"),))] == 1
+    assert samples[("virtnet_operation_seconds_count", (("operation", "create_port"),))] == 1
+    drops = [k for k in samples if k[0] == "virtnet_port_dropped_packets"]
+    assert len(drops) == 1 and samples[drops[0]] == 0
+    missing = host_ns.exec(sys.executable, "-c", scrape.replace("/metrics", "/other"), check=False)
+    assert "404" in missing.stderr
+    assert spare.cli("net-destroy", "metered").returncode == 0

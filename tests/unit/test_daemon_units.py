@@ -211,3 +211,38 @@ def test_the_monitor_says_once_what_it_cannot_repair(caplog: pytest.LogCaptureFi
         "network n1 drifted: forward device eth1 is down",
         "network n1: repaired",
     ]
+
+
+def test_a_metrics_address_is_host_port_or_a_unix_path() -> None:
+    import socket as sock
+
+    from virtnet.daemon.metrics import parse_address
+
+    assert parse_address("127.0.0.1:9472") == (sock.AF_INET, ("127.0.0.1", 9472))
+    assert parse_address("[::1]:9472") == (sock.AF_INET6, ("::1", 9472))
+    assert parse_address("unix:/run/virtnet/metrics.sock") == (
+        sock.AF_UNIX,
+        "/run/virtnet/metrics.sock",
+    )
+    for bad in ("9472", "localhost", "127.0.0.1:0", "127.0.0.1:70000", "unix:relative"):
+        with pytest.raises(InvalidInput):
+            parse_address(bad)
+
+
+def test_operation_times_land_in_cumulative_buckets() -> None:
+    from virtnet.daemon.metrics import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.0005, 0.003, 0.003, 7.0):
+        metrics.observe("start_network", seconds)
+
+    class Empty:
+        @staticmethod
+        def list_networks() -> list[object]:
+            return []
+
+    text = metrics.exposition(Empty())
+    assert 'virtnet_operation_seconds_bucket{operation="start_network",le="0.001"} 1' in text
+    assert 'virtnet_operation_seconds_bucket{operation="start_network",le="0.005"} 3' in text
+    assert 'virtnet_operation_seconds_bucket{operation="start_network",le="+Inf"} 4' in text
+    assert 'virtnet_operation_seconds_count{operation="start_network"} 4' in text
