@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -35,18 +36,36 @@ def lab_up(file: str, backend: str | None) -> None:
         click.echo(f"  {name:<16} {addresses[name]}")
 
 
+REPORT = click.option(
+    "--report",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the topology, the matrix and the timings as one HTML page.",
+)
+
+
 @lab.command("check")
 @click.argument("file")
-def lab_check(file: str) -> None:
+@REPORT
+@click.option("--backend", hidden=True)  # lab run passes it on for the report's topology
+def lab_check(file: str, report: str | None = None, backend: str | None = None,
+              timings: dict[str, float] | None = None) -> None:  # fmt: skip
     """Run the lab's connectivity matrix; exit 1 on any mismatch."""
     from virtnet.lab import check, load, table
 
     spec = load(file)
+    started = time.monotonic()
     outcomes = check(spec)
     for line in table(outcomes, color=sys.stdout.isatty()):
         click.echo(line)
     bad = sum(not o.ok for o in outcomes)
     click.echo(f"{len(outcomes) - bad}/{len(outcomes)} as expected")
+    if report:
+        from virtnet.lab.report import report_html
+
+        spent = {**(timings or {}), "check": time.monotonic() - started}
+        with open(report, "w", encoding="utf-8") as out:
+            out.write(report_html(spec, outcomes, backend, spent))
+        click.echo(f"report: {report}")
     if bad:
         sys.exit(1)
 
@@ -63,14 +82,17 @@ def lab_down(file: str) -> None:
 @lab.command("run")
 @click.argument("file")
 @click.option("--backend", help="Use each network's variant for this backend, where it has one.")
+@REPORT
 @click.pass_context
-def lab_run(ctx: click.Context, file: str, backend: str | None) -> None:
+def lab_run(ctx: click.Context, file: str, backend: str | None, report: str | None) -> None:
     """lab up, lab check, lab down; exits with check's status."""
     from virtnet.lab import down, load
 
     spec = load(file)
+    started = time.monotonic()
     try:
         ctx.invoke(lab_up, file=file, backend=backend)
-        ctx.invoke(lab_check, file=file)
+        up = {"up": time.monotonic() - started}
+        ctx.invoke(lab_check, file=file, report=report, backend=backend, timings=up)
     finally:
         down(spec.name, _say)

@@ -75,8 +75,8 @@ def check(spec: LabSpec) -> list[Outcome]:
     return outcomes
 
 
-def table(outcomes: list[Outcome], color: bool = False) -> list[str]:
-    """Rows for printing: from, to, want, ping, tcp, seen as, verdict."""
+def table_rows(outcomes: list[Outcome]) -> tuple[list[str], list[list[str]]]:
+    """The header and a row per outcome: from, to, address, want, ping, tcp, seen as, verdict."""
 
     def yn(value: bool | None) -> str:
         return "-" if value is None else "yes" if value else "no"
@@ -90,12 +90,17 @@ def table(outcomes: list[Outcome], color: bool = False) -> list[str]:
         if o.expect.resolve is not None:
             got = ",".join(o.answers or []) or "nothing"
             seen = f"{o.expect.resolve} -> {got} (want {o.expect.answer})"
-        verdict = "ok" if o.ok else "MISMATCH"
-        if color and not o.ok:
-            verdict = f"\033[1;31m{verdict}\033[0m"
         rows.append([o.expect.source, o.expect.target, o.address,
                      "reach" if o.expect.reachable else "no", yn(o.ping), yn(o.tcp), seen,
-                     verdict])  # fmt: skip
+                     "ok" if o.ok else "MISMATCH"])  # fmt: skip
+    return header, rows
+
+
+def table(outcomes: list[Outcome], color: bool = False) -> list[str]:
+    """Rows for printing, aligned; a mismatch in red on a terminal."""
+    header, rows = table_rows(outcomes)
+    if color:
+        rows = [[*r[:-1], f"\033[1;31m{r[-1]}\033[0m" if r[-1] != "ok" else r[-1]] for r in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
     for r in [header, *rows]:

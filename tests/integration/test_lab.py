@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import lxml.html
 import pytest
 
 from virtnet.lab.build import ns_name
@@ -50,11 +53,35 @@ def test_the_seed_lab_passes_its_whole_matrix(backend: str | None) -> None:
     assert leftovers("arch") == []
 
 
-def test_a_second_lab_shows_the_format_is_general() -> None:
-    done = virtnet("lab", "run", "routed-office.yaml")
+def rendered(page: Path, tmp_path: Path) -> Any:
+    """The page as headless Chromium renders it (its DOM after layout), and a screenshot."""
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (Debian: chromium)")
+    profile = tmp_path / "chromium-profile"  # never root's own
+    base = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+            f"--user-data-dir={profile}", "--window-size=1400,1000"]  # fmt: skip
+    shot = tmp_path / "report.png"
+    done = subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert shot.stat().st_size > 10_000, done.stderr[-500:]  # a real picture, not a blank
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout  # fmt: skip
+    return lxml.html.fromstring(dom)
+
+
+def test_a_second_lab_shows_the_format_is_general(tmp_path: Path) -> None:
+    report = tmp_path / "office.html"
+    done = virtnet("lab", "run", "routed-office.yaml", "--report", str(report))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "7/7 as expected" in done.stdout
     assert leftovers("office") == []
+    page = rendered(report, tmp_path)
+    drawn = {t.text_content() for t in page.iter("{*}text", "text")}  # the SVG's labels
+    for guest in ("server", "kiosk1", "kiosk2", "office"):
+        assert any(guest in label for label in drawn), guest
+    rows = page.xpath("//tbody/tr")
+    assert len(rows) == 7 and all(r.get("class") == "ok" for r in rows)
+    assert "7/7 as expected" in page.xpath("string(//p[@class='summary'])")
 
 
 def test_lab_down_cleans_up_after_a_killed_lab_up() -> None:
@@ -94,4 +121,10 @@ def test_a_mismatch_exits_1_and_is_marked(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1
     assert "MISMATCH" in done.stdout and "6/7 as expected" in done.stdout
+    assert leftovers("office") == []
+    report = tmp_path / "wrong.html"
+    subprocess.run([sys.executable, "-m", "virtnet.cli", "lab", "run", str(tmp_path / "wrong.yaml"),
+                    "--report", str(report)], capture_output=True, timeout=300, check=False)  # fmt: skip
+    bad = rendered(report, tmp_path).xpath("//tbody/tr[@class='bad']/td/text()")
+    assert bad[:2] == ["kiosk1", "kiosk2"] and "MISMATCH" in bad
     assert leftovers("office") == []
