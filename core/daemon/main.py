@@ -211,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
     monitor.reconcile_all()
     if args.autostart:
         monitor.autostart()
+    # links retired by the recovery and the collection above are deleted in the background:
+    # the socket answers once they are gone, so the first client sees the kernel as recorded
+    api.settle()
     server.bind()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
