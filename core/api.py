@@ -50,7 +50,6 @@ from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
 from virtnet.services import Services
 from virtnet.services.dnsmasq import DhcpLease, Dnsmasq
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
-from virtnet.services.guard_rules import DROP_REASONS
 from virtnet.services.recipes import refresh_dnsmasq
 from virtnet.store import ActiveNetwork, Definition, Store
 
@@ -543,6 +542,8 @@ class Virtnet:
                 "drops are counted by virtnet's nftables guard (ports on a Linux bridge); this "
                 "port's backend guards it another way (Open vSwitch: OpenFlow flow statistics)"
             )
+        from virtnet.services.guard_rules import DROP_REASONS  # only here: not at start-up
+
         plugged = journal.path.stat().st_ctime
         age = time.time() - plugged
         services = self.services
