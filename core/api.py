@@ -505,26 +505,23 @@ class Virtnet:
             raise NotFound(f"no port has uuid {uuid}")
         return from_dict(NetworkPort, data)
 
-    def dropped_packets(self, network: str) -> dict[str, int]:
-        """Port uuid -> packets its anti-spoofing dropped in the last hour, for the network's
-        ports that virtnet's nftables guard keeps count of (one read of the drop sets)."""
-        ports = [p for p in self.list_ports(network) if p.attachment.ifname and p.uuid]
-        guarded: dict[str, str] = {
-            p.attachment.ifname or "": p.uuid or ""
-            for p in ports
-            if p.attachment.spoof_check is not False
-            and any(
-                r.action == "core.firewall.port.remove"
-                for r in self._port_journal(p.uuid or "").records()
-            )
+    def dropped_packets(self, network: str | None = None) -> dict[str, int]:
+        """Port uuid -> packets its anti-spoofing dropped in the last hour, for the ports of
+        ``network`` (every active network's when None) that virtnet's nftables guard keeps
+        count of: one read of the drop sets, however many ports."""
+        names = [network] if network else [n.name for n in self.list_networks(inactive=False)]
+        guarded = {
+            p.attachment.ifname: (p.uuid, journal)
+            for p in (port for name in names for port in self.list_ports(name))
+            if p.uuid and p.attachment.ifname and (journal := self._guard_journal(p)) is not None
         }
         if not guarded:
             return {}
         services = self.services
-        counts = dict.fromkeys(guarded.values(), 0)
-        for drop in services.call(services.firewall.drops):
-            uuid = guarded.get(drop["link"])
-            if uuid is not None:
+        found = services.call(services.firewall.drops)
+        counts = {uuid: 0 for uuid, _ in guarded.values()}
+        for link, (uuid, journal) in guarded.items():
+            for drop in _since_plugged([d for d in found if d["link"] == link], journal):
                 counts[uuid] += drop["packets"]
         return counts
 
@@ -533,28 +530,32 @@ class Virtnet:
         reason and source, with packets, bytes, how long ago, and the reason in words
         (``why``), most recent first. Kept by virtnet's nftables guard (Linux bridge ports);
         a port without it raises :class:`Unsupported` saying why."""
+        from virtnet.services.guard_rules import DROP_REASONS  # only here: not at start-up
+
         port = self.get_port(uuid)
-        journal = self._port_journal(port.uuid or "")
         if port.attachment.spoof_check is False:
             raise Unsupported("this port has no anti-spoofing (--no-spoof-check): it drops nothing")
-        if not any(r.action == "core.firewall.port.remove" for r in journal.records()):
+        journal = self._guard_journal(port)
+        if journal is None:
             raise Unsupported(
                 "drops are counted by virtnet's nftables guard (ports on a Linux bridge); this "
                 "port's backend guards it another way (Open vSwitch: OpenFlow flow statistics)"
             )
-        from virtnet.services.guard_rules import DROP_REASONS  # only here: not at start-up
-
-        plugged = journal.path.stat().st_ctime
-        age = time.time() - plugged
         services = self.services
         found = services.call(lambda: services.firewall.drops(port.attachment.ifname))
-        out = []
-        for drop in found:
-            if drop["seconds_ago"] > age:  # a former port's, of the same link name
-                continue
-            why = DROP_REASONS[drop["reason"]].format(key=drop["source"])
-            out.append({**drop, "why": why})
-        return out
+        return [
+            {**drop, "why": DROP_REASONS[drop["reason"]].format(key=drop["source"])}
+            for drop in _since_plugged(found, journal)
+        ]
+
+    def _guard_journal(self, port: NetworkPort) -> Journal | None:
+        """The port's journal when virtnet's nftables guard counts its drops (it journalled
+        the guard's removal: Linux bridge ports with anti-spoofing), else None."""
+        if port.attachment.spoof_check is False:
+            return None
+        journal = self._port_journal(port.uuid or "")
+        guarded = any(r.action == "core.firewall.port.remove" for r in journal.records())
+        return journal if guarded else None
 
     def delete_port(self, uuid: str) -> None:
         with host_lock(self.host):
@@ -868,6 +869,13 @@ class Virtnet:
             ):
                 log.warning("undoing %s left by an interrupted operation", path.name)
                 self._rollback(Journal(path))
+
+
+def _since_plugged(drops: list[dict[str, Any]], journal: Journal) -> list[dict[str, Any]]:
+    """The drops recorded since the port was plugged (its journal was made then): a former
+    port with the same link name leaves records for up to an hour."""
+    age = time.time() - journal.path.stat().st_ctime
+    return [d for d in drops if d["seconds_ago"] <= age]
 
 
 __all__ = ["NetworkSummary", "Repair", "StartPlan", "Virtnet"]

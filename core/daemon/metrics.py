@@ -110,12 +110,16 @@ class Metrics:
             count = sum(1 for n in networks if n.active == (state == "active"))
             out.append(f'virtnet_networks{{state="{state}"}} {count}')
         ports, leases, drops = [], [], []
+        dropped = api.dropped_packets()  # every port's, in one read
         for net in (n for n in networks if n.active):
             label = f'network="{_escape(net.name)}"'
-            ports.append(f"virtnet_ports{{{label}}} {len(api.list_ports(net.name))}")
+            plugged = api.list_ports(net.name)
+            ports.append(f"virtnet_ports{{{label}}} {len(plugged)}")
             leases.append(f"virtnet_dhcp_leases{{{label}}} {len(api.dhcp_leases(net.name))}")
-            for port, packets in sorted(api.dropped_packets(net.name).items()):
-                drops.append(f'virtnet_port_dropped_packets{{{label},port="{port}"}} {packets}')
+            for uuid in sorted(p.uuid for p in plugged if p.uuid in dropped):
+                drops.append(
+                    f'virtnet_port_dropped_packets{{{label},port="{uuid}"}} {dropped[uuid]}'
+                )
         family("virtnet_ports", "gauge", "Ports plugged into each active network")
         out += ports
         family("virtnet_dhcp_leases", "gauge", "DHCP leases held on each active network")

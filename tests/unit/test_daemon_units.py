@@ -241,6 +241,10 @@ def test_operation_times_land_in_cumulative_buckets() -> None:
         def list_networks() -> list[object]:
             return []
 
+        @staticmethod
+        def dropped_packets() -> dict[str, int]:
+            return {}
+
     text = metrics.exposition(Empty())
     assert 'virtnet_operation_seconds_bucket{operation="start_network",le="0.001"} 1' in text
     assert 'virtnet_operation_seconds_bucket{operation="start_network",le="0.005"} 3' in text
