@@ -92,9 +92,8 @@ def _cluster(index: int, view: NetworkView, uplinks: set[str]) -> list[str]:
         f"    label={quote(title)}; style=filled; fillcolor={fill};",
     ]
     bridge = net.bridge.name if net.bridge and net.bridge.name else None
-    what = "switch" if view.backend in ("ovs", "ovn") else "bridge"
-    if bridge:
-        label = f"{what} {bridge}"
+    if bridge:  # the backend's name follows on the next line (the core names none itself)
+        label = f"bridge {bridge}"
     elif net.mode.has_own_bridge:
         label = "bridge (named at start)"
     else:  # direct modes: the guests' links hang off host devices
