@@ -11,6 +11,7 @@ host, and either completes or rolls back. Errors are :mod:`virtnet.errors` class
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -506,56 +507,62 @@ class Virtnet:
         return from_dict(NetworkPort, data)
 
     def dropped_packets(self, network: str | None = None) -> dict[str, int]:
-        """Port uuid -> packets its anti-spoofing dropped in the last hour, for the ports of
-        ``network`` (every active network's when None) that virtnet's nftables guard keeps
-        count of: one read of the drop sets, however many ports."""
+        """Port uuid -> packets its anti-spoofing dropped in the last hour, for the guarded
+        ports of ``network`` (every active network's when None): one read of the nftables
+        drop sets and one flow dump per Open vSwitch bridge, however many ports."""
         names = [network] if network else [n.name for n in self.list_networks(inactive=False)]
-        guarded = {
-            p.attachment.ifname: (p.uuid, journal)
-            for p in (port for name in names for port in self.list_ports(name))
-            if p.uuid and p.attachment.ifname and (journal := self._guard_journal(p)) is not None
-        }
+        guarded = [
+            (port, guard)
+            for port in (port for name in names for port in self.list_ports(name))
+            if port.uuid and (guard := self._guard(port)) is not None
+        ]
         if not guarded:
             return {}
-        services = self.services
-        found = services.call(services.firewall.drops)
-        counts = {uuid: 0 for uuid, _ in guarded.values()}
-        for link, (uuid, journal) in guarded.items():
-            for drop in _since_plugged([d for d in found if d["link"] == link], journal):
-                counts[uuid] += drop["packets"]
+        counts = {port.uuid or "": 0 for port, _ in guarded}
+        found = self._drops({guard for _, guard in guarded})
+        for port, guard in guarded:
+            counts[port.uuid or ""] = sum(d["packets"] for d in guard.select(found, port))
         return counts
 
     def port_drops(self, uuid: str) -> list[dict[str, Any]]:
         """What the port's anti-spoofing guard dropped since it was plugged: one entry per
-        reason and source, with packets, bytes, how long ago, and the reason in words
-        (``why``), most recent first. Kept by virtnet's nftables guard (Linux bridge ports);
-        a port without it raises :class:`Unsupported` saying why."""
-        from virtnet.services.guard_rules import DROP_REASONS  # only here: not at start-up
-
+        reason (and source, where the guard knows it), with packets, bytes, how long ago and
+        the reason in words (``why``), most recent first. The nftables guard (Linux bridge)
+        names each forged source; the OpenFlow guard (Open vSwitch) counts by reason only. A
+        port without a guard raises :class:`Unsupported` saying why."""
         port = self.get_port(uuid)
         if port.attachment.spoof_check is False:
             raise Unsupported("this port has no anti-spoofing (--no-spoof-check): it drops nothing")
-        journal = self._guard_journal(port)
-        if journal is None:
-            raise Unsupported(
-                "drops are counted by virtnet's nftables guard (ports on a Linux bridge); this "
-                "port's backend guards it another way (Open vSwitch: OpenFlow flow statistics)"
-            )
-        services = self.services
-        found = services.call(lambda: services.firewall.drops(port.attachment.ifname))
-        return [
-            {**drop, "why": DROP_REASONS[drop["reason"]].format(key=drop["source"])}
-            for drop in _since_plugged(found, journal)
-        ]
+        guard = self._guard(port)
+        if guard is None:
+            raise Unsupported("this port's backend keeps no count of what its guard drops")
+        return guard.select(self._drops({guard}), port)
 
-    def _guard_journal(self, port: NetworkPort) -> Journal | None:
-        """The port's journal when virtnet's nftables guard counts its drops (it journalled
-        the guard's removal: Linux bridge ports with anti-spoofing), else None."""
+    def _drops(self, guards: set[_Guard]) -> dict[str, list[dict[str, Any]]]:
+        """The drops of every guard kind in ``guards``: nftables' once, each OVS bridge once."""
+        services = self.services
+        found: dict[str, list[dict[str, Any]]] = {}
+        for where in {g.where for g in guards}:
+            if where == "nftables":
+                found[where] = services.call(services.firewall.drops)
+            else:
+                from virtnet.services import openflow  # only here: not at start-up
+
+                found[where] = services.call(functools.partial(openflow.guard_drops, where))
+        return found
+
+    def _guard(self, port: NetworkPort) -> _Guard | None:
+        """How the port's drops are counted: by virtnet's nftables guard or by its OpenFlow
+        rules on an OVS bridge (whichever removal its journal holds), else None."""
         if port.attachment.spoof_check is False:
             return None
         journal = self._port_journal(port.uuid or "")
-        guarded = any(r.action == "core.firewall.port.remove" for r in journal.records())
-        return journal if guarded else None
+        for record in journal.records():
+            if record.action == "core.firewall.port.remove":
+                return _Guard(journal, "nftables", None)
+            if record.action == "core.ovs.guard.remove":
+                return _Guard(journal, f"{record.args['bridge']}", int(record.args["cookie"]))
+        return None
 
     def delete_port(self, uuid: str) -> None:
         with host_lock(self.host):
@@ -871,11 +878,34 @@ class Virtnet:
                 self._rollback(Journal(path))
 
 
-def _since_plugged(drops: list[dict[str, Any]], journal: Journal) -> list[dict[str, Any]]:
-    """The drops recorded since the port was plugged (its journal was made then): a former
-    port with the same link name leaves records for up to an hour."""
-    age = time.time() - journal.path.stat().st_ctime
-    return [d for d in drops if d["seconds_ago"] <= age]
+@dataclass(frozen=True)
+class _Guard:
+    """Where a port's drops are counted: ``nftables`` (keyed by the port's link) or an OVS
+    bridge's name (keyed by the port's cookie), and the journal made when it was plugged."""
+
+    journal: Journal
+    where: str
+    cookie: int | None
+
+    def select(
+        self, found: dict[str, list[dict[str, Any]]], port: NetworkPort
+    ) -> list[dict[str, Any]]:
+        """This port's drops among ``found``, since it was plugged (a former port with the
+        same link name leaves nftables records for up to an hour), each with its ``why``."""
+        from virtnet.services.guard_rules import DROP_REASONS  # only here: not at start-up
+
+        age = time.time() - self.journal.path.stat().st_ctime
+        mine = [
+            d for d in found.get(self.where, [])
+            if (d.get("cookie") == self.cookie if self.cookie is not None
+                else d["link"] == port.attachment.ifname)
+            and d["seconds_ago"] <= age
+        ]  # fmt: skip
+        return [
+            {k: v for k, v in d.items() if k != "cookie"}
+            | {"why": d.get("why") or DROP_REASONS[d["reason"]].format(key=d["source"])}
+            for d in mine
+        ]
 
 
 __all__ = ["NetworkSummary", "Repair", "StartPlan", "Virtnet"]

@@ -70,7 +70,7 @@ def delete_ovs_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
 def remove_ovs_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:
     from virtnet.services import openflow
 
-    openflow.remove_guard(args["bridge"], int(args["cookie"]), args["mac"])
+    openflow.remove_guard(args["bridge"], int(args["cookie"]))
 
 
 def delete_link_group(ctx: ApplyContext, args: dict[str, Any]) -> None:

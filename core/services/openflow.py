@@ -16,7 +16,10 @@ in three tables:
 * table 2 passes a MAC's allowed sources to NORMAL switching: reservations, declared
   addresses, EUI-64 link-local and SLAAC (priority 100), leases (101, added and removed by
   dnsmasq's lease script), DHCP discovery, ARP probes, and the unspecified IPv6 source for
-  duplicate address detection and MLD only; it drops the rest.
+  duplicate address detection and MLD only; it drops the rest, one rule per family.
+
+Every drop is a rule of its own, so OpenFlow's flow statistics count a port's drops by reason
+(:func:`guard_drops`); unlike nftables' dynamic sets they cannot name the forged source.
 
 OpenFlow cannot read a DHCP request's client hardware address: that check is on the host
 (:mod:`virtnet.services.firewall_rules`), where dnsmasq receives the request. OVS reads only
@@ -29,9 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from virtnet.errors import OperationFailed, Unsupported
 from virtnet.services.ovsdb import db_remote
@@ -44,7 +49,7 @@ def mgmt_target(bridge: str) -> str:
     return f"unix:{Path(remote[5:]).parent / f'{bridge}.mgmt'}"
 
 
-def _ofctl(*args: str, stdin: str | None = None) -> None:
+def _ofctl(*args: str, stdin: str | None = None) -> str:
     binary = shutil.which("ovs-ofctl")
     if binary is None:
         raise Unsupported("ovs-ofctl is missing (Debian: openvswitch-common)")
@@ -52,6 +57,7 @@ def _ofctl(*args: str, stdin: str | None = None) -> None:
                           timeout=30, check=False)  # fmt: skip
     if done.returncode != 0:
         raise OperationFailed(f"ovs-ofctl {args[0]}: {done.stderr.strip()}")
+    return done.stdout
 
 
 def guard_flows(cookie: int, ofport: int, mac: str, addresses: tuple[str, ...]) -> list[str]:
@@ -79,6 +85,10 @@ def guard_flows(cookie: int, ofport: int, mac: str, addresses: tuple[str, ...]) 
             f"{t2},priority=90,icmp6,ipv6_src=::,icmp_type={t},actions=NORMAL"
             for t in (135, 131, 143)
         ),
+        # the rest: each family its own rule, so a drop is counted with its reason
+        f"{t2},priority=11,ip,actions=drop",
+        f"{t2},priority=11,arp,actions=drop",
+        f"{t2},priority=11,ipv6,actions=drop",
         f"{t2},priority=10,actions=drop",
     ]
     return flows + [f"{c},{flow}" for flow in allow_flows(mac, addresses)]
@@ -111,9 +121,71 @@ def add_flows(bridge: str, flows: list[str]) -> None:
     _ofctl("add-flows", mgmt_target(bridge), "-", stdin="\n".join(flows) + "\n")
 
 
-def remove_guard(bridge: str, cookie: int, mac: str = "") -> None:
+def remove_guard(bridge: str, cookie: int) -> None:
     """Drop a port's rules by their cookie: its guard's and its leases' (the lease script
     gives them the same one), and no rule that is not virtnet's, whatever it matches."""
     target = mgmt_target(bridge)
     with contextlib.suppress(OperationFailed):  # the bridge is gone: its flows with it
         _ofctl("del-flows", target, f"cookie={cookie:#x}/-1")
+
+
+#: Why a guard's OpenFlow rule dropped a frame, by the reason names of the nftables guard
+#: (:data:`virtnet.services.guard_rules.DROP_REASONS`) where they mean the same; OpenFlow
+#: counts per rule, so the forged source itself is not known.
+OVS_DROP_REASONS = {
+    "dropped_mac": "its source MAC is not this port's MAC",
+    "dropped4": "an IPv4 or ARP source that is not this port's lease, reservation or "
+    "declared address",
+    "dropped6": "an IPv6 source that is not this port's lease, reservation, declared or "
+    "link-local address",
+    "dropped_dhcp": "DHCP or DHCPv6 server messages: only the host serves DHCP",
+    "dropped_ra": "router advertisements or redirects: only the host routes",
+    "dropped_nd": "neighbour discovery naming another MAC, or an address not this port's",
+    "dropped_other": "a protocol other than IPv4, IPv6 and ARP",
+}
+
+
+def drop_reason(table: int, match: set[str]) -> str:
+    """The reason of one of :func:`guard_flows`' drop rules, from its table and match."""
+    if table == 0:
+        return "dropped_mac"
+    if table == 1:
+        if match & {"tp_src=67", "tp_src=547"}:
+            return "dropped_dhcp"
+        return "dropped_ra" if match & {"icmp_type=134", "icmp_type=137"} else "dropped_nd"
+    if match & {"ip", "arp"}:
+        return "dropped4"
+    return "dropped6" if "ipv6" in match else "dropped_other"
+
+
+_FLOW = re.compile(
+    r"cookie=(?P<cookie>0x[0-9a-f]+),.*?table=(?P<table>\d+), n_packets=(?P<packets>\d+), "
+    r"n_bytes=(?P<bytes>\d+),(?: idle_age=(?P<idle>\d+),)?.*? (?P<match>\S+) actions=drop$"
+)
+
+
+def guard_drops(bridge: str, cookie: int | None = None) -> list[dict[str, Any]]:
+    """What the guards on ``bridge`` dropped (of one port's cookie, or of all), one entry per
+    cookie and reason: packets, bytes, seconds since the last one and ``why``. One
+    ``dump-flows`` of the bridge, read on request, never on a plug's path."""
+    target = mgmt_target(bridge)
+    spec = [f"cookie={cookie:#x}/-1"] if cookie is not None else []
+    try:
+        dumped = _ofctl("dump-flows", target, *spec)
+    except OperationFailed:  # the bridge is gone: nothing of it to count
+        return []
+    found: dict[tuple[int, str], dict[str, Any]] = {}
+    for line in dumped.splitlines():
+        flow = _FLOW.search(line.strip())
+        if flow is None or int(flow["packets"]) == 0:
+            continue
+        reason = drop_reason(int(flow["table"]), set(flow["match"].split(",")))
+        key = (int(flow["cookie"], 16), reason)
+        seen = found.setdefault(key, {
+            "cookie": key[0], "reason": reason, "source": None, "packets": 0, "bytes": 0,
+            "seconds_ago": int(flow["idle"] or 0), "why": OVS_DROP_REASONS[reason],
+        })  # fmt: skip
+        seen["packets"] += int(flow["packets"])
+        seen["bytes"] += int(flow["bytes"])
+        seen["seconds_ago"] = min(seen["seconds_ago"], int(flow["idle"] or 0))
+    return sorted(found.values(), key=lambda d: d["seconds_ago"])

@@ -983,7 +983,7 @@ class GuardOvsPort(Step):
     def undo(self) -> Undo | None:
         return Undo(
             "core.ovs.guard.remove",
-            {"bridge": self.bridge, "cookie": self.cookie, "mac": self.mac},
+            {"bridge": self.bridge, "cookie": self.cookie},
         )
 
     def repair(self, ctx: ApplyContext) -> None:

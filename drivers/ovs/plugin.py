@@ -225,7 +225,7 @@ def reconcile(
             if net.mode.has_own_bridge and port.attachment.spoof_check is not False:
                 guard = GuardOvsPort(bridge, ifname, str(port.mac),
                                      tuple(known_ips(net, port, status)))  # fmt: skip
-                openflow.remove_guard(bridge, guard.cookie, guard.mac)
+                openflow.remove_guard(bridge, guard.cookie)
                 openflow.add_flows(
                     bridge,
                     openflow.guard_flows(guard.cookie, db.ofport(ifname), guard.mac, guard.ips),

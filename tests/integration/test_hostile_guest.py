@@ -366,10 +366,12 @@ def test_a_refused_live_update_leaves_the_running_network_as_it_was(world: World
     assert dhcp_lease(g) and can_ping(g, "10.79.0.1")
 
 
-def test_a_guarded_port_says_what_it_dropped_and_why(world: World) -> None:
-    """net-port-info names each forged source and the rule it broke; the honest guest's own
-    traffic is never counted; a port without the guard says why it has nothing to show."""
-    world.vn.create_network(NET, backend="linuxbridge")
+def test_a_guarded_port_says_what_it_dropped_and_why(net: World) -> None:
+    """net-port-info names each broken rule (and, on nftables, each forged source); the
+    honest guest's own traffic is never counted; a port without the guard says why it has
+    nothing to show. On both backends that guard."""
+    world = net
+    ovs = world.vn.network_info("hostile")["backend"] == "ovs"
     attacker, port, attacker_mac = guest(world, "a")
     honest, honest_port, _ = guest(world, "h")
     assert dhcp_lease(attacker) and dhcp_lease(honest) and can_ping(honest, "10.79.0.1")
@@ -383,12 +385,22 @@ def test_a_guarded_port_says_what_it_dropped_and_why(world: World) -> None:
         frames.ethernet(GW_MAC, "52:54:00:de:ad:01", 0x0800, forged_mac),
         frames.ethernet(BROADCAST, attacker_mac, 0x0800, rogue),
     ], 3)  # fmt: skip
-    drops = {(d["reason"], d["source"]): d for d in world.vn.port_drops(port.uuid or "")}
-    assert drops[("dropped4", "10.79.0.66")]["packets"] == 3
-    assert drops[("dropped_mac", "52:54:00:de:ad:01")]["packets"] == 3
-    assert drops[("dropped_dhcp", None)]["packets"] == 3
-    why = drops[("dropped4", "10.79.0.66")]["why"]
-    assert why == "10.79.0.66 is not this port's lease, reservation or declared address"
+    deadline = time.monotonic() + 10  # OVS adds a flow's packets to its rule's count lazily
+    while True:
+        drops = {(d["reason"], d["source"]): d for d in world.vn.port_drops(port.uuid or "")}
+        if sum(d["packets"] for d in drops.values()) >= 9 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    ip_source, mac_source = (None, None) if ovs else ("10.79.0.66", "52:54:00:de:ad:01")
+    assert set(drops) == {("dropped4", ip_source), ("dropped_mac", mac_source),
+                          ("dropped_dhcp", None)}  # fmt: skip
+    assert all(d["packets"] == 3 and d["seconds_ago"] < 60 for d in drops.values())
+    why = drops[("dropped4", ip_source)]["why"]
+    assert why == (
+        "an IPv4 or ARP source that is not this port's lease, reservation or declared address"
+        if ovs
+        else "10.79.0.66 is not this port's lease, reservation or declared address"
+    )
     assert world.vn.port_drops(honest_port.uuid or "") == []
     state = world.run_dir.parent / "state"
     shown = subprocess.run(
@@ -398,7 +410,7 @@ def test_a_guarded_port_says_what_it_dropped_and_why(world: World) -> None:
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "Dropped:        9 packets in the last hour" in shown.stdout
-    assert f"3 packets, last 0 s ago: {why}" in shown.stdout or why in shown.stdout
+    assert why in shown.stdout
     _, open_port = world.plug("hostile", "o", spoof_check=False)
     with pytest.raises(Unsupported, match="no anti-spoofing"):
         world.vn.port_drops(open_port.uuid or "")

@@ -170,3 +170,32 @@ def test_many_ports_removals_merge_into_one_message_per_set_and_bounded_transact
     order = list(dict.fromkeys(c.set for batch in batches for c in batch))
     assert order == first  # the order of removal kept: "guarded" first
     assert merged([]) == []
+
+
+def test_every_openflow_guard_drop_is_counted_under_a_reason() -> None:
+    """Each drop rule of the OVS guard maps to one reason, as ``guard_drops`` reads them back
+    from ``dump-flows`` (table and match), and the reasons are the nftables guard's where
+    they mean the same."""
+    from virtnet.services import openflow
+    from virtnet.services.guard_rules import DROP_REASONS
+
+    reasons = {}
+    for flow in openflow.guard_flows(0x42, 3, "52:54:00:00:00:01", ("10.0.0.5",)):
+        fields = flow.split(",")
+        if fields[-1] != "actions=drop":
+            continue
+        table = int(next(f for f in fields if f.startswith("table="))[6:])
+        match = {f for f in fields[:-1] if not f.startswith(("cookie=", "table="))}
+        reasons[flow] = openflow.drop_reason(table, match)
+    assert set(reasons.values()) == {
+        "dropped_mac", "dropped_dhcp", "dropped_ra", "dropped_nd", "dropped4", "dropped6",
+        "dropped_other",
+    }  # fmt: skip
+    assert set(reasons.values()) - {"dropped_other"} <= set(DROP_REASONS)
+    assert set(reasons.values()) <= set(openflow.OVS_DROP_REASONS)
+    line = (" cookie=0x42, duration=9.1s, table=2, n_packets=3, n_bytes=129, idle_age=4, "
+            "priority=11,ip,dl_src=52:54:00:00:00:01 actions=drop")  # fmt: skip
+    found = openflow._FLOW.search(line.strip())
+    assert found is not None
+    assert (found["cookie"], found["packets"], found["idle"]) == ("0x42", "3", "4")
+    assert openflow.drop_reason(2, set(found["match"].split(","))) == "dropped4"
