@@ -10,8 +10,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch qemu-system-x86 cpio \
         python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool \
-        docker.io firewalld python3-matplotlib graphviz python3-prometheus-client chromium
-SOURCES := pyproject.toml bin/virtnet $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
+        docker.io firewalld python3-matplotlib graphviz python3-prometheus-client chromium \
+        bash-completion
+SOURCES := pyproject.toml bin/virtnet docs/man/virtnet.1 docs/man/virtnetd.8 contrib/bash-completion/virtnet $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
 .PHONY: install test unit lint lab bench clean dist

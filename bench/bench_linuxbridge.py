@@ -21,8 +21,12 @@ from pathlib import Path
 
 from virtnet.api import Virtnet
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
+from virtnet.progress import Progress
 from virtnet.testing import Lab
 from virtnet.testing.fixtures import run_dir_for_test
+
+#: Where the benchmark is, on a terminal (stderr); the figures go to stdout above it.
+PROGRESS = Progress("bench")
 
 
 def nat_xml(i: int, dhcp: bool = True) -> str:
@@ -45,15 +49,15 @@ def report(what: str, values: list[float], target: float | None) -> None:
     med = statistics.median(values)
     verdict = "" if target is None else ("  OK" if med <= target else "  OVER TARGET")
     goal = f"(target <= {target:g} ms)" if target is not None else ""
-    print(
+    PROGRESS.say(
         f"{what:<48} median {med:8.2f} ms  p90 {sorted(values)[int(len(values) * 0.9) - 1]:8.2f}"
-        f"  n={len(values):<5} {goal}{verdict}",
-        flush=True,
+        f"  n={len(values):<5} {goal}{verdict}"
     )
 
 
 def bench_lifecycle(vn: Virtnet, host: str, run: Path, repeat: int) -> None:
     starts, destroys = [], []
+    PROGRESS.step("net-start / net-destroy")
     vn.define_network(nat_xml(0))
     for _ in range(repeat):
         starts.append(ms(lambda: vn.start_network("n0")))
@@ -73,6 +77,7 @@ def bench_lifecycle(vn: Virtnet, host: str, run: Path, repeat: int) -> None:
         str(run / "run"),
     ]
     cli_start, cli_list = [], []
+    PROGRESS.step("whole CLI processes")
     for _ in range(max(5, repeat // 4)):
         cli_start.append(
             ms(lambda: subprocess.run([*base, "net-start", "n0"], check=True, capture_output=True))
@@ -86,6 +91,7 @@ def bench_lifecycle(vn: Virtnet, host: str, run: Path, repeat: int) -> None:
 
     vn.start_network("n0")
     updates = []
+    PROGRESS.step("net-update")
     for i in range(repeat):
         host_xml = f"<host mac='52:54:00:10:00:{i:02x}' ip='10.100.0.{220 + (i % 30)}'/>"
         updates.append(
@@ -95,6 +101,7 @@ def bench_lifecycle(vn: Virtnet, host: str, run: Path, repeat: int) -> None:
     report("API net-update add ip-dhcp-host --live", updates, 10)
     for kind in (AttachmentKind.VETH, AttachmentKind.TAP):
         plugs, unplugs = [], []
+        PROGRESS.step(f"{kind.value} plug / unplug")
         for _ in range(repeat):
             port = NetworkPort(
                 network="n0",
@@ -112,9 +119,11 @@ def bench_lifecycle(vn: Virtnet, host: str, run: Path, repeat: int) -> None:
 
 def bench_scaling(vn: Virtnet, networks: int, ports: int, guest: str) -> None:
     step = max(networks // 10, 1)
-    print(f"\nscaling: NAT networks without dnsmasq, cost per start in batches of {step}")
+    PROGRESS.say(f"\nscaling: NAT networks without dnsmasq, cost per start in batches of {step}")
     batch: list[float] = []
     for i in range(1, networks + 1):
+        if i % 10 == 1:
+            PROGRESS.step(f"network {i} of {networks}")
         batch.append(ms(lambda i=i: vn.create_network(nat_xml(i, dhcp=False))))
         if i % step == 0:
             report(f"  networks {i - step + 1:>5}-{i:<5} start", batch, 25)
@@ -125,8 +134,12 @@ def bench_scaling(vn: Virtnet, networks: int, ports: int, guest: str) -> None:
     for k in port_nets:
         vn.create_network(nat_xml(k))
     step = max(ports // 10, 1)
-    print(f"\nscaling: tap ports ({per_net} per network), cost per plug in batches of {step}")
+    PROGRESS.say(
+        f"\nscaling: tap ports ({per_net} per network), cost per plug in batches of {step}"
+    )
     for i in range(1, ports + 1):
+        if i % 10 == 1:
+            PROGRESS.step(f"port {i} of {ports}")
         net = f"n{port_nets[(i - 1) // per_net]}"
         port = NetworkPort(network=net, attachment=Attachment(kind=AttachmentKind.TAP))
         batch.append(ms(lambda p=port, n=net: vn.create_port(n, p)))
@@ -138,10 +151,9 @@ def bench_scaling(vn: Virtnet, networks: int, ports: int, guest: str) -> None:
         verdict = ""  # the target is for 1,000 ports: <= 0.5 s
         if per_net == 1000:
             verdict = "(target <= 500 ms)  " + ("OK" if destroy <= 500 else "OVER TARGET")
-        print(
-            f"  destroy of a network with {per_net} ports: {destroy:.0f} ms {verdict}", flush=True
-        )
+        PROGRESS.say(f"  destroy of a network with {per_net} ports: {destroy:.0f} ms {verdict}")
     batch = []
+    PROGRESS.step(f"destroying {networks} networks")
     for i in range(networks, 0, -1):
         batch.append(ms(lambda i=i: vn.destroy_network(f"n{i}")))
     report(f"  destroy of {networks} networks, each", batch, 25)
@@ -164,6 +176,7 @@ def main() -> None:
             bench_lifecycle(vn, host.name, run, args.repeat)
             bench_scaling(vn, args.networks, args.ports, host.name)
     finally:
+        PROGRESS.close()
         lab.cleanup()
         shutil.rmtree(run, ignore_errors=True)
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_linuxbridge import nat_xml
+from bench_linuxbridge import PROGRESS, nat_xml
 
 from virtnet.client import Client
 from virtnet.testing import Lab
@@ -60,9 +60,11 @@ def main() -> int:
         began = time.monotonic()
         with Client.connect(daemon.socket) as client:
             for i in range(args.networks):
+                if i % 10 == 0:
+                    PROGRESS.step(f"starting network {i + 1} of {args.networks}")
                 client.call("create_network", xml=nat_xml(i))
-        print(f"{args.networks} NAT networks with DHCP started through virtnetd in "
-              f"{time.monotonic() - began:.1f} s", flush=True)  # fmt: skip
+        PROGRESS.say(f"{args.networks} NAT networks with DHCP started through virtnetd in "
+                     f"{time.monotonic() - began:.1f} s")  # fmt: skip
         time.sleep(2)  # let the start-up settle (leases files, first passes)
         rss = pss = 0
         for pid in [daemon.proc.pid, *host.pids()]:
@@ -70,19 +72,21 @@ def main() -> int:
             pss += kib(pid, "smaps_rollup", "Pss:")
         per = rss / 1024 / args.networks
         verdict = "OK" if per <= 1 else "OVER TARGET"
-        print(
+        PROGRESS.say(
             f"{'memory per network, RSS of virtnetd + dnsmasq':<52} {per:6.2f} MB  "
             f"(PSS {pss / 1024 / args.networks:.2f} MB)  (target <= 1 MB) {verdict}"
         )
+        PROGRESS.step(f"virtnetd idle for {args.idle:g} s")
         before, t0 = cpu_seconds(daemon.proc.pid), time.monotonic()
         time.sleep(args.idle)
         used = cpu_seconds(daemon.proc.pid) - before
         share = 100 * used / (time.monotonic() - t0)
         verdict = "OK" if share < 1 else "OVER TARGET"
-        print(f"{'virtnetd idle CPU at ' + str(args.networks) + ' networks':<52} "
-              f"{share:6.2f} %  (target < 1 %) {verdict}", flush=True)  # fmt: skip
+        PROGRESS.say(f"{'virtnetd idle CPU at ' + str(args.networks) + ' networks':<52} "
+                     f"{share:6.2f} %  (target < 1 %) {verdict}")  # fmt: skip
         delays = []
         for k in range(args.drifts):
+            PROGRESS.step(f"drift {k + 1} of {args.drifts}")
             bridge = f"vbn{(k * 7919) % args.networks}"
             index = host.ip("-o", "link", "show", "dev", bridge).stdout.split(":")[0]
             host.ip("link", "del", bridge)
@@ -98,13 +102,15 @@ def main() -> int:
             time.sleep(0.5)
         med = statistics.median(delays)
         verdict = "OK" if med <= 1000 else "OVER TARGET"
-        print(f"{'bridge deleted -> re-made by virtnetd':<52} median {med:7.0f} ms  "
-              f"max {max(delays):6.0f} ms  (target <= 1000 ms) {verdict}", flush=True)  # fmt: skip
+        PROGRESS.say(f"{'bridge deleted -> re-made by virtnetd':<52} median {med:7.0f} ms  "
+                     f"max {max(delays):6.0f} ms  (target <= 1000 ms) {verdict}")  # fmt: skip
+        PROGRESS.step(f"destroying {args.networks} networks")
         with Client.connect(daemon.socket) as client:
             for i in range(args.networks):
                 client.call("destroy_network", name=f"n{i}")
         daemon.stop()
     finally:
+        PROGRESS.close()
         lab.cleanup()
         shutil.rmtree(run, ignore_errors=True)
     return 0

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_linuxbridge import ms, nat_xml, report
+from bench_linuxbridge import PROGRESS, ms, nat_xml, report
 
 from virtnet.api import Virtnet
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
@@ -40,6 +40,7 @@ def main() -> None:
         with Virtnet(run / "state", run / "run", netns=host.name) as vn:
             vn.define_network(nat_xml(0), backend="ovs")
             starts, destroys = [], []
+            PROGRESS.step("net-start / net-destroy")
             for _ in range(args.repeat):
                 starts.append(ms(lambda: vn.start_network("n0")))
                 destroys.append(ms(lambda: vn.destroy_network("n0")))
@@ -47,9 +48,13 @@ def main() -> None:
             report("OVS API net-destroy, NAT + DHCP", destroys, 25)
             vn.start_network("n0")
             step = max(args.ports // 10, 1)
-            print(f"\nscaling: tap ports on one OVS bridge, batches of {step} (no anti-spoofing)")
+            PROGRESS.say(
+                f"\nscaling: tap ports on one OVS bridge, batches of {step} (no anti-spoofing)"
+            )
             batch: list[float] = []
             for i in range(1, args.ports + 1):
+                if i % 10 == 1:
+                    PROGRESS.step(f"port {i} of {args.ports}")
                 port = NetworkPort(
                     network="n0", attachment=Attachment(AttachmentKind.TAP, spoof_check=False)
                 )
@@ -58,9 +63,11 @@ def main() -> None:
                     target = 5 if i <= 1000 else None
                     report(f"  ports {i - step + 1:>5}-{i:<5} plug", batch, target)
                     batch = []
+            PROGRESS.step(f"destroying the network with {args.ports} ports")
             destroy = ms(lambda: vn.destroy_network("n0"))
-            print(f"  destroy of the network with {args.ports} ports: {destroy:.0f} ms")
+            PROGRESS.say(f"  destroy of the network with {args.ports} ports: {destroy:.0f} ms")
     finally:
+        PROGRESS.close()
         if ovs is not None:
             ovs.stop()
         lab.cleanup()

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from virtnet.progress import Progress
 from virtnet.testing import Lab
 from virtnet.testing.daemon import BIN, Daemon
 from virtnet.testing.fixtures import run_dir_for_test
@@ -169,12 +170,14 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     solo = [int(s) for s in args.solo.split(",") if s]
     rows: list[dict[str, Any]] = []
-    for n in sizes + solo:
-        print(f"virtnet, {n} networks ...", file=sys.stderr, flush=True)
-        rows.append(run_virtnet(n, args.plugs))
-        if n in sizes and not args.no_libvirt:
-            print(f"libvirt, {n} networks ...", file=sys.stderr, flush=True)
-            rows.append(run_libvirt(n, args.plugs))
+    runs = len(sizes + solo) + (0 if args.no_libvirt else len(sizes))
+    with Progress("compare", total=runs) as progress:  # on a terminal only
+        for n in sizes + solo:
+            progress.step(f"virtnet, {n} networks")
+            rows.append(run_virtnet(n, args.plugs))
+            if n in sizes and not args.no_libvirt:
+                progress.step(f"libvirt, {n} networks")
+                rows.append(run_libvirt(n, args.plugs))
     print(f"# virtnet vs libvirt, {time.strftime('%Y-%m-%d %H:%M')}, {os.uname().nodename}, "
           f"{os.cpu_count()} CPUs, kernel {os.uname().release}")  # fmt: skip
     print(table(rows))

@@ -148,9 +148,11 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
 
 #: The test seam of ``virtnet conformance``: ``network:raise:3`` makes the plan of a network
 #: fail right before its step 3 (counting from 0) as a failing step would; ``port:kill:2``
-#: kills the process (SIGKILL) right before a port plan's step 2, as a crash would. Read on
-#: every plan; unset, it costs one dictionary look-up.
+#: kills the process (SIGKILL) right before a port plan's step 2, as a crash would;
+#: ``port:raise:2@3`` does so in the process's third port plan only (a bulk operation failing
+#: half-way). Read on every plan; unset, it costs one dictionary look-up.
 FAULT_ENV = "VIRTNET_FAULT"
+_plans_seen = {"network": 0, "port": 0}
 
 
 def _fault(ctx: ApplyContext) -> tuple[str, int | None]:
@@ -159,8 +161,12 @@ def _fault(ctx: ApplyContext) -> tuple[str, int | None]:
         return "", None
     target, _, rest = spec.partition(":")
     kind, _, index = rest.partition(":")
-    is_port = "/port=" in (ctx.owner or "")
-    if target != ("port" if is_port else "network") or kind not in ("raise", "kill"):
+    of = "port" if "/port=" in (ctx.owner or "") else "network"
+    if target != of or kind not in ("raise", "kill"):
+        return "", None
+    _plans_seen[of] += 1
+    index, _, nth = index.partition("@")
+    if nth and int(nth) != _plans_seen[of]:
         return "", None
     return kind, int(index)
 

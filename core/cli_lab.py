@@ -8,10 +8,6 @@ import time
 import click
 
 
-def _say(message: str) -> None:
-    click.echo(f"  {message}")
-
-
 @click.group("lab")
 def lab() -> None:
     """Build a whole topology from a lab file and check who reaches whom (docs/lab.md)."""
@@ -23,15 +19,19 @@ def lab() -> None:
 def lab_up(file: str, backend: str | None) -> None:
     """Build the lab (namespaces, networks, guests); lab down removes it."""
     from virtnet.lab import Builder, down, load
+    from virtnet.progress import Progress
 
     spec = load(file)
     click.echo(f"lab {spec.name}: up" + (f" (backend {backend})" if backend else ""))
-    try:
-        addresses = Builder(spec, backend, _say).up()
-    except BaseException:
-        _say("failed half-way: removing what was made")
-        down(spec.name, _say)
-        raise
+    builder = Builder(spec, backend, progress := Progress(f"lab {spec.name}"))
+    progress.total = builder.steps()
+    with progress:
+        try:
+            addresses = builder.up()
+        except BaseException:
+            progress.say("  failed half-way: removing what was made")
+            down(spec.name, progress)
+            raise
     for name in sorted(addresses):
         click.echo(f"  {name:<16} {addresses[name]}")
 
@@ -75,8 +75,11 @@ def lab_check(file: str, report: str | None = None, backend: str | None = None,
 def lab_down(file: str) -> None:
     """Remove everything the lab made (also after a killed or failed lab up)."""
     from virtnet.lab import down, load
+    from virtnet.progress import Progress
 
-    down(load(file).name, _say)
+    name = load(file).name
+    with Progress(f"lab {name}: down") as progress:
+        down(name, progress)
 
 
 @lab.command("run")
@@ -87,6 +90,7 @@ def lab_down(file: str) -> None:
 def lab_run(ctx: click.Context, file: str, backend: str | None, report: str | None) -> None:
     """lab up, lab check, lab down; exits with check's status."""
     from virtnet.lab import down, load
+    from virtnet.progress import Progress
 
     spec = load(file)
     started = time.monotonic()
@@ -95,4 +99,5 @@ def lab_run(ctx: click.Context, file: str, backend: str | None, report: str | No
         up = {"up": time.monotonic() - started}
         ctx.invoke(lab_check, file=file, report=report, backend=backend, timings=up)
     finally:
-        down(spec.name, _say)
+        with Progress(f"lab {spec.name}: down") as progress:
+            down(spec.name, progress)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+
 import click
 
 from virtnet.cli_util import NETWORK, api, emit_json, table, yes_no
-from virtnet.errors import InvalidInput, Unsupported
+from virtnet.errors import InvalidInput, Unsupported, VirtnetError
 from virtnet.model.codec import to_dict
 from virtnet.model.names import check_ifname
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
@@ -45,6 +48,14 @@ from virtnet.model.port_xml import format_port
     metavar="ADDR",
     help="A static address the guest uses (repeatable, IPv4 or IPv6): its guard allows it.",
 )
+@click.option(
+    "--count",
+    type=click.IntRange(1, 100_000),
+    default=1,
+    show_default=True,
+    help="Make this many taps at once (with neither a name, a namespace, a MAC nor --ip); "
+    "all or none: a failure removes those already made.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole port as JSON.")
 def net_port_create(
     network: str,
@@ -57,9 +68,15 @@ def net_port_create(
     isolated: bool,
     no_spoof_check: bool,
     addresses: tuple[str, ...],
+    count: int,
     as_json: bool,
 ) -> None:
     """Create a guest's link and plug it into an active NETWORK; prints the port's uuid."""
+    if count > 1:
+        for option, value in (("--tap", tap), ("--guest-netns", guest_netns), ("--mac", mac),
+                              ("--ip", addresses)):  # fmt: skip
+            if value:
+                raise InvalidInput(f"names one port: not with --count {count}", subject=option)
     if tap and guest_netns:
         raise InvalidInput("give --tap or --guest-netns, not both", subject="--guest-netns")
     if owner is not None and guest_netns:
@@ -82,11 +99,38 @@ def net_port_create(
         isolated=True if isolated else None,
         attachment=attachment,
     )
-    port = api().create_port(network, request)
+    if count == 1:
+        port = api().create_port(network, request)
+        if as_json:
+            emit_json(to_dict(port))
+        else:
+            click.echo(port.uuid)
+        return
+    ports = _create_many(network, request, count)
     if as_json:
-        emit_json(to_dict(port))
+        emit_json([to_dict(p) for p in ports])
     else:
-        click.echo(port.uuid)
+        click.echo("\n".join(p.uuid or "" for p in ports))
+
+
+def _create_many(network: str, request: NetworkPort, count: int) -> list[NetworkPort]:
+    """``count`` ports like ``request``, with progress on a terminal; all or none (a failure
+    or Ctrl-C deletes those already made, then says why)."""
+    from virtnet.progress import Progress
+
+    made: list[NetworkPort] = []
+    with Progress(f"{network}: ports", total=count) as progress:
+        try:
+            for i in range(count):
+                progress.step(f"port {i + 1}")
+                made.append(api().create_port(network, copy.deepcopy(request)))  # it fills it in
+        except BaseException:
+            for port in reversed(made):
+                progress.step(f"undoing: port {port.uuid}")
+                with contextlib.suppress(VirtnetError):
+                    api().delete_port(port.uuid or "")
+            raise
+    return made
 
 
 @click.command("net-port-list")

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,9 @@ from virtnet.lab.spec import Guest, LabSpec
 from virtnet.model import parse_network
 from virtnet.model.network import ForwardMode
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
+from virtnet.progress import Progress
 from virtnet.testing.guest import dhcp_lease
 from virtnet.testing.netns import Namespace
-
-Progress = Callable[[str], None]
 
 
 def ns_name(lab: str, role: str) -> str:
@@ -41,7 +39,7 @@ def run(*args: str) -> str:
 
 class Builder:
     def __init__(self, spec: LabSpec, backend: str | None, progress: Progress) -> None:
-        self.spec, self.backend, self.say = spec, backend, progress
+        self.spec, self.backend, self.progress = spec, backend, progress
         self.record = Record(spec.name)
         self.addresses: dict[str, str] = {}  # endpoint name -> address (for checks)
         self.ovs: Any = None  # virtnet.testing.ovs.OvsServer, when the lab needs one
@@ -53,6 +51,11 @@ class Builder:
         ns = Namespace(name)
         ns.ip("link", "set", "lo", "up")
         return ns
+
+    def steps(self) -> int:
+        """How many steps :meth:`up` shows: the OVS it may start, LANs, networks, guest ports."""
+        ports = sum(len(g.ports) for g in self.spec.guests)
+        return int(self._needs_ovs()) + len(self.spec.lans) + len(self.spec.networks) + ports
 
     def up(self) -> dict[str, str]:
         if Record.load(self.spec.name) is not None:
@@ -67,10 +70,15 @@ class Builder:
         with Virtnet(self.record.state_dir, self.record.run_dir, netns=host.name) as vn:
             for net in self.spec.networks:
                 xml, backend = net.xml_for(self.backend)
-                self.say(f"network {net.name}: starting" + (f" on {backend}" if backend else ""))
+                on = f" on {backend}" if backend else ""
+                self.progress.step(f"network {net.name}: starting{on}")
                 started = vn.create_network(xml, backend=backend)
                 for ip in started.ips:
                     self.addresses.setdefault(f"host.{net.name}", ip.address)
+                subnets = ", ".join(f"{ip.address}/{ip.prefixlen}" for ip in started.ips)
+                self.progress.say(
+                    f"  network {net.name}: started{on}" + (f", {subnets}" if subnets else "")
+                )
             for guest in self.spec.guests:
                 self._guest(vn, guest)
         self.record.addresses = self.addresses
@@ -80,7 +88,7 @@ class Builder:
 
     def _lans(self, host: Namespace) -> None:
         for lan in self.spec.lans:
-            self.say(f"LAN {lan.name}: {len(lan.peers)} peer(s)")
+            self.progress.step(f"LAN {lan.name}: {len(lan.peers)} peer(s)")
             wire = self.namespace(lan.name)
             run("ip", "-n", wire.name, "link", "add", "sw", "type", "bridge", "stp_state", "0")
             run("ip", "-n", wire.name, "link", "set", "sw", "up")
@@ -113,7 +121,9 @@ class Builder:
                     host.ip("link", "add", "link", nic.name, "name", target, "type", "macvlan",
                             "mode", "bridge")  # fmt: skip
                     host.ip("link", "set", target, "up")
-                    self.say(f"host: {nic.address} on macvlan {target}, so direct guests reach it")
+                    self.progress.say(
+                        f"  host: {nic.address} on macvlan {target}, so direct guests reach it"
+                    )
                 if nic.address:
                     host.ip("addr", "add", nic.address, "dev", target)
                     self.addresses[f"host.{nic.name}"] = nic.address.split("/")[0]
@@ -148,7 +158,7 @@ class Builder:
         its bridges use the userspace datapath)."""
         from virtnet.testing.ovs import OvsServer
 
-        self.say("Open vSwitch: starting a private ovsdb-server and ovs-vswitchd")
+        self.progress.step("Open vSwitch: starting a private ovsdb-server and ovs-vswitchd")
         self.ovs = OvsServer(host)
         self.record.ovsdb = self.ovs.remote
         self.record.save()
@@ -161,6 +171,7 @@ class Builder:
         ns = self.namespace(guest.name)
         routed = False
         for port in guest.ports:
+            self.progress.step(f"guest {guest.name}: {port.ifname} on {port.network}")
             made = vn.create_port(
                 port.network,
                 NetworkPort(
@@ -188,8 +199,8 @@ class Builder:
             else:
                 ns.ip("addr", "add", port.address, "dev", port.ifname)
                 address = port.address.split("/")[0]
-            self.say(f"guest {guest.name}: {port.ifname} on {port.network}, {address}"
-                     f" (port {made.uuid})")  # fmt: skip
+            self.progress.say(f"  guest {guest.name}: {port.ifname} on {port.network}, {address}"
+                              f" (port {made.uuid})")  # fmt: skip
             self.addresses.setdefault(guest.name, address)
             self.addresses[f"{guest.name}.{port.ifname}"] = address
         for to, via in guest.routes:
@@ -249,7 +260,7 @@ def down(lab: str, progress: Progress) -> list[str]:
             Virtnet(record.state_dir, record.run_dir, netns=record.host) as vn,
         ):
             for row in vn.list_networks(inactive=False):
-                progress(f"network {row.name}: destroying")
+                progress.step(f"network {row.name}: destroying")
                 vn.destroy_network(row.name)
     for pid in record.pids if record else []:
         with contextlib.suppress(ProcessLookupError):
@@ -270,5 +281,5 @@ def down(lab: str, progress: Progress) -> list[str]:
             shutil.rmtree(Path(record.ovsdb.removeprefix("unix:")).parent, ignore_errors=True)
         with contextlib.suppress(OSError):  # the last lab: leave /run as it was
             record.directory.parent.rmdir()
-    progress(f"lab {lab}: removed {len(removed)} namespace(s)")
+    progress.say(f"  lab {lab}: removed {len(removed)} namespace(s)")
     return removed

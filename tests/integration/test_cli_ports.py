@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +160,62 @@ def test_graph_draws_every_port_with_its_guest_mac_lease_and_guard(
     assert {f"lease {lease}", "NO anti-spoofing", mac, "tap vtdrawn"} <= texts
     missing = started("graph", "nope")
     assert missing.returncode == 1 and missing.stderr == "error: network 'nope' does not exist\n"
+
+
+def test_many_ports_at_once_are_all_made_or_none(started: CliRunner, host_ns: Namespace) -> None:
+    """``--count``: one uuid per line, no progress when piped; a failure half-way (the third
+    port's plan fails) removes the two already made; options naming one port are refused."""
+    made = started("net-port-create", "cli", "--count", "3")
+    assert made.returncode == 0, made.stderr
+    uuids = made.stdout.split()
+    assert len(uuids) == 3 and made.stderr == ""  # piped: no progress line
+
+    def ports() -> set[str]:
+        return {p["uuid"] for p in json.loads(started("net-port-list", "cli", "--json").stdout)}
+
+    def taps() -> set[str]:
+        return {link for link in host_ns.links() if link.startswith("vnet")}
+
+    assert ports() == set(uuids) and len(taps()) == 3
+    failed = started("net-port-create", "cli", "--count", "4",
+                     env={"VIRTNET_FAULT": "port:raise:1@3"})  # fmt: skip
+    assert failed.returncode == 1 and "injected fault before step 1" in failed.stderr
+    assert ports() == set(uuids) and len(taps()) == 3  # the two made before: gone again
+    refused = started("net-port-create", "cli", "--count", "2", "--mac", "52:54:00:00:00:09")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--mac" in refused.stderr and "--count 2" in refused.stderr
+
+
+def test_a_terminal_sees_progress_and_a_pipe_only_results(
+    started: CliRunner, host_ns: Namespace
+) -> None:
+    """On a terminal (stderr a pty) bulk creation draws a live line and clears it at the end;
+    stdout still carries exactly the uuids."""
+    state, run = started.state_dir, started.run_dir  # type: ignore[attr-defined]
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "virtnet.cli", "--netns", host_ns.name, "--state-dir",
+             str(state), "--run-dir", str(run), "net-port-create", "cli", "--count", "5"],
+            stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120, check=False,
+            env={**os.environ, "TERM": "xterm"},
+        )  # fmt: skip
+        os.close(slave)
+        slave = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the writer is gone
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert done.returncode == 0 and len(done.stdout.split()) == 5
+    shown = drawn.decode()
+    assert "cli: ports [" in shown and "/5" in shown and "port 1" in shown
+    assert shown.endswith("\r\x1b[K")  # cleared: the terminal is left as it was

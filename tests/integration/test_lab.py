@@ -47,9 +47,9 @@ def test_the_seed_lab_passes_its_whole_matrix(backend: str | None) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "23/23 as expected" in done.stdout
     if backend:
-        assert f"network lan1: starting on {backend}" in done.stdout
+        assert f"network lan1: started on {backend}" in done.stdout
     if backend == "ovs":
-        assert "network vlan1: starting on ovs" in done.stdout
+        assert "network vlan1: started on ovs, 192.168.100.1/24" in done.stdout
     assert leftovers("arch") == []
 
 
