@@ -42,6 +42,7 @@ from virtnet.model import (
 from virtnet.model.codec import from_dict, to_dict
 from virtnet.model.names import check_mac, check_uuid
 from virtnet.model.network import ForwardMode
+from virtnet.model.port import AttachmentKind
 from virtnet.model.update import RELOADABLE, apply_update
 from virtnet.model.validate import validate_port_addresses
 from virtnet.ownership import Owner
@@ -492,8 +493,50 @@ class Virtnet:
             except BaseException:
                 self._rollback(journal)
                 raise
-        self.hooks.emit(Event(EventKind.PORT_PLUGGED, network, port.uuid))
+        self.hooks.emit(Event(EventKind.PORT_PLUGGED, network, port.uuid, _port_detail(port)))
         return port
+
+    def plug_tap(
+        self, network: str, port: NetworkPort, *, vnet_hdr: bool = True
+    ) -> tuple[NetworkPort, int]:
+        """A tap port whose life is its file descriptor's: made, opened and handed over as
+        one step (the caller owns the descriptor and passes it to QEMU), and released by
+        :meth:`release_closed_ports` once no process holds the tap open. For VMs whose
+        launcher cannot make ports (QEMU's bridge helper): the port cannot outlive the VM.
+        Under the host lock from creation to open, so no release check sees it closed."""
+        if port.attachment.kind not in (AttachmentKind.TAP, AttachmentKind.NONE):
+            raise InvalidInput("plug_tap makes taps only", subject="port/attachment/kind")
+        port.attachment.kind = AttachmentKind.TAP
+        port.attachment.release_on_close = True
+        with host_lock(self.host):
+            made = self.create_port(network, port)
+            ifname = made.attachment.ifname or ""
+            try:
+                fd = self.services.call(lambda: self.services.netlink.open_tap(ifname, vnet_hdr))
+            except BaseException:
+                self.delete_port(made.uuid or "")
+                raise
+        return made, fd
+
+    def release_closed_ports(self, network: str | None = None) -> list[str]:
+        """Delete the ports made by :meth:`plug_tap` whose tap no process holds open any more
+        (the VM exited, or its launcher died before taking the descriptor), of ``network``
+        or of every active network; returns their uuids. virtnetd runs it when a port's link
+        changes (the kernel reports carrier loss) and at start-up."""
+        released = []
+        with host_lock(self.host):
+            names = [network] if network else [a.name for a in self.store.active()]
+            for name in names:
+                for data in self.store.ports(name):
+                    attachment = data.get("attachment") or {}
+                    if not attachment.get("release_on_close") or not attachment.get("ifname"):
+                        continue
+                    netlink = self.services.netlink
+                    if not self.services.call(netlink.tap_closed, str(attachment["ifname"])):
+                        continue
+                    self.delete_port(str(data["uuid"]))
+                    released.append(str(data["uuid"]))
+        return released
 
     def list_ports(self, network: str) -> list[NetworkPort]:
         if self.store.active_network(network) is None and self.store.definition(network) is None:
@@ -571,7 +614,9 @@ class Virtnet:
             problems = self._rollback(self._port_journal(port.uuid or uuid))
         for problem in problems:
             log.warning("unplug %s: %s", uuid, problem)
-        self.hooks.emit(Event(EventKind.PORT_UNPLUGGED, port.network, port.uuid))
+        self.hooks.emit(
+            Event(EventKind.PORT_UNPLUGGED, port.network, port.uuid, _port_detail(port))
+        )
 
     def collect_garbage(self, *, dry_run: bool = False) -> tuple[list[Orphan], list[str]]:
         """Objects carrying virtnet's label that no record owns (:mod:`virtnet.gc`), removed
@@ -876,6 +921,20 @@ class Virtnet:
             ):
                 log.warning("undoing %s left by an interrupted operation", path.name)
                 self._rollback(Journal(path))
+
+
+def _port_detail(port: NetworkPort) -> dict[str, Any]:
+    """What a stack tracking its guests needs in a port's events: whose it is and its link."""
+    a = port.attachment
+    return {
+        "mac": port.mac,
+        "kind": a.kind.value,
+        "ifname": a.ifname,
+        "netns": a.netns,
+        "owner": {"name": port.owner.name, "uuid": port.owner.uuid} if port.owner else None,
+        "owner_uid": a.owner_uid,
+        "release_on_close": bool(a.release_on_close),
+    }
 
 
 @dataclass(frozen=True)

@@ -104,10 +104,13 @@ class Client:
             raise rpc.ProtocolError(f"virtnetd on {self.path} sent a message that is no object")
         return message
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def events(self, since: int | None = None, boot: str | None = None) -> Iterator[dict[str, Any]]:
         """Subscribe now; the iterator yields every event the daemon sees from this moment,
-        as it happens, until the connection closes."""
-        self.call("subscribe_events")
+        as it happens, until the connection closes. Each carries ``seq`` and ``boot``: after
+        a reconnect, pass the last ones seen to get what happened meanwhile first (or one
+        ``events-lost`` event: then read the state again; docs/protocol.md)."""
+        params: dict[str, Any] = {} if since is None else {"since": since, "boot": boot}
+        self.subscribed: dict[str, Any] = self.call("subscribe_events", **params)
         return self._event_stream()
 
     def _event_stream(self) -> Iterator[dict[str, Any]]:

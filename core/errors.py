@@ -47,3 +47,7 @@ class Unsupported(VirtnetError):
 
 class OperationFailed(VirtnetError):
     """A datapath operation failed part-way; what it had done was rolled back."""
+
+
+class PermissionDenied(VirtnetError):
+    """The caller may not do this (an ACL, a socket's owner): nothing was changed."""

@@ -34,6 +34,7 @@ ERROR_CODES: dict[str, int] = {
     "Conflict": 4,
     "Unsupported": 5,
     "OperationFailed": 6,
+    "PermissionDenied": 7,
 }
 INTERNAL_ERROR = -32603
 METHOD_NOT_FOUND = -32601

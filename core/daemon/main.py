@@ -35,6 +35,8 @@ CONFIG_KEYS = {
     "autostart": bool,
     "dnsmasq_options": bool,  # allow libvirt's raw <dnsmasq:options> (docs/security.md)
     "metrics": str,  # Prometheus metrics at HOST:PORT or unix:PATH (daemon/metrics.py)
+    "plug_acl": str,  # who may plug VMs without root (plug_acl.py); the plug socket's switch
+    "plug_socket": str,  # where the bridge helper connects [RUN_DIR/virtnetd-plug.sock]
 }
 
 
@@ -119,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="serve Prometheus metrics at HOST:PORT (in the served namespace) or unix:PATH [off]",
     )
+    p.add_argument(
+        "--plug-acl",
+        metavar="FILE",
+        help="serve the plug socket for unprivileged VMs (virtnet-bridge-helper), with this "
+        "ACL of who may use which network [/etc/virtnet/bridge.conf, if it exists]",
+    )
+    p.add_argument(
+        "--plug-socket", metavar="PATH", help="the plug socket [RUN_DIR/virtnetd-plug.sock]"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -158,6 +169,8 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
         "repair": True,
         "autostart": True,
         "metrics": None,
+        "plug_acl": None,
+        "plug_socket": None,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -168,6 +181,12 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
         from virtnet.daemon.metrics import parse_address
 
         parse_address(args.metrics)  # a bad address is bad input, before anything starts
+    from virtnet.plug_acl import DEFAULT_ACL
+
+    if args.plug_acl is None and DEFAULT_ACL.exists():
+        args.plug_acl = str(DEFAULT_ACL)
+    if args.plug_acl is not None and not Path(args.plug_acl).is_file():
+        raise InvalidInput(f"{args.plug_acl}: no such file", subject="--plug-acl")
     if args.interval <= 0:
         raise InvalidInput(f"{args.interval}: must be positive", subject="--interval")
     if args.full_interval <= 0:
@@ -209,12 +228,22 @@ def run(args: argparse.Namespace) -> int:
     for orphan in orphans:
         log.info("gc: removed %s", orphan.line())
     monitor.reconcile_all()
+    api.release_closed_ports()  # VMs that exited while no daemon watched their taps
     if args.autostart:
         monitor.autostart()
     # links retired by the recovery and the collection above are deleted in the background:
     # the socket answers once they are gone, so the first client sees the kernel as recorded
     api.settle()
     server.bind()
+    plugs = None
+    if args.plug_acl:
+        from virtnet.daemon.plug import PlugServer
+
+        plug_path = Path(args.plug_socket) if args.plug_socket else run_dir / "virtnetd-plug.sock"
+        plugs = PlugServer(plug_path, Path(args.plug_acl), Serialized(api, lock, metrics))
+        plugs.bind()
+        threading.Thread(target=plugs.serve, name="virtnetd-plug", daemon=True).start()
+        log.info("plug socket %s (ACL %s)", plug_path, args.plug_acl)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -249,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("stopping (%s)", "stopping the networks of the deleted namespace" if gone
              else "networks keep running")  # fmt: skip
     server.close()
+    if plugs is not None:
+        plugs.close()
     if scraper is not None:
         scraper.shutdown()
         scraper.server_close()

@@ -243,6 +243,8 @@ class Monitor:
     def _pass(self, checks: list[str], leases: list[str]) -> None:
         for name in leases:
             self._watch_leases(name)
+        for name in checks:  # a link of the network changed: a VM's tap may have closed
+            self._release(name)
         for name in checks if self.repair else []:
             if self._stop.is_set():
                 return
@@ -251,6 +253,18 @@ class Monitor:
         running = set(self._watch.entries) if self._watch is not None else set(leases)
         for gone in set(self._leases) - running:
             del self._leases[gone]
+
+    def _release(self, name: str) -> None:
+        with self.lock:
+            if self.api.store.active_network(name) is None:
+                return
+            try:
+                released = self.api.release_closed_ports(name)
+            except VirtnetError as exc:
+                log.warning("network %s: releasing closed taps failed: %s", name, exc)
+                return
+        for uuid in released:
+            log.info("network %s: port %s released: no process holds its tap", name, uuid)
 
     def _repair(self, name: str) -> None:
         with self.lock:

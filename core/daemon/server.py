@@ -166,7 +166,14 @@ class Server:
             conn.sendall(rpc.error(ident, rpc.INVALID_PARAMS, "params must be an object"))
             return True
         if method == "subscribe_events":
-            self._stream_events(conn, ident)
+            since, boot = params.get("since"), params.get("boot")
+            if (since is not None and (not isinstance(since, int) or isinstance(since, bool))) or (
+                boot is not None and not isinstance(boot, str)
+            ):
+                conn.sendall(rpc.error(ident, rpc.INVALID_PARAMS, "subscribe_events: since is "
+                                       "an integer, boot a string"))  # fmt: skip
+                return True
+            self._stream_events(conn, ident, since, boot)
             return False
         if method == "cli":
             fn: Any = self._cli(conn)
@@ -193,9 +200,11 @@ class Server:
             conn.sendall(rpc.result(ident, value))
         return True
 
-    def _stream_events(self, conn: socket.socket, ident: Any) -> None:
-        with self.hub.subscription() as events:
-            conn.sendall(rpc.result(ident, {"subscribed": True}))
+    def _stream_events(
+        self, conn: socket.socket, ident: Any, since: int | None, boot: str | None
+    ) -> None:
+        with self.hub.subscription(since, boot) as events:
+            conn.sendall(rpc.result(ident, {"subscribed": True, **self.hub.position()}))
             while not self.closing.is_set():
                 try:
                     item = events.get(timeout=1.0)

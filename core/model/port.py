@@ -43,6 +43,9 @@ class Attachment:
     #: static addresses the guest declares (like Neutron's fixed IPs, nwfilter's IP): its
     #: anti-spoofing guard allows them as sources, as it allows leases and reservations
     addresses: list[str] = field(default_factory=list)
+    #: True: the port goes when no process holds its tap open any more, after one did (a
+    #: port made for a VM's bridge helper: it ends with the VM). Taps only.
+    release_on_close: bool | None = None
 
 
 @dataclass

@@ -125,6 +125,26 @@ class Netlink:
             return None
         return socket.if_indextoname(link.master)
 
+    def tap_closed(self, ifname: str) -> bool:
+        """No process holds the tap open (it is up without carrier), or it is gone. A tap
+        set down says nothing either way (the kernel reports carrier of running links only)."""
+        link = self.rtnl.link(ifname)
+        return link is None or (link.up and not link.carrier)
+
+    def open_tap(self, ifname: str, vnet_hdr: bool) -> int:
+        """A file descriptor of the existing tap ``ifname`` (what QEMU's ``-netdev tap,fd=``
+        takes). Only a tap: ``TUNSETIFF`` would make a new one under a free name, so the link
+        must be there, a tun device, before and the same one after."""
+        before = self.rtnl.link(ifname)
+        if before is None or before.kind != "tun":
+            raise NotFound(f"{ifname} is not a tap here")
+        fd = open_tap_fd(ifname, vnet_hdr)
+        after = self.rtnl.link(ifname)
+        if after is None or after.index != before.index:
+            os.close(fd)
+            raise Conflict(f"tap {ifname} was replaced while it was opened")
+        return fd
+
     def is_up(self, ifname: str) -> bool:
         link = self.rtnl.link(ifname)
         return link is not None and link.up
@@ -565,6 +585,21 @@ def create_tap_exclusive(
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
     finally:
         os.close(fd)
+
+
+def open_tap_fd(ifname: str, vnet_hdr: bool) -> int:
+    """Attach to a persistent tap (a queue of it): the descriptor a VM reads and writes."""
+    import fcntl
+    import struct
+
+    flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", ifname.encode(), flags))
+    except OSError as exc:
+        os.close(fd)
+        raise OperationFailed(f"cannot open tap {ifname}: {exc.strerror}") from None
+    return fd
 
 
 SIOCETHTOOL = 0x8946

@@ -29,6 +29,7 @@ IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE, IFLA_BR_FDB_MAX_LEARNED = 1, 5, 49
 NLA_F_NESTED = 0x8000
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
 AF_BRIDGE, NUD_NOARP, NTF_MASTER, NDA_LLADDR = 7, 0x40, 0x04, 2
 _HEADER = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
@@ -56,6 +57,7 @@ class LinkFacts:
     group: int
     name: str = ""
     peer: int = 0  # IFLA_LINK: a veth's other end (its index in the other end's namespace)
+    carrier: bool = False  # IFF_LOWER_UP: a tap has it while a process holds it open
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -129,7 +131,8 @@ def _facts(data: bytes, offset: int, length: int) -> LinkFacts:
             for sub, subvalue in _attrs(value, 0, len(value)):
                 if sub == IFLA_INFO_KIND:
                     kind = _text(subvalue)
-    return LinkFacts(index, bool(flags & IFF_UP), kind, alias, master, group, name, peer)
+    return LinkFacts(index, bool(flags & IFF_UP), kind, alias, master, group, name, peer,
+                     bool(flags & IFF_LOWER_UP))  # fmt: skip
 
 
 class Rtnl:

@@ -304,6 +304,18 @@ def test_events_arrive_in_order_from_start_to_dhcp_lease(virtnetd: Daemon, lab: 
     assert events[3]["detail"]["hostname"] == "evguest"
     times = [e["time"] for e in events]
     assert times == sorted(times)
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + 4)) and len({e["boot"] for e in events}) == 1
+    plugged = events[2]["detail"]  # what a stack tracking its guests needs
+    assert (plugged["mac"], plugged["ifname"], plugged["netns"]) == (
+        port["mac"], port["attachment"]["ifname"], guest.name,
+    )  # fmt: skip
+    with virtnetd.client() as client:  # a stack back from a restart: what it missed, in order
+        replay = client.events(since=seqs[1], boot=events[1]["boot"])
+        assert [next(replay)["seq"] for _ in range(2)] == seqs[2:]
+    with virtnetd.client() as client:  # a position from another daemon: read the state again
+        lost = next(client.events(since=seqs[1], boot="0" * 32))
+        assert lost["kind"] == "events-lost" and "the daemon restarted" in lost["detail"]["why"]
 
     with Client.connect(virtnetd.socket, timeout=15) as client:  # the guest gives it back
         stream = client.events()

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,21 +23,6 @@ from virtnet.testing.fixtures import needs_root, run_dir_for_test
 from virtnet.testing.world import World
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow]
-BUILDER = Path(__file__).parents[1] / "guest" / "build-guest.sh"
-CACHE = Path(os.environ.get("VIRTNET_GUEST_DIR", "/var/cache/virtnet-test-guest"))
-
-
-@pytest.fixture(scope="session")
-def guest_image() -> Iterator[Path]:
-    if not (CACHE / "vmlinuz").exists() or not (CACHE / "initrd.gz").exists():
-        done = subprocess.run(
-            ["bash", str(BUILDER), str(CACHE)], capture_output=True, text=True, timeout=900
-        )
-        if done.returncode != 0:
-            pytest.fail(f"building the guest failed: {done.stderr[-2000:]}")
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.fail("qemu-system-x86_64 is missing (Debian: qemu-system-x86)")
-    yield CACHE
 
 
 def boot(world: World, image: Path, tap: str, mac: str, target: str) -> str:

@@ -250,3 +250,26 @@ def test_operation_times_land_in_cumulative_buckets() -> None:
     assert 'virtnet_operation_seconds_bucket{operation="start_network",le="0.005"} 3' in text
     assert 'virtnet_operation_seconds_bucket{operation="start_network",le="+Inf"} 4' in text
     assert 'virtnet_operation_seconds_count{operation="start_network"} 4' in text
+
+
+def test_a_subscriber_that_comes_back_gets_what_it_missed_or_is_told_it_cannot() -> None:
+    from virtnet.daemon.events import LOST, EventHub
+    from virtnet.events import Event, EventKind
+
+    hub = EventHub(keep=3)
+    for name in ("a", "b", "c", "d"):
+        hub.publish(Event(EventKind.NETWORK_DEFINED, name))
+    position = hub.position()
+    assert position["seq"] == 4
+    with hub.subscription(since=2, boot=hub.boot) as q:  # 3 and 4 are kept
+        assert [q.get_nowait()["network"] for _ in range(2)] == ["c", "d"]
+        assert q.empty()
+        hub.publish(Event(EventKind.NETWORK_DEFINED, "e"))
+        assert q.get_nowait()["seq"] == 5  # then the live stream
+    with hub.subscription(since=5, boot=hub.boot) as q:
+        assert q.empty()  # up to date: nothing to replay
+    for since, boot, why in ((1, hub.boot, "no longer kept"), (4, "other", "restarted"),
+                             (99, hub.boot, "no longer kept")):  # fmt: skip
+        with hub.subscription(since=since, boot=boot) as q:
+            lost = q.get_nowait()
+            assert lost["kind"] == LOST and why in lost["detail"]["why"] and q.empty()
