@@ -695,6 +695,44 @@ class Virtnet:
                 self.store.put_definition(name, definition.uuid, format_network(new_config))
             return new_live is not None, new_config is not None
 
+    def reserve_address(self, network: str, mac: str) -> dict[str, object]:
+        """An IPv4 address for ``mac`` from the network's DHCP range, held as a live DHCP
+        reservation (:mod:`virtnet.ipam`): for a guest that configures it statically (a
+        container through CNI). The same answer again for the same MAC."""
+        from virtnet import ipam
+
+        mac = check_mac(mac, "mac")
+        with host_lock(self.host):
+            active = self.store.active_network(network)
+            if active is None:
+                raise Conflict(f"network {network!r} is not active")
+            net = parse_network(active.xml)
+            address = ipam.reserved(net, mac)
+            if address is None:
+                used = {lease.ip for lease in self.dhcp_leases(network)}
+                used |= {a for p in self.list_ports(network) for a in p.attachment.addresses}
+                address = ipam.pick(net, used)
+                host = f"<host mac='{mac}' ip='{address}'/>"
+                self.update_network(network, "add", "ip-dhcp-host", host, live=True, config=False)
+            return ipam.assignment(net, address).as_dict()
+
+    def release_address(self, network: str, mac: str) -> bool:
+        """Drop the live reservation :meth:`reserve_address` made for ``mac``; False if there
+        was none (a repeated release is no error)."""
+        from virtnet import ipam
+
+        mac = check_mac(mac, "mac")
+        with host_lock(self.host):
+            active = self.store.active_network(network)
+            if active is None:
+                return False
+            address = ipam.reserved(parse_network(active.xml), mac)
+            if address is None:
+                return False
+            host = f"<host mac='{mac}' ip='{address}'/>"
+            self.update_network(network, "delete", "ip-dhcp-host", host, live=True, config=False)
+            return True
+
     def dhcp_leases(self, name: str, mac: str | None = None) -> list[DhcpLease]:
         """The network's current DHCP leases (from its dnsmasq's lease file)."""
         active = self.store.active_network(name)

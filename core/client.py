@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from virtnet import rpc, thin
-from virtnet.errors import VirtnetError
+from virtnet.errors import PermissionDenied, VirtnetError
 from virtnet.paths import resolve_dirs, socket_path
 
 Notification = Callable[[str, dict[str, Any]], None]
@@ -28,10 +28,6 @@ Notification = Callable[[str, dict[str, Any]], None]
 
 class DaemonNotRunning(VirtnetError):
     """No virtnetd answers on the socket (absent, or left behind by a dead daemon)."""
-
-
-class PermissionDenied(VirtnetError):
-    """The socket exists but this user may not use it (root only, or the daemon's group)."""
 
 
 class Client:
@@ -171,3 +167,7 @@ class Client:
 
     def backends(self) -> list[dict[str, Any]]:
         return list(self.call("backends"))
+
+
+#: PermissionDenied (virtnet.errors): the socket exists but this user may not use it.
+__all__ = ["Client", "DaemonNotRunning", "PermissionDenied"]

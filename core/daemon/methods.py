@@ -41,6 +41,8 @@ API_METHODS = frozenset(
         "get_port",
         "delete_port",
         "dhcp_leases",
+        "reserve_address",
+        "release_address",
         "backends",
     }
 )

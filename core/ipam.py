@@ -1,0 +1,70 @@
+"""Addresses for guests that do not run DHCP themselves (containers through CNI): taken from
+the network's own DHCP range and held as a DHCP reservation of the guest's MAC.
+
+A reservation rather than an address of its own: dnsmasq then never hands it to another guest,
+the anti-spoofing guard lets the MAC use it as it lets any reservation, and the network's DNS
+knows it; one list says who has what. Reservations made so are live only (the definition is
+not changed) and go with the port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from virtnet.errors import OperationFailed, Unsupported
+from virtnet.model.network import IP, Network
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """An address for a guest: what its interface and routes need, and its name servers."""
+
+    address: str
+    prefixlen: int
+    gateway: str
+    nameservers: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"address": self.address, "prefixlen": self.prefixlen, "gateway": self.gateway,
+                "nameservers": list(self.nameservers)}  # fmt: skip
+
+
+def dhcp_ipv4(net: Network) -> IP:
+    """The network's IPv4 ``<ip>`` with a DHCP range: where such addresses come from."""
+    for ip in net.ips:
+        if ip.version == 4 and ip.dhcp is not None and ip.dhcp.ranges:
+            return ip
+    raise Unsupported(f"network {net.name!r} has no IPv4 DHCP range to take an address from")
+
+
+def reserved(net: Network, mac: str) -> str | None:
+    """The address reserved for ``mac`` on the network, if any."""
+    ip = dhcp_ipv4(net)
+    assert ip.dhcp is not None
+    for host in ip.dhcp.hosts:
+        if host.mac and host.mac.lower() == mac.lower() and host.ip:
+            return host.ip
+    return None
+
+
+def pick(net: Network, used: Iterable[str]) -> str:
+    """The first address of the DHCP ranges that nothing uses (leases, reservations, ports'
+    declared addresses, the host's own)."""
+    ip = dhcp_ipv4(net)
+    assert ip.dhcp is not None
+    taken = {str(a) for a in used} | {h.ip for h in ip.dhcp.hosts if h.ip} | {ip.address}
+    for r in ip.dhcp.ranges:
+        first, last = ipaddress.IPv4Address(r.start), ipaddress.IPv4Address(r.end)
+        for value in range(int(first), int(last) + 1):
+            candidate = str(ipaddress.IPv4Address(value))
+            if candidate not in taken:
+                return candidate
+    raise OperationFailed(f"network {net.name!r}: no free address left in its DHCP ranges")
+
+
+def assignment(net: Network, address: str) -> Assignment:
+    ip = dhcp_ipv4(net)
+    dns = () if net.dns is not None and net.dns.enable is False else (ip.address,)
+    return Assignment(address, ip.prefixlen, ip.address, dns)

@@ -1,0 +1,104 @@
+"""virtnet-cni (issue 17): the CNI 1.1 plugin, driven as a runtime drives it (each command a
+process with the spec's environment and the configuration on stdin), then by podman."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from virtnet.testing import Lab, can_ping
+from virtnet.testing.daemon import BIN, Daemon
+from virtnet.testing.fixtures import needs_root
+
+pytestmark = [needs_root, pytest.mark.root]
+NET = """<network><name>pods</name><forward mode='nat'/><bridge name='vtbr-pods'/>
+<ip address='10.87.0.1' prefix='24'><dhcp><range start='10.87.0.10' end='10.87.0.20'/>
+</dhcp></ip></network>"""
+
+
+def cni(command: str, config: dict[str, Any], container: str = "", netns: str = "",
+        ifname: str = "eth0", raw: str | None = None) -> tuple[int, Any]:  # fmt: skip
+    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": str(BIN)}  # fmt: skip
+    done = subprocess.run([str(BIN / "virtnet-cni")], input=raw or json.dumps(config), env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.stderr == "" or done.returncode, done.stderr
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
+
+
+@pytest.fixture
+def pods(virtnetd: Daemon) -> dict[str, Any]:
+    with virtnetd.client() as client:
+        client.create_network(NET)
+    return {"cniVersion": "1.1.0", "name": "pods", "type": "virtnet-cni",
+            "socket": str(virtnetd.socket)}  # fmt: skip
+
+
+def reservations(daemon: Daemon) -> str:
+    with daemon.client() as client:
+        return client.dumpxml("pods")
+
+
+def test_add_check_del_and_gc_as_the_spec_says(
+    pods: dict[str, Any], virtnetd: Daemon, lab: Lab
+) -> None:
+    c1, c2 = lab.netns("c1"), lab.netns("c2")
+    path = f"/run/netns/{c1.name}"
+    assert cni("VERSION", pods)[1]["supportedVersions"][-1] == "1.1.0"
+    assert cni("STATUS", pods) == (0, None)
+    code, result = cni("ADD", pods, "c1", path)
+    assert code == 0, result
+    address = result["ips"][0]["address"]
+    assert address.startswith("10.87.0.") and address.endswith("/24")
+    assert result["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.87.0.1"}]
+    assert result["dns"] == {"nameservers": ["10.87.0.1"]}
+    assert result["interfaces"][1]["sandbox"] == path
+    assert address in c1.ip("-o", "addr", "show", "dev", "eth0").stdout
+    assert can_ping(c1, "10.87.0.1")
+    mac = result["interfaces"][1]["mac"]
+    assert f"mac='{mac}' ip='{address[:-3]}'" in reservations(virtnetd)  # dnsmasq keeps it
+    assert cni("ADD", pods, "c1", path) == (0, result)  # again: the same port, not another
+    checked = {**pods, "prevResult": result}
+    assert cni("CHECK", checked, "c1", path) == (0, None)
+
+    # the guard: the container takes another address; it is not its own, so nothing passes
+    c1.ip("addr", "flush", "dev", "eth0")
+    c1.ip("addr", "add", "10.87.0.99/24", "dev", "eth0")
+    assert not can_ping(c1, "10.87.0.1")
+    code, error = cni("CHECK", checked, "c1", path)
+    assert (code, error["code"]) == (1, 3) and address[:-3] in error["msg"]
+
+    assert cni("ADD", pods, "c2", f"/run/netns/{c2.name}")[0] == 0
+    gc = {**pods, "cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth0"}]}
+    assert cni("GC", gc) == (0, None)  # c1 is not valid any more: its port and address go
+    with virtnetd.client() as client:
+        [left] = client.list_ports("pods")
+    assert left["owner"]["name"] == "cni:pods:c2:eth0"
+    assert mac not in reservations(virtnetd) and "eth0" not in c1.links()
+    assert cni("DEL", pods, "c1", path) == (0, None)  # gone already: DEL still succeeds
+    assert cni("DEL", pods, "c2", "") == (0, None)  # the namespace is not needed
+    with virtnetd.client() as client:
+        assert client.list_ports("pods") == []
+        client.destroy_network("pods")
+    assert cni("DEL", pods, "c2", "") == (0, None)  # nor the network
+    code, error = cni("STATUS", pods)
+    assert (code, error["code"]) == (1, 50) and "not active" in error["msg"]
+
+
+def test_bad_input_gets_the_specs_error_codes(pods: dict[str, Any], lab: Lab) -> None:
+    ns = lab.netns("c")
+    for args, code, said in (
+        (("ADD", pods, "c", f"/run/netns/{ns.name}", "eth0", "{not json"), 6, "not JSON"),
+        (("FROB", pods), 4, "CNI_COMMAND='FROB'"),
+        (("ADD", {**pods, "cniVersion": "9.9.9"}, "c", "/run/netns/x"), 1, "not supported"),
+        (("ADD", pods, "c", "/proc/1/ns/net"), 4, "mounted in /run/netns"),
+        (("ADD", pods, "", f"/run/netns/{ns.name}"), 4, "CNI_CONTAINERID is not set"),
+        (("ADD", {**pods, "network": "nope"}, "c", f"/run/netns/{ns.name}"), 11, "nope"),
+    ):
+        status, error = cni(*args)  # type: ignore[arg-type]
+        assert status == 1 and error["code"] == code and said in error["msg"], (args[0], error)
+    assert "eth0" not in ns.links()
