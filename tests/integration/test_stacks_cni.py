@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,7 @@ import pytest
 from virtnet.testing import Lab, can_ping
 from virtnet.testing.daemon import BIN, Daemon
 from virtnet.testing.fixtures import needs_root
+from virtnet.testing.podman import Podman
 
 pytestmark = [needs_root, pytest.mark.root]
 NET = """<network><name>pods</name><forward mode='nat'/><bridge name='vtbr-pods'/>
@@ -102,3 +107,35 @@ def test_bad_input_gets_the_specs_error_codes(pods: dict[str, Any], lab: Lab) ->
         status, error = cni(*args)  # type: ignore[arg-type]
         assert status == 1 and error["code"] == code and said in error["msg"], (args[0], error)
     assert "eth0" not in ns.links()
+
+
+@pytest.fixture
+def podman(pods: dict[str, Any]) -> Iterator[Podman]:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is missing (Debian: podman)")
+    engine = Podman(BIN)
+    text = (Path(__file__).parents[2] / "docs" / "integrations.md").read_text()
+    [block] = re.findall(r"```json\n(.*?)```", text, re.S)  # the documented conflist
+    conflist = json.loads(block)
+    conflist["plugins"][0]["socket"] = pods["socket"]  # this test's virtnetd
+    engine.network(conflist)
+    engine.import_busybox("localhost/vtbusybox")
+    try:
+        yield engine
+    finally:
+        engine.cleanup()
+
+
+def test_podman_runs_a_container_on_a_virtnet_network(podman: Podman, virtnetd: Daemon) -> None:
+    """A container from a locally built busybox image (no registry) gets an address from the
+    network, reaches its gateway and resolves the gateway's name through its DNS; when it
+    exits, podman's DEL removes the port and the address."""
+    done = podman("run", "--rm", "--network", "pods", "localhost/vtbusybox", "/bin/sh", "-c",
+                      "ip -4 -o addr show eth0; cat /etc/resolv.conf; "
+                      "ping -c 1 -W 3 10.87.0.1 && echo PING-OK")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"inet 10\.87\.0\.\d+/24", done.stdout), done.stdout
+    assert "nameserver 10.87.0.1" in done.stdout and "PING-OK" in done.stdout, done.stdout
+    with virtnetd.client() as client:
+        assert client.list_ports("pods") == []  # --rm: the container is gone, and its port
+        assert "0a:58:" not in client.dumpxml("pods")  # and its reservation
