@@ -4,7 +4,7 @@ Labelled blocks are code: ``python`` blocks run for real (in a throw-away namesp
 virtnetd when they use the client), or, when their first line is ``# from PATH``, must be a
 verbatim excerpt of that file (the example backend, which the conformance suite runs);
 ``toml``, ``xml``, ``yaml`` and ``json`` blocks are parsed (a pyproject excerpt must agree with
-the file it names); ``sh`` blocks are syntax-checked and every ``virtnet`` command and ``make``
+the file it names; an ``xml`` block is a network, or a domain fragment the libvirt hook reads); ``sh`` blocks are syntax-checked and every ``virtnet`` command and ``make``
 target they use must exist. Unlabelled and ``console`` blocks are transcripts and diagrams.
 """
 
@@ -83,8 +83,13 @@ def test_code_block(lang: str, body: str, tmp_path: Path, request: pytest.Fixtur
         named = re.search(r"\((\S+pyproject\.toml)\)", first)
         if named:
             assert_subset(data, tomllib.loads((ROOT / named[1]).read_text()))
-    elif lang == "xml":
+    elif lang == "xml" and body.lstrip().startswith("<network"):
         parse_network(body)
+    elif lang == "xml":  # a libvirt domain's fragment for the libvirt hook: it must read it
+        from virtnet.libvirt_hook import read_domain
+
+        uuid = "00000000-0000-4000-8000-000000000000"
+        assert read_domain(f"<domain><name>doc</name><uuid>{uuid}</uuid>{body}</domain>")[2]
     elif lang == "yaml":
         assert yaml.safe_load(body)
     elif lang == "json":
