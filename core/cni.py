@@ -188,19 +188,34 @@ class Plugin:
 
     def _result(self, port: dict[str, Any], given: dict[str, Any], netns: str,
                 ifname: str) -> dict[str, Any]:  # fmt: skip
-        ip: dict[str, Any] = {"address": f"{given['address']}/{given['prefixlen']}",
-                              "gateway": given["gateway"], "interface": 1}  # fmt: skip
+        """This attachment's result, after ``prevResult``'s when a plugin ran before this one
+        in the chain (the spec: a plugin passes on what it was given, adding its own)."""
+        previous = self.config.get("prevResult") or {}
+        interfaces = list(previous.get("interfaces") or [])
+        ip: dict[str, Any] = {
+            "address": f"{given['address']}/{given['prefixlen']}",
+            "gateway": given["gateway"],
+            "interface": len(interfaces) + 1,  # the container's end, after the host's
+        }
         if self.version < "1.0.0":
             ip["version"] = "4"
+        interfaces += [
+            {"name": port["attachment"]["ifname"], "mac": ""},  # the host's end
+            {"name": ifname, "mac": port["mac"], "sandbox": self.env["CNI_NETNS"]},
+        ]
+        dns = dict(previous.get("dns") or {})
+        dns["nameservers"] = list(dns.get("nameservers") or []) + [
+            n for n in given["nameservers"] if n not in (dns.get("nameservers") or [])
+        ]
         return {
             "cniVersion": self.version,
-            "interfaces": [
-                {"name": port["attachment"]["ifname"], "mac": ""},  # the host's end
-                {"name": ifname, "mac": port["mac"], "sandbox": self.env["CNI_NETNS"]},
+            "interfaces": interfaces,
+            "ips": [*(previous.get("ips") or []), ip],
+            "routes": [
+                *(previous.get("routes") or []),
+                {"dst": "0.0.0.0/0", "gw": given["gateway"]},
             ],
-            "ips": [ip],
-            "routes": [{"dst": "0.0.0.0/0", "gw": given["gateway"]}],
-            "dns": {"nameservers": given["nameservers"]},
+            "dns": dns,
         }
 
 

@@ -77,7 +77,14 @@ def test_add_check_del_and_gc_as_the_spec_says(
     code, error = cni("CHECK", checked, "c1", path)
     assert (code, error["code"]) == (1, 3) and address[:-3] in error["msg"]
 
-    assert cni("ADD", pods, "c2", f"/run/netns/{c2.name}")[0] == 0
+    previous = {"cniVersion": "1.1.0", "interfaces": [{"name": "lo0"}],
+                "ips": [{"address": "192.0.2.5/32", "interface": 0}],
+                "dns": {"nameservers": ["192.0.2.53"]}}  # fmt: skip
+    code, chained = cni("ADD", {**pods, "prevResult": previous}, "c2", f"/run/netns/{c2.name}")
+    assert code == 0, chained  # after another plugin: its result first, then ours
+    assert [i["name"] for i in chained["interfaces"]][::2] == ["lo0", "eth0"]
+    assert [ip["interface"] for ip in chained["ips"]] == [0, 2]
+    assert chained["dns"]["nameservers"] == ["192.0.2.53", "10.87.0.1"]
     gc = {**pods, "cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth0"}]}
     assert cni("GC", gc) == (0, None)  # c1 is not valid any more: its port and address go
     with virtnetd.client() as client:
