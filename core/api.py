@@ -11,10 +11,8 @@ host, and either completes or rolls back. Errors are :mod:`virtnet.errors` class
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
-import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -551,61 +549,18 @@ class Virtnet:
 
     def dropped_packets(self, network: str | None = None) -> dict[str, int]:
         """Port uuid -> packets its anti-spoofing dropped in the last hour, for the guarded
-        ports of ``network`` (every active network's when None): one read of the nftables
-        drop sets and one flow dump per Open vSwitch bridge, however many ports."""
-        names = [network] if network else [n.name for n in self.list_networks(inactive=False)]
-        guarded = [
-            (port, guard)
-            for port in (port for name in names for port in self.list_ports(name))
-            if port.uuid and (guard := self._guard(port)) is not None
-        ]
-        if not guarded:
-            return {}
-        counts = {port.uuid or "": 0 for port, _ in guarded}
-        found = self._drops({guard for _, guard in guarded})
-        for port, guard in guarded:
-            counts[port.uuid or ""] = sum(d["packets"] for d in guard.select(found, port))
-        return counts
+        ports of ``network`` (every active network's when None): see :mod:`virtnet.drops`."""
+        from virtnet import drops
+
+        return drops.dropped_packets(self, network)
 
     def port_drops(self, uuid: str) -> list[dict[str, Any]]:
-        """What the port's anti-spoofing guard dropped since it was plugged: one entry per
-        reason (and source, where the guard knows it), with packets, bytes, how long ago and
-        the reason in words (``why``), most recent first. The nftables guard (Linux bridge)
-        names each forged source; the OpenFlow guard (Open vSwitch) counts by reason only. A
-        port without a guard raises :class:`Unsupported` saying why."""
-        port = self.get_port(uuid)
-        if port.attachment.spoof_check is False:
-            raise Unsupported("this port has no anti-spoofing (--no-spoof-check): it drops nothing")
-        guard = self._guard(port)
-        if guard is None:
-            raise Unsupported("this port's backend keeps no count of what its guard drops")
-        return guard.select(self._drops({guard}), port)
+        """What the port's anti-spoofing guard dropped since it was plugged, most recent first
+        (reason, source where the guard knows it, packets, bytes, how long ago, ``why``); a
+        port without a guard raises :class:`Unsupported` saying why (:mod:`virtnet.drops`)."""
+        from virtnet import drops
 
-    def _drops(self, guards: set[_Guard]) -> dict[str, list[dict[str, Any]]]:
-        """The drops of every guard kind in ``guards``: nftables' once, each OVS bridge once."""
-        services = self.services
-        found: dict[str, list[dict[str, Any]]] = {}
-        for where in {g.where for g in guards}:
-            if where == "nftables":
-                found[where] = services.call(services.firewall.drops)
-            else:
-                from virtnet.services import openflow  # only here: not at start-up
-
-                found[where] = services.call(functools.partial(openflow.guard_drops, where))
-        return found
-
-    def _guard(self, port: NetworkPort) -> _Guard | None:
-        """How the port's drops are counted: by virtnet's nftables guard or by its OpenFlow
-        rules on an OVS bridge (whichever removal its journal holds), else None."""
-        if port.attachment.spoof_check is False:
-            return None
-        journal = self._port_journal(port.uuid or "")
-        for record in journal.records():
-            if record.action == "core.firewall.port.remove":
-                return _Guard(journal, "nftables", None)
-            if record.action == "core.ovs.guard.remove":
-                return _Guard(journal, f"{record.args['bridge']}", int(record.args["cookie"]))
-        return None
+        return drops.port_drops(self, uuid)
 
     def delete_port(self, uuid: str) -> None:
         with host_lock(self.host):
@@ -697,41 +652,20 @@ class Virtnet:
 
     def reserve_address(self, network: str, mac: str) -> dict[str, object]:
         """An IPv4 address for ``mac`` from the network's DHCP range, held as a live DHCP
-        reservation (:mod:`virtnet.ipam`): for a guest that configures it statically (a
-        container through CNI). The same answer again for the same MAC."""
+        reservation, with what the guest needs to use it statically (:mod:`virtnet.ipam`):
+        for containers through CNI. The same answer again for the same MAC."""
         from virtnet import ipam
 
-        mac = check_mac(mac, "mac")
         with host_lock(self.host):
-            active = self.store.active_network(network)
-            if active is None:
-                raise Conflict(f"network {network!r} is not active")
-            net = parse_network(active.xml)
-            address = ipam.reserved(net, mac)
-            if address is None:
-                used = {lease.ip for lease in self.dhcp_leases(network)}
-                used |= {a for p in self.list_ports(network) for a in p.attachment.addresses}
-                address = ipam.pick(net, used)
-                host = f"<host mac='{mac}' ip='{address}'/>"
-                self.update_network(network, "add", "ip-dhcp-host", host, live=True, config=False)
-            return ipam.assignment(net, address).as_dict()
+            return ipam.reserve(self, network, check_mac(mac, "mac")).as_dict()
 
     def release_address(self, network: str, mac: str) -> bool:
         """Drop the live reservation :meth:`reserve_address` made for ``mac``; False if there
         was none (a repeated release is no error)."""
         from virtnet import ipam
 
-        mac = check_mac(mac, "mac")
         with host_lock(self.host):
-            active = self.store.active_network(network)
-            if active is None:
-                return False
-            address = ipam.reserved(parse_network(active.xml), mac)
-            if address is None:
-                return False
-            host = f"<host mac='{mac}' ip='{address}'/>"
-            self.update_network(network, "delete", "ip-dhcp-host", host, live=True, config=False)
-            return True
+            return ipam.release(self, network, check_mac(mac, "mac"))
 
     def dhcp_leases(self, name: str, mac: str | None = None) -> list[DhcpLease]:
         """The network's current DHCP leases (from its dnsmasq's lease file)."""
@@ -945,6 +879,10 @@ class Virtnet:
     def _port_journal(self, uuid: str) -> Journal:
         return Journal(self.host.run_path("journal", f"port-{uuid}.jsonl"))
 
+    def port_journal(self, uuid: str) -> Journal:
+        """The undo journal made when the port was plugged: what its plan did, and when."""
+        return self._port_journal(check_uuid(uuid, "port uuid"))
+
     def _recover(self) -> None:
         """Undo what a killed process left half-built (journals with no active object)."""
         directory = self.host.run_path("journal")
@@ -973,36 +911,6 @@ def _port_detail(port: NetworkPort) -> dict[str, Any]:
         "owner_uid": a.owner_uid,
         "release_on_close": bool(a.release_on_close),
     }
-
-
-@dataclass(frozen=True)
-class _Guard:
-    """Where a port's drops are counted: ``nftables`` (keyed by the port's link) or an OVS
-    bridge's name (keyed by the port's cookie), and the journal made when it was plugged."""
-
-    journal: Journal
-    where: str
-    cookie: int | None
-
-    def select(
-        self, found: dict[str, list[dict[str, Any]]], port: NetworkPort
-    ) -> list[dict[str, Any]]:
-        """This port's drops among ``found``, since it was plugged (a former port with the
-        same link name leaves nftables records for up to an hour), each with its ``why``."""
-        from virtnet.services.guard_rules import DROP_REASONS  # only here: not at start-up
-
-        age = time.time() - self.journal.path.stat().st_ctime
-        mine = [
-            d for d in found.get(self.where, [])
-            if (d.get("cookie") == self.cookie if self.cookie is not None
-                else d["link"] == port.attachment.ifname)
-            and d["seconds_ago"] <= age
-        ]  # fmt: skip
-        return [
-            {k: v for k, v in d.items() if k != "cookie"}
-            | {"why": d.get("why") or DROP_REASONS[d["reason"]].format(key=d["source"])}
-            for d in mine
-        ]
 
 
 __all__ = ["NetworkSummary", "Repair", "StartPlan", "Virtnet"]

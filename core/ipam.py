@@ -12,9 +12,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from virtnet.errors import OperationFailed, Unsupported
+from virtnet.errors import Conflict, OperationFailed, Unsupported
+from virtnet.model import parse_network
 from virtnet.model.network import IP, Network
+
+if TYPE_CHECKING:
+    from virtnet.api import Virtnet
 
 
 @dataclass(frozen=True)
@@ -68,3 +73,30 @@ def assignment(net: Network, address: str) -> Assignment:
     ip = dhcp_ipv4(net)
     dns = () if net.dns is not None and net.dns.enable is False else (ip.address,)
     return Assignment(address, ip.prefixlen, ip.address, dns)
+
+
+def reserve(api: Virtnet, network: str, mac: str) -> Assignment:
+    """The address reserved for ``mac``, made now if there is none (the caller holds the
+    host lock: picking and reserving are one step)."""
+    active = api.store.active_network(network)
+    if active is None:
+        raise Conflict(f"network {network!r} is not active")
+    net = parse_network(active.xml)
+    address = reserved(net, mac)
+    if address is None:
+        used = {lease.ip for lease in api.dhcp_leases(network)}
+        used |= {a for p in api.list_ports(network) for a in p.attachment.addresses}
+        address = pick(net, used)
+        host = f"<host mac='{mac}' ip='{address}'/>"
+        api.update_network(network, "add", "ip-dhcp-host", host, live=True, config=False)
+    return assignment(net, address)
+
+
+def release(api: Virtnet, network: str, mac: str) -> bool:
+    active = api.store.active_network(network)
+    address = reserved(parse_network(active.xml), mac) if active is not None else None
+    if address is None:
+        return False
+    host = f"<host mac='{mac}' ip='{address}'/>"
+    api.update_network(network, "delete", "ip-dhcp-host", host, live=True, config=False)
+    return True
