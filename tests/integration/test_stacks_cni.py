@@ -85,12 +85,15 @@ def test_add_check_del_and_gc_as_the_spec_says(
     assert [i["name"] for i in chained["interfaces"]][::2] == ["lo0", "eth0"]
     assert [ip["interface"] for ip in chained["ips"]] == [0, 2]
     assert chained["dns"]["nameservers"] == ["192.0.2.53", "10.87.0.1"]
+    with virtnetd.client() as client:  # what an ADD killed between its two steps leaves
+        client.call("reserve_address", network="pods", mac="0a:58:00:00:00:99")
     gc = {**pods, "cni.dev/valid-attachments": [{"containerID": "c2", "ifname": "eth0"}]}
     assert cni("GC", gc) == (0, None)  # c1 is not valid any more: its port and address go
     with virtnetd.client() as client:
         [left] = client.list_ports("pods")
     assert left["owner"]["name"] == "cni:pods:c2:eth0"
     assert mac not in reservations(virtnetd) and "eth0" not in c1.links()
+    assert "0a:58:00:00:00:99" not in reservations(virtnetd)
     assert cni("DEL", pods, "c1", path) == (0, None)  # gone already: DEL still succeeds
     assert cni("DEL", pods, "c2", "") == (0, None)  # the namespace is not needed
     with virtnetd.client() as client:
@@ -146,3 +149,24 @@ def test_podman_runs_a_container_on_a_virtnet_network(podman: Podman, virtnetd: 
     with virtnetd.client() as client:
         assert client.list_ports("pods") == []  # --rm: the container is gone, and its port
         assert "0a:58:" not in client.dumpxml("pods")  # and its reservation
+
+
+def test_containers_added_at_once_get_distinct_addresses(
+    pods: dict[str, Any], virtnetd: Daemon, lab: Lab
+) -> None:
+    """A runtime starting many containers at once: every ADD races for an address; the
+    daemon's lock makes picking and reserving one step, so no two share one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spaces = [lab.netns(f"p{i}") for i in range(6)]
+    with ThreadPoolExecutor(len(spaces)) as pool:
+        results = list(pool.map(
+            lambda ns: cni("ADD", pods, ns.name, f"/run/netns/{ns.name}"), spaces))  # fmt: skip
+    assert all(code == 0 for code, _ in results), results
+    addresses = [result["ips"][0]["address"] for _, result in results]
+    assert len(set(addresses)) == len(spaces), addresses
+    assert all(can_ping(ns, "10.87.0.1") for ns in spaces)
+    for ns in spaces:
+        assert cni("DEL", pods, ns.name, f"/run/netns/{ns.name}") == (0, None)
+    with virtnetd.client() as client:
+        assert client.list_ports("pods") == [] and "0a:58:" not in client.dumpxml("pods")
