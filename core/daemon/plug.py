@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ class PlugServer:
                 log.debug("plug connection ended: %s", exc)
                 return
             try:
+                conn.settimeout(REQUEST_TIMEOUT_S)  # the answer's own time, not the request's
                 answer = {"port": port.uuid, "ifname": port.attachment.ifname, "mac": port.mac}
                 socket.send_fds(conn, [rpc.result(ident, answer)], [fd])
                 log.info("port %s (%s) for uid %d on %s", port.uuid, port.attachment.ifname,
@@ -140,8 +142,17 @@ class PlugServer:
 
 
 def _read_request(conn: socket.socket) -> tuple[Any, dict[str, Any]]:
+    """One request line, whole within :data:`REQUEST_TIMEOUT_S` (a byte now and then does
+    not keep a slot: the deadline is for the line, not for each read)."""
     data = b""
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
     while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise InvalidInput(
+                f"no whole request within {REQUEST_TIMEOUT_S:g} s", subject="request"
+            )
+        conn.settimeout(left)
         chunk = conn.recv(MAX_PLUG_REQUEST)
         if not chunk:
             break

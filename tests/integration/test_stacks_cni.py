@@ -170,3 +170,24 @@ def test_containers_added_at_once_get_distinct_addresses(
         assert cni("DEL", pods, ns.name, f"/run/netns/{ns.name}") == (0, None)
     with virtnetd.client() as client:
         assert client.list_ports("pods") == [] and "0a:58:" not in client.dumpxml("pods")
+
+
+def test_hostile_names_from_the_runtime_are_refused_before_anything_is_made(
+    pods: dict[str, Any], virtnetd: Daemon, lab: Lab
+) -> None:
+    """CNI_IFNAME and CNI_CONTAINERID come from whoever runs the plugin: an interface name
+    that is not one, or a container id with markup, is bad configuration (code 7) or is
+    carried as plain text; nothing is left behind."""
+    ns = lab.netns("h")
+    path = f"/run/netns/{ns.name}"
+    for ifname in ("eth0;reboot", "x" * 16, "../eth0"):
+        code, error = cni("ADD", pods, "c", path, ifname=ifname)
+        assert (code, error["code"]) == (1, 7), (ifname, error)
+    code, result = cni("ADD", pods, "<c>&'\"", path)
+    assert code == 0, result
+    with virtnetd.client() as client:
+        [port] = client.list_ports("pods")
+        assert port["owner"]["name"] == "cni:pods:<c>&'\":eth0"
+    assert cni("DEL", pods, "<c>&'\"", path) == (0, None)
+    with virtnetd.client() as client:
+        assert client.list_ports("pods") == [] and "0a:58:" not in client.dumpxml("pods")
