@@ -15,7 +15,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from virtnet.api import Virtnet
 from virtnet.daemon.metrics import Metrics
@@ -26,6 +28,8 @@ from virtnet.host import netns_path
 from virtnet.model import parse_network
 from virtnet.services.dnsmasq import parse_leases
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
+
+T = TypeVar("T")
 
 log = logging.getLogger("virtnetd")
 
@@ -255,26 +259,26 @@ class Monitor:
             del self._leases[gone]
 
     def _release(self, name: str) -> None:
-        with self.lock:
-            if self.api.store.active_network(name) is None:
-                return
-            try:
-                released = self.api.release_closed_ports(name)
-            except VirtnetError as exc:
-                log.warning("network %s: releasing closed taps failed: %s", name, exc)
-                return
-        for uuid in released:
+        released = self._locked(name, "releasing closed taps", self.api.release_closed_ports)
+        for uuid in released or []:
             log.info("network %s: port %s released: no process holds its tap", name, uuid)
 
-    def _repair(self, name: str) -> None:
+    def _locked(self, name: str, what: str, call: Callable[[str], T]) -> T | None:
+        """``call(name)`` under the API lock if the network is still active; a failure is
+        logged (the monitor goes on with the other networks)."""
         with self.lock:
             if self.api.store.active_network(name) is None:
-                return
+                return None
             try:
-                result = self.api.repair_network(name)
+                return call(name)
             except VirtnetError as exc:
-                log.warning("network %s: repair failed: %s", name, exc)
-                return
+                log.warning("network %s: %s failed: %s", name, what, exc)
+                return None
+
+    def _repair(self, name: str) -> None:
+        result = self._locked(name, "repair", self.api.repair_network)
+        if result is None:
+            return
         if not result.found:
             self._unfixed.pop(name, None)
             return

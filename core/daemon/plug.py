@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from virtnet import plug_acl, rpc
+from virtnet.daemon.listener import Listener
 from virtnet.errors import InvalidInput, VirtnetError
 from virtnet.model.names import check_mac
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
@@ -41,11 +42,10 @@ REQUEST_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 32
 
 
-class PlugServer:
+class PlugServer(Listener):
     def __init__(self, path: Path, acl: Path, api: Any) -> None:
-        self.path, self.acl, self.api = path, acl, api  # api: the daemon's Serialized API
-        self.sock: socket.socket | None = None
-        self.closing = threading.Event()
+        super().__init__(path)
+        self.acl, self.api = acl, api  # api: the daemon's Serialized API
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def bind(self) -> None:
@@ -58,34 +58,18 @@ class PlugServer:
         sock.listen(64)
         self.sock = sock
 
-    def serve(self) -> None:
-        assert self.sock is not None
-        while not self.closing.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                if self.closing.is_set():
-                    return
-                raise
-            if not self.slots.acquire(blocking=False):
-                with conn, contextlib.suppress(OSError):
-                    conn.sendall(rpc.error(None, rpc.INVALID_REQUEST, "busy: try again"))
-                continue
-            threading.Thread(target=self._served, args=(conn,), daemon=True).start()
+    def accepted(self, conn: socket.socket) -> None:
+        if not self.slots.acquire(blocking=False):
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(rpc.error(None, rpc.INVALID_REQUEST, "busy: try again"))
+            return
+        threading.Thread(target=self._served, args=(conn,), daemon=True).start()
 
     def _served(self, conn: socket.socket) -> None:
         try:
             self._connection(conn)
         finally:
             self.slots.release()
-
-    def close(self) -> None:
-        self.closing.set()
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-            self.sock.close()
-        self.path.unlink(missing_ok=True)
 
     def _connection(self, conn: socket.socket) -> None:
         with conn:

@@ -17,7 +17,6 @@ import queue
 import select
 import socket
 import struct
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from virtnet import rpc
 from virtnet.cli_util import DaemonContext, set_daemon_context
 from virtnet.daemon import stdio
 from virtnet.daemon.events import EventHub
+from virtnet.daemon.listener import Listener
 from virtnet.daemon.methods import Methods
 from virtnet.daemon.params import params_problem
 from virtnet.errors import InvalidInput, VirtnetError
@@ -59,17 +59,15 @@ def _alive(conn: socket.socket) -> bool:
         return False
 
 
-class Server:
+class Server(Listener):
     def __init__(
         self, path: Path, methods: Methods, hub: EventHub, group: str | None = None
     ) -> None:
-        self.path = path
+        super().__init__(path)
         self.methods = methods
         self.hub = hub
         self.gid = grp.getgrnam(group).gr_gid if group else None
         self.group = group
-        self.sock: socket.socket | None = None
-        self.closing = threading.Event()
         self.budget = rpc.Budget(MAX_BUFFERED)
 
     # the socket ------------------------------------------------------------------------------
@@ -89,25 +87,6 @@ class Server:
             os.chmod(self.path, 0o660)
         sock.listen(128)
         self.sock = sock
-
-    def serve(self) -> None:
-        assert self.sock is not None
-        while not self.closing.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                if self.closing.is_set():
-                    return
-                raise
-            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
-
-    def close(self) -> None:
-        self.closing.set()
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-            self.sock.close()
-        self.path.unlink(missing_ok=True)
 
     # a connection ----------------------------------------------------------------------------
     def _peer_allowed(self, conn: socket.socket) -> tuple[bool, int]:
