@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from virtnet.errors import OperationFailed, Unsupported
+from virtnet.pids import running
 from virtnet.services.dnsmasq_conf import DnsmasqFiles, upstream
 
 
@@ -321,9 +322,9 @@ class Dnsmasq:
         if pid is None:
             return
         deadline = time.monotonic() + timeout
-        while _running(pid) and time.monotonic() < deadline:
+        while running(pid) and time.monotonic() < deadline:
             time.sleep(0.001)
-        if _running(pid):
+        if running(pid):
             os.kill(pid, signal.SIGKILL)
 
     def leases(self, files: DnsmasqFiles) -> list[DhcpLease]:
@@ -345,15 +346,6 @@ def _find(files: DnsmasqFiles) -> int | None:
             except OSError:
                 continue
     return None
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a daemon's parent may be slow to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _check_reachable(directory: Path, user: str) -> None:

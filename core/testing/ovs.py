@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from virtnet import pids
 from virtnet.testing.netns import Namespace
 
 
@@ -66,12 +65,5 @@ class OvsServer:
     def stop(self) -> None:
         for name in ("vswitchd.pid", "ovsdb.pid"):
             with contextlib.suppress(OSError, ValueError):
-                pid = int((self.dir / name).read_text())
-                os.kill(pid, signal.SIGTERM)
-                for _ in range(200):
-                    if not Path(f"/proc/{pid}").exists():
-                        break
-                    time.sleep(0.01)
-                else:
-                    os.kill(pid, signal.SIGKILL)
+                pids.terminate(int((self.dir / name).read_text()))
         shutil.rmtree(self.dir, ignore_errors=True)
