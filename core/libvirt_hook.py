@@ -33,12 +33,12 @@ import sys
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from xml.sax.saxutils import escape, quoteattr
 
 from virtnet.client import Client, DaemonNotRunning
 from virtnet.errors import NotFound, VirtnetError
+from virtnet.xmlns import ATTACHMENT_NS, LIBVIRT_NS, escape, quoted
 
-XMLNS = "https://virtnet.dev/xmlns/libvirt/1"
+XMLNS = LIBVIRT_NS
 NAMESPACE = uuid.UUID("8f0b5a0e-2c31-4d0b-9a77-6f3b9d1f4c2a")  # of this hook's port uuids
 
 
@@ -92,15 +92,13 @@ def read_domain(xml: str) -> tuple[str, str, list[Wanted]]:
 
 
 def port_xml(want: Wanted, domain: str, domain_uuid: str) -> str:
-    from virtnet.model.port_xml import ATTACHMENT_NS
-
     group = f"<group>{escape(want.portgroup)}</group>" if want.portgroup else ""
     return (
         f"<networkport><uuid>{want.port_uuid(domain_uuid)}</uuid>"
         f"<owner><name>{escape(domain)}</name><uuid>{escape(domain_uuid)}</uuid></owner>"
-        f"{group}<mac address={quoteattr(want.mac)}/>"
+        f"{group}<mac address={quoted(want.mac)}/>"
         f"<virtnet:attachment xmlns:virtnet='{ATTACHMENT_NS}' kind='tap' "
-        f"ifname={quoteattr(want.dev)}/></networkport>"
+        f"ifname={quoted(want.dev)}/></networkport>"
     )
 
 

@@ -18,8 +18,8 @@ from virtnet.model.xml_format import (
 )
 from virtnet.model.xml_node import Node, parse_document
 from virtnet.model.xml_parse import parse_bandwidth, parse_virtualport, parse_vlan
+from virtnet.xmlns import ATTACHMENT_NS
 
-ATTACHMENT_NS = "https://virtnet.dev/xmlns/attachment/1"
 _PLUG_TYPES = ("network", "bridge", "direct", "hostdev-pci")
 
 

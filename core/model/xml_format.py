@@ -8,7 +8,6 @@ libvirt 9.0 in tests/unit/test_xml_roundtrip.py).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from xml.sax.saxutils import escape
 
 from virtnet.model.network import (
     DNSMASQ_NS,
@@ -24,6 +23,7 @@ from virtnet.model.network import (
     VirtualPort,
     Vlan,
 )
+from virtnet.xmlns import escape
 
 _ESCAPES = {"'": "&apos;", '"': "&quot;"}
 Attrs = Iterable[tuple[str, object]]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK, RTM_NEWNEIGH = 16, 17, 18, 19, 28
 RTM_GETROUTE, RTM_F_FIB_MATCH, RTA_DST = 26, 0x2000, 1
+RTM_NEWROUTE, RTA_GATEWAY, RT_TABLE_MAIN, RTN_UNICAST = 24, 5, 254, 1
 RTM_NEWADDR, IFA_ADDRESS, IFA_LOCAL, IFA_F_NODAD = 20, 1, 2, 0x02
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLM_F_DUMP = 0x300
@@ -261,6 +262,13 @@ class Rtnl:
         body = _IFADDR.pack(family, prefixlen, flags, 0, index)
         body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
         self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def add_default_route(self, gateway: str, protocol: int) -> None:
+        """``ip route add default via GATEWAY proto PROTOCOL`` in the main table."""
+        family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+        body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, protocol, 0, RTN_UNICAST, 0)
+        body += _attr(RTA_GATEWAY, socket.inet_pton(family, gateway))
+        self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def route_covering(self, address: str) -> str | None:
         """The prefix of the route the kernel would use for ``address`` (``ip route get
