@@ -98,8 +98,14 @@ def test_a_libvirt_domain_gets_its_port_before_qemu_and_loses_it_after(
 def test_a_domain_the_hook_refuses_does_not_start_and_leaves_nothing(
     libvirtd: Libvirtd, virtnetd: Daemon, guest_image: Path, tmp_path: Path
 ) -> None:
-    """The hook's one line reaches the user through virsh; libvirt does not start QEMU."""
+    """The hook's one line reaches the user through virsh; libvirt does not start QEMU; the
+    domain's first interface, on a network that exists, does not keep its port."""
     xml = domain("vt-lost", guest_image, tmp_path / "c.log", "52:54:00:6a:00:02", "nowhere")
+    first_meta = '<virtnet:interface dev="vnv-ok" network="vmlan"/>'
+    first = ("<interface type='ethernet'><mac address='52:54:00:6a:00:03'/>"
+             "<target dev='vnv-ok' managed='no'/><model type='virtio'/></interface>")  # fmt: skip
+    xml = xml.replace("<virtnet:interface ", first_meta + "<virtnet:interface ", 1)
+    xml = xml.replace("<devices>", "<devices>" + first, 1)
     (tmp_path / "dom.xml").write_text(xml)
     done = libvirtd.virsh("create", str(tmp_path / "dom.xml"), check=False)
     assert done.returncode != 0 and "virtnet: network 'nowhere'" in done.stderr, done.stderr
