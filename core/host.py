@@ -15,10 +15,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from virtnet.backend import Host
 from virtnet.errors import InvalidInput, NotFound, OperationFailed
 from virtnet.paths import resolve_dirs
+
+if TYPE_CHECKING:  # the model behind it costs ~30 ms: not for who only enters a namespace
+    from virtnet.backend import Host
 
 NETNS_DIR = Path("/run/netns")
 _CLONE_NEWNET = 0x40000000
@@ -33,6 +36,8 @@ def make_host(
     the defaults (with a per-namespace sub-directory when ``netns`` is given)."""
     state, run = resolve_dirs(state_dir, run_dir, netns)
     allow = os.environ.get("VIRTNET_DNSMASQ_OPTIONS", "") == "allow"
+    from virtnet.backend import Host
+
     return Host(state_dir=state, run_dir=run, netns=netns, allow_dnsmasq_options=allow)
 
 

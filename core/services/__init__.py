@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
-from virtnet.backend import Host
 from virtnet.host import enter_netns, netns_path
 
 if TYPE_CHECKING:
+    from virtnet.backend import Host
     from virtnet.services.dnsmasq import Dnsmasq
     from virtnet.services.firewall import Firewall
     from virtnet.services.netlink import Netlink
