@@ -17,14 +17,24 @@ def active_bridges() -> list[str]:
 
 
 def blockers(bridges: list[str]) -> list[doctor.Blocker]:
+    """Other programs' tables only (virtnet's own may hold thousands of chains); their names
+    from one raw dump first, so a host with none (the usual case, after every net-start) never
+    loads libnftables."""
+    from virtnet.services.nft_query import NftQuery
+
+    query = NftQuery()
+    try:
+        foreign = [(family, name) for family, name in query.tables() if name != doctor.OURS]
+    finally:
+        query.close()
+    if not foreign:
+        return []
     from virtnet.services.nft import Nft
 
-    nft = Nft()  # other programs' tables only: virtnet's own may hold thousands of chains
+    nft = Nft()
     ruleset = []
-    for item in nft.query("list tables"):
-        table = item.get("table", {})
-        if table and table.get("name") != doctor.OURS:
-            ruleset += nft.query(f"list table {table['family']} {table['name']}")
+    for family, name in foreign:
+        ruleset += nft.query(f"list table {family} {name}")
     return doctor.diagnose(ruleset, bridges)
 
 

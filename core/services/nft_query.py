@@ -31,6 +31,7 @@ from virtnet.services.nft_elements import (
 )
 
 NFT_MSG_GETRULE, NFT_MSG_NEWRULE, NFT_MSG_GETSETELEM = 7, 6, 13
+NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFTA_TABLE_NAME = 0, 1, 1
 NFTA_RULE_TABLE, NFTA_RULE_CHAIN = 1, 2
 NLM_F_DUMP = 0x300
 NLMSG_DONE = 0x3
@@ -56,6 +57,36 @@ class NftQuery(NftElements):
             elif msg_type == NLMSG_ERROR and code not in (0, -errno.ENOENT):
                 raise OSError(-code, f"nf_tables rule dump of {chain}: {errno.errorcode[-code]}")
         return rules
+
+    def tables(self) -> list[tuple[str, str]]:
+        """(family, name) of every table: one dump of table headers, whatever they hold."""
+        seq = next(self._seq)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
+        self.sock.sendall(_message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0, 0, b""))
+        names = {number: name for name, number in FAMILIES.items()}
+        found: list[tuple[str, str]] = []
+        while True:
+            data = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                start, offset = offset, offset + ((length + 3) & ~3)
+                if msg_seq != seq:
+                    continue
+                if msg_type in (NLMSG_DONE, NLMSG_ERROR):
+                    return found
+                if msg_type != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE:
+                    continue
+                family = data[start + 16]  # struct nfgenmsg after the header
+                attr = start + 20
+                while attr + 4 <= start + length:
+                    size, kind_ = struct.unpack_from("=HH", data, attr)
+                    if size < 4:
+                        break
+                    if kind_ & 0x3FFF == NFTA_TABLE_NAME:
+                        name = data[attr + 4 : attr + size].split(b"\0", 1)[0].decode()
+                        found.append((names.get(family, str(family)), name))
+                    attr += (size + 3) & ~3
 
     def has_element(self, family: str, table: str, set_name: str, key: bytes) -> bool:
         """Whether ``set_name`` (a set or map) holds ``key`` (False if the set is missing)."""
