@@ -152,10 +152,21 @@ def net_port_list(network: str, as_json: bool) -> None:
             p.attachment.netns or "-",
             yes_no(bool(p.isolated)),
             str(dropped[p.uuid]) if p.uuid in dropped else "-",
+            owner(p),
         ]
         for p in ports
     ]
-    table(["UUID", "Kind", "Interface", "MAC", "Namespace", "Isolated", "Dropped"], rows)
+    table(["UUID", "Kind", "Interface", "MAC", "Namespace", "Isolated", "Dropped", "Owner"], rows)
+
+
+def owner(port: NetworkPort) -> str:
+    """Whose the port is: the libvirt domain or CNI container that asked for it, or the user
+    of a VM plugged through the bridge helper; "-" for a port made by hand."""
+    if port.owner is not None:
+        return port.owner.name
+    if port.attachment.owner_uid is not None:
+        return f"uid {port.attachment.owner_uid}"
+    return "-"
 
 
 @click.command("net-port-info")
@@ -181,6 +192,7 @@ def net_port_info(uuid: str, as_json: bool) -> None:
         ("MAC", port.mac or "-"),
         ("Namespace", a.netns or "-"),
         ("Isolated", yes_no(bool(port.isolated))),
+        ("Owner", owner(port)),
         ("Anti-spoofing", yes_no(a.spoof_check is not False)),
     ):
         click.echo(f"{label + ':':<16}{value}")

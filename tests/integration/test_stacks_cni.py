@@ -92,6 +92,7 @@ def test_add_check_del_and_gc_as_the_spec_says(
     with virtnetd.client() as client:
         [left] = client.list_ports("pods")
     assert left["owner"]["name"] == "cni:pods:c2:eth0"
+    assert "cni:pods:c2:eth0" in virtnetd.cli("net-port-list", "pods").stdout  # Owner column
     assert mac not in reservations(virtnetd) and "eth0" not in c1.links()
     assert "0a:58:00:00:00:99" not in reservations(virtnetd)
     assert cni("DEL", pods, "c1", path) == (0, None)  # gone already: DEL still succeeds

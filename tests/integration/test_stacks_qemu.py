@@ -118,6 +118,8 @@ def test_an_unprivileged_qemu_gets_a_guarded_port_that_ends_with_it(
         mac, NOBODY, True,
     )  # fmt: skip
     assert attachment.get("spoof_check") is not False  # the guard is on: nobody is not trusted
+    listed = daemon.cli("net-port-list", "vms").stdout
+    assert f"uid {NOBODY}" in listed and mac in listed, listed  # whose it is, in the list
     console, _ = vm.communicate(timeout=180)
     lease = re.search(r"GUEST: lease (10\.86\.0\.\d+)/24", console)
     assert lease, console[-3000:]
