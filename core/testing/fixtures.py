@@ -24,6 +24,14 @@ needs_root = pytest.mark.skipif(
 )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """What a killed run (of the suite, or of ``virtnet conformance``) left goes first."""
+    if os.geteuid() == 0 and shutil.which("ip") is not None:
+        from virtnet.testing.netns import reap_stale
+
+        reap_stale()
+
+
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     made = Lab()

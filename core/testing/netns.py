@@ -1,13 +1,24 @@
-"""Uniquely named network namespaces, veth "cables" between them, and guaranteed cleanup."""
+"""Uniquely named network namespaces, veth "cables" between them, and guaranteed cleanup.
+
+Guaranteed even when the process that made them is killed (``kill -9`` of a test run or of
+``virtnet conformance``): each lab writes a record of its namespaces, with its maker's pid
+and start time, and :func:`reap_stale` (run when a test session or a conformance run starts)
+removes the namespaces of labs whose maker is gone, and every process left in them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+
+#: One file per lab that made a namespace: ``{"pid", "start", "namespaces"}``.
+RECORDS = Path("/run/virtnet-test-labs")
 
 
 def run(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -57,8 +68,9 @@ class Lab:
 
     def netns(self, role: str) -> Namespace:
         ns = Namespace(f"{self.prefix}-{role}")
-        run("ip", "netns", "add", ns.name)
         self.namespaces.append(ns)
+        self._record()  # before it exists: a kill right after must not leave it unrecorded
+        run("ip", "netns", "add", ns.name)
         ns.ip("link", "set", "lo", "up")
         return ns
 
@@ -91,4 +103,44 @@ class Lab:
             run("ip", "netns", "del", ns.name, check=False)
             removed.append(ns.name)
         self.namespaces.clear()
+        (RECORDS / f"{self.prefix}.json").unlink(missing_ok=True)
         return removed
+
+    def _record(self) -> None:
+        RECORDS.mkdir(mode=0o700, exist_ok=True)
+        record = {"pid": os.getpid(), "start": _start_time(os.getpid()),
+                  "namespaces": [ns.name for ns in self.namespaces]}  # fmt: skip
+        path = RECORDS / f"{self.prefix}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record))
+        temporary.replace(path)
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat): a pid reused by another
+    process has another one."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def reap_stale() -> list[str]:
+    """Remove what labs of killed processes left: their namespaces (and every process in
+    them), and their records. Labs of running processes are left alone."""
+    removed: list[str] = []
+    for path in sorted(RECORDS.glob("*.json")) if RECORDS.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("start") is not None and _start_time(int(record["pid"])) == record["start"]:
+            continue  # its maker still runs
+        left = [Namespace(n) for n in record["namespaces"] if os.path.exists(f"/run/netns/{n}")]
+        removed += Lab(prefix=path.stem, namespaces=left).cleanup()
+        path.unlink(missing_ok=True)
+    if removed:  # their daemons are gone with them: private OVS directories they left
+        from virtnet.testing.ovs import reap_stale_dirs
+
+        reap_stale_dirs()
+    return removed

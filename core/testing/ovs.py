@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from virtnet import pids
@@ -67,3 +68,25 @@ class OvsServer:
             with contextlib.suppress(OSError, ValueError):
                 pids.terminate(int((self.dir / name).read_text()))
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def reap_stale_dirs(min_age: float = 60.0) -> list[Path]:
+    """Directories of private OVS servers whose daemons all exited (a killed test run's),
+    older than ``min_age`` seconds (one being started right now has no pid files yet)."""
+    removed = []
+    for directory in Path("/run").glob("virtnet-ovs-*"):
+        try:
+            if time.time() - directory.stat().st_mtime < min_age:
+                continue
+            running = [
+                pid
+                for name in ("ovsdb.pid", "vswitchd.pid")
+                if (directory / name).exists()
+                and pids.running(pid := int((directory / name).read_text()))
+            ]
+        except (OSError, ValueError):
+            continue
+        if not running:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed

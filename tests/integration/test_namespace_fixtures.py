@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
 import pytest
 
-from virtnet.testing import Lab, can_ping, can_tcp
+from virtnet import pids
+from virtnet.testing import Lab, Namespace, can_ping, can_tcp
 from virtnet.testing.fixtures import needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -59,3 +61,43 @@ def test_the_api_records_the_namespace_but_never_moves_the_caller(host_ns, tmp_p
     default = make_host(netns=host_ns.name)
     assert str(default.state_dir).endswith(f"/netns/{host_ns.name}")
     assert str(default.run_dir).endswith(f"/netns/{host_ns.name}")
+
+
+def test_a_killed_runs_namespaces_and_processes_are_reaped_by_the_next() -> None:
+    """kill -9 of a process that made a lab (a test run, a conformance run) leaves its
+    namespaces and what runs in them; the next session's start removes them, and leaves the
+    labs of processes still running alone."""
+    import signal
+    import sys
+    import time
+
+    from virtnet.testing.netns import reap_stale
+
+    maker = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from virtnet.testing.netns import Lab\n"
+         "lab = Lab(); ns = lab.netns('doomed')\n"
+         "lab.track(ns.popen('sleep', '600'))\n"
+         "print(ns.name, flush=True); time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert maker.stdout is not None
+    name = maker.stdout.readline().strip()
+    mine = Lab()
+    ours = mine.netns("alive")  # a running maker's lab: not stale
+    try:
+        deadline = time.monotonic() + 10
+        while not Namespace(name).pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sleepers = Namespace(name).pids()
+        assert sleepers
+        maker.send_signal(signal.SIGKILL)
+        maker.wait(timeout=10)
+        assert os.path.exists(f"/run/netns/{name}")  # left behind by the kill
+        assert name in reap_stale()
+        assert not os.path.exists(f"/run/netns/{name}")
+        assert not any(pids.running(pid) for pid in sleepers)
+        assert os.path.exists(f"/run/netns/{ours.name}")
+    finally:
+        mine.cleanup()
