@@ -94,13 +94,13 @@ class PlugServer(Listener):
                 socket.send_fds(conn, [rpc.result(ident, answer)], [fd])
                 log.info("port %s (%s) for uid %d on %s", port.uuid, port.attachment.ifname,
                          uid, port.network)  # fmt: skip
-            except OSError as exc:  # the asker left: closing our descriptor releases the port
+            except OSError as exc:  # the asker left: its port goes with our descriptor
                 log.info("plug of uid %d: the client left (%s)", uid, exc)
-            finally:
                 os.close(fd)
-        # the daemon's copy is closed: if the client's is too, the port goes now
-        with contextlib.suppress(VirtnetError):
-            self.api.release_closed_ports(port.network)
+                with contextlib.suppress(VirtnetError):
+                    self.api.release_closed_ports(port.network)
+                return
+            os.close(fd)  # the client holds it now (the kernel keeps it open in flight)
 
     def plug(self, params: dict[str, Any], uid: int, gid: int) -> tuple[NetworkPort, int]:
         network = params.get("network")
