@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch qemu-system-x86 cpio \
         python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool \
         docker.io firewalld python3-matplotlib graphviz python3-prometheus-client chromium \
-        bash-completion podman
+        bash-completion podman libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu
 SOURCES := pyproject.toml bin/virtnet docs/man/virtnet.1 docs/man/virtnetd.8 contrib/bash-completion/virtnet $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
