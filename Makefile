@@ -3,7 +3,8 @@
 #   make test   - lint, type-check and the whole test suite
 # Both install what they need first (Debian packages with apt-get, then .venv). Package
 # scripts may not start services (policy-rc.d): docker.io and firewalld are only started by
-# the tests, inside their own namespaces (virtnet.testing.foreign).
+# the tests, inside their own namespaces (virtnet.testing.foreign), libvirtd in a private
+# mount namespace (virtnet.testing.libvirt), podman on private storage (virtnet.testing.podman).
 
 SHELL := /bin/bash
 VENV := .venv
