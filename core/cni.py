@@ -111,7 +111,7 @@ class Plugin:
         with self.client() as vn:
             existing = _port(vn, uid)
             if existing is None:
-                mac = _mac()
+                mac = self._requested_mac() or _mac()
                 given = vn.call("reserve_address", network=self.network, mac=mac)
                 try:
                     existing = vn.create_port(self.network, _port_xml(
@@ -124,6 +124,17 @@ class Plugin:
                 given = vn.call("reserve_address", network=self.network, mac=existing["mac"])
         _configure(netns, ifname, given)
         return self._result(existing, given, netns, ifname)
+
+    def _requested_mac(self) -> str | None:
+        """A MAC the runtime asks for (``podman run --mac-address``: the ``mac`` capability in
+        ``runtimeConfig``, or ``MAC=`` in ``CNI_ARGS``); the daemon checks it."""
+        runtime = self.config.get("runtimeConfig") or {}
+        mac = runtime.get("mac") if isinstance(runtime, dict) else None
+        for pair in self.env.get("CNI_ARGS", "").split(";"):
+            key, _, value = pair.partition("=")
+            if key == "MAC" and value:
+                mac = mac or value
+        return str(mac) if mac else None
 
     def delete(self) -> None:
         container, ifname = self._need("CNI_CONTAINERID"), self._need("CNI_IFNAME")

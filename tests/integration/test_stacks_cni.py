@@ -141,12 +141,14 @@ def test_podman_runs_a_container_on_a_virtnet_network(podman: Podman, virtnetd: 
     """A container from a locally built busybox image (no registry) gets an address from the
     network, reaches its gateway and resolves the gateway's name through its DNS; when it
     exits, podman's DEL removes the port and the address."""
-    done = podman("run", "--rm", "--network", "pods", "localhost/vtbusybox", "/bin/sh", "-c",
-                      "ip -4 -o addr show eth0; cat /etc/resolv.conf; "
-                      "ping -c 1 -W 3 10.87.0.1 && echo PING-OK")  # fmt: skip
+    done = podman("run", "--rm", "--network", "pods", "--mac-address", "52:54:00:87:00:43",
+                  "localhost/vtbusybox", "/bin/sh", "-c",
+                  "ip -4 -o addr show eth0; ip link show eth0; cat /etc/resolv.conf; "
+                  "ping -c 1 -W 3 10.87.0.1 && echo PING-OK")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"inet 10\.87\.0\.\d+/24", done.stdout), done.stdout
     assert "nameserver 10.87.0.1" in done.stdout and "PING-OK" in done.stdout, done.stdout
+    assert "link/ether 52:54:00:87:00:43" in done.stdout, done.stdout  # the MAC podman asked for
     with virtnetd.client() as client:
         assert client.list_ports("pods") == []  # --rm: the container is gone, and its port
         assert "0a:58:" not in client.dumpxml("pods")  # and its reservation

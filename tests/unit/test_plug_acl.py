@@ -80,3 +80,14 @@ def test_the_helper_finds_the_mac_of_the_nic_on_its_network() -> None:
         "e1000,netdev=a,,b,mac=52:54:00:aa:00:04",
     ]
     assert mac_from_cmdline(default_bridge, "br0") == "52:54:00:aa:00:04"  # ",," escapes
+
+
+def test_the_cni_plugin_takes_the_mac_a_runtime_asks_for() -> None:
+    from virtnet.cni import Plugin
+
+    conf = {"cniVersion": "1.1.0", "name": "pods", "type": "virtnet-cni"}
+    asked = {**conf, "runtimeConfig": {"mac": "52:54:00:00:00:07"}}
+    assert Plugin({}, asked)._requested_mac() == "52:54:00:00:00:07"
+    args = {"CNI_ARGS": "IgnoreUnknown=1;MAC=52:54:00:00:00:08"}
+    assert Plugin(args, conf)._requested_mac() == "52:54:00:00:00:08"
+    assert Plugin({}, conf)._requested_mac() is None  # then one of its own, 0a:58:...
