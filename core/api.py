@@ -650,14 +650,17 @@ class Virtnet:
                 self.store.put_definition(name, definition.uuid, format_network(new_config))
             return new_live is not None, new_config is not None
 
-    def reserve_address(self, network: str, mac: str) -> dict[str, object]:
-        """An IPv4 address for ``mac`` from the network's DHCP range, held as a live DHCP
-        reservation, with what the guest needs to use it statically (:mod:`virtnet.ipam`):
-        for containers through CNI. The same answer again for the same MAC."""
+    def reserve_address(
+        self, network: str, mac: str, address: str | None = None
+    ) -> dict[str, object]:
+        """An IPv4 address for ``mac`` (``address`` if given and free, else one from the
+        network's DHCP range), held as a live DHCP reservation, with what the guest needs to
+        use it statically (:mod:`virtnet.ipam`): for containers through CNI. The same answer
+        again for the same MAC."""
         from virtnet import ipam
 
         with host_lock(self.host):
-            return ipam.reserve(self, network, check_mac(mac, "mac")).as_dict()
+            return ipam.reserve(self, network, check_mac(mac, "mac"), address).as_dict()
 
     def release_address(self, network: str, mac: str) -> bool:
         """Drop the live reservation :meth:`reserve_address` made for ``mac``; False if there

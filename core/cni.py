@@ -112,7 +112,8 @@ class Plugin:
             existing = _port(vn, uid)
             if existing is None:
                 mac = self._requested_mac() or _mac()
-                given = vn.call("reserve_address", network=self.network, mac=mac)
+                given = vn.call("reserve_address", network=self.network, mac=mac,
+                                address=self._requested_ip())  # fmt: skip
                 try:
                     existing = vn.create_port(self.network, _port_xml(
                         uid, mac, owner_name(self.name, container, ifname), netns, ifname,
@@ -135,6 +136,18 @@ class Plugin:
             if key == "MAC" and value:
                 mac = mac or value
         return str(mac) if mac else None
+
+    def _requested_ip(self) -> str | None:
+        """An IPv4 address the runtime asks for (``podman run --ip``: the ``ips`` capability,
+        or ``IP=`` in ``CNI_ARGS``), without its prefix length: the network's is used."""
+        runtime = self.config.get("runtimeConfig") or {}
+        ips = runtime.get("ips") if isinstance(runtime, dict) else None
+        wanted = [str(ip).split("/")[0] for ip in ips or [] if ":" not in str(ip)]
+        for pair in self.env.get("CNI_ARGS", "").split(";"):
+            key, _, value = pair.partition("=")
+            if key == "IP" and value:
+                wanted.append(value.split("/")[0])
+        return wanted[0] if wanted else None
 
     def delete(self) -> None:
         container, ifname = self._need("CNI_CONTAINERID"), self._need("CNI_IFNAME")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from virtnet.errors import Conflict, OperationFailed, Unsupported
+from virtnet.errors import Conflict, InvalidInput, OperationFailed, Unsupported
 from virtnet.model import parse_network
 from virtnet.model.network import IP, Network
 
@@ -75,21 +75,41 @@ def assignment(net: Network, address: str) -> Assignment:
     return Assignment(address, ip.prefixlen, ip.address, dns)
 
 
-def reserve(api: Virtnet, network: str, mac: str) -> Assignment:
-    """The address reserved for ``mac``, made now if there is none (the caller holds the
-    host lock: picking and reserving are one step)."""
+def reserve(api: Virtnet, network: str, mac: str, wanted: str | None = None) -> Assignment:
+    """The address reserved for ``mac``, made now if there is none: ``wanted`` if it is free
+    and in the network's subnet (anywhere in it: a static address need not be in the DHCP
+    range), else the first free one of the range. The caller holds the host lock: choosing
+    and reserving are one step."""
     active = api.store.active_network(network)
     if active is None:
         raise Conflict(f"network {network!r} is not active")
     net = parse_network(active.xml)
     address = reserved(net, mac)
+    if address is not None and wanted is not None and address != wanted:
+        raise Conflict(f"{mac} already holds {address} on {network!r}", subject="address")
     if address is None:
         used = {lease.ip for lease in api.dhcp_leases(network)}
         used |= {a for p in api.list_ports(network) for a in p.attachment.addresses}
-        address = pick(net, used)
+        address = pick(net, used) if wanted is None else _free(net, wanted, used)
         host = f"<host mac='{mac}' ip='{address}'/>"
         api.update_network(network, "add", "ip-dhcp-host", host, live=True, config=False)
     return assignment(net, address)
+
+
+def _free(net: Network, wanted: str, used: set[str]) -> str:
+    ip = dhcp_ipv4(net)
+    assert ip.dhcp is not None
+    try:
+        address = ipaddress.IPv4Address(wanted)
+    except ValueError:
+        raise InvalidInput(f"{wanted!r} is not an IPv4 address", subject="address") from None
+    subnet = ip.subnet
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidInput(f"{wanted} is not a host address of {subnet}", subject="address")
+    taken = used | {h.ip for h in ip.dhcp.hosts if h.ip} | {ip.address}
+    if str(address) in taken:
+        raise Conflict(f"{wanted} is in use on network {net.name!r}", subject="address")
+    return str(address)
 
 
 def release(api: Virtnet, network: str, mac: str) -> bool:

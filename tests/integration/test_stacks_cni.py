@@ -26,9 +26,10 @@ NET = """<network><name>pods</name><forward mode='nat'/><bridge name='vtbr-pods'
 
 
 def cni(command: str, config: dict[str, Any], container: str = "", netns: str = "",
-        ifname: str = "eth0", raw: str | None = None) -> tuple[int, Any]:  # fmt: skip
+        ifname: str = "eth0", raw: str | None = None, args: str = "") -> tuple[int, Any]:  # fmt: skip
     env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
-           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": str(BIN)}  # fmt: skip
+           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": str(BIN),
+           "CNI_ARGS": args}  # fmt: skip
     done = subprocess.run([str(BIN / "virtnet-cni")], input=raw or json.dumps(config), env=env,
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert done.stderr == "" or done.returncode, done.stderr
@@ -142,11 +143,12 @@ def test_podman_runs_a_container_on_a_virtnet_network(podman: Podman, virtnetd: 
     network, reaches its gateway and resolves the gateway's name through its DNS; when it
     exits, podman's DEL removes the port and the address."""
     done = podman("run", "--rm", "--network", "pods", "--mac-address", "52:54:00:87:00:43",
+                  "--ip", "10.87.0.77",
                   "localhost/vtbusybox", "/bin/sh", "-c",
                   "ip -4 -o addr show eth0; ip link show eth0; cat /etc/resolv.conf; "
                   "ping -c 1 -W 3 10.87.0.1 && echo PING-OK")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"inet 10\.87\.0\.\d+/24", done.stdout), done.stdout
+    assert "inet 10.87.0.77/24" in done.stdout, done.stdout  # the address podman asked for
     assert "nameserver 10.87.0.1" in done.stdout and "PING-OK" in done.stdout, done.stdout
     assert "link/ether 52:54:00:87:00:43" in done.stdout, done.stdout  # the MAC podman asked for
     with virtnetd.client() as client:
@@ -194,3 +196,19 @@ def test_hostile_names_from_the_runtime_are_refused_before_anything_is_made(
     assert cni("DEL", pods, "<c>&'\"", path) == (0, None)
     with virtnetd.client() as client:
         assert client.list_ports("pods") == [] and "0a:58:" not in client.dumpxml("pods")
+
+
+def test_a_container_asks_for_its_address_and_gets_it_or_a_reason(
+    pods: dict[str, Any], lab: Lab
+) -> None:
+    """``IP=`` (CNI_ARGS; podman's --ip comes as the ips capability): anywhere in the subnet
+    and free, or refused; one address is never given twice."""
+    a, b = lab.netns("a"), lab.netns("b")
+    code, result = cni("ADD", pods, "a", f"/run/netns/{a.name}", args="IP=10.87.0.50")
+    assert code == 0 and result["ips"][0]["address"] == "10.87.0.50/24", result
+    code, error = cni("ADD", pods, "b", f"/run/netns/{b.name}", args="IP=10.87.0.50")
+    assert (code, error["code"]) == (1, 11) and "in use" in error["msg"], error
+    code, error = cni("ADD", pods, "b", f"/run/netns/{b.name}", args="IP=10.99.0.5")
+    assert (code, error["code"]) == (1, 7) and "not a host address" in error["msg"], error
+    assert "eth0" not in b.links()
+    assert cni("DEL", pods, "a", f"/run/netns/{a.name}") == (0, None)
