@@ -22,8 +22,8 @@ from typing import Any
 
 from virtnet.events import Event
 
-#: Events kept for subscribers that come back: a few minutes of a busy host's life.
-KEEP = 10_000
+#: Events kept for subscribers that come back: minutes of a busy host's life, ~2 MB at most.
+KEEP = 4096
 LOST = "events-lost"
 
 
