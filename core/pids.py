@@ -8,6 +8,7 @@ zombie has exited, and counts as stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -24,15 +25,21 @@ def running(pid: int) -> bool:
 
 
 def terminate(pid: int, timeout: float = 2.0) -> None:
-    """SIGTERM, then SIGKILL if it still runs after ``timeout``; returns once it has exited."""
+    """SIGTERM, then :func:`wait` for it."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
+    wait(pid, timeout)
+
+
+def wait(pid: int, timeout: float = 2.0) -> None:
+    """Until ``pid`` has exited; SIGKILL if it still runs after ``timeout``."""
     deadline = time.monotonic() + timeout
     while running(pid) and time.monotonic() < deadline:
-        time.sleep(0.005)
+        time.sleep(0.001)
     if running(pid):
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         while running(pid) and time.monotonic() < deadline + timeout:
-            time.sleep(0.005)
+            time.sleep(0.001)

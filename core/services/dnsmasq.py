@@ -20,12 +20,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from virtnet import pids
 from virtnet.errors import OperationFailed, Unsupported
-from virtnet.pids import running
 from virtnet.services.dnsmasq_conf import DnsmasqFiles, upstream
 
 
@@ -319,13 +318,8 @@ class Dnsmasq:
     @staticmethod
     def wait(pid: int | None, timeout: float = 2.0) -> None:
         """Until ``pid`` has exited (a few ms for dnsmasq); SIGKILL after ``timeout``."""
-        if pid is None:
-            return
-        deadline = time.monotonic() + timeout
-        while running(pid) and time.monotonic() < deadline:
-            time.sleep(0.001)
-        if running(pid):
-            os.kill(pid, signal.SIGKILL)
+        if pid is not None:
+            pids.wait(pid, timeout)
 
     def leases(self, files: DnsmasqFiles) -> list[DhcpLease]:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Iterator
 
 from virtnet.services.nft_elements import (
     FAMILIES,
@@ -65,28 +66,19 @@ class NftQuery(NftElements):
         self.sock.sendall(_message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0, 0, b""))
         names = {number: name for name, number in FAMILIES.items()}
         found: list[tuple[str, str]] = []
-        while True:
-            data = self.sock.recv(1 << 16)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
-                start, offset = offset, offset + ((length + 3) & ~3)
-                if msg_seq != seq:
-                    continue
-                if msg_type in (NLMSG_DONE, NLMSG_ERROR):
-                    return found
-                if msg_type != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE:
-                    continue
-                family = data[start + 16]  # struct nfgenmsg after the header
-                attr = start + 20
-                while attr + 4 <= start + length:
-                    size, kind_ = struct.unpack_from("=HH", data, attr)
-                    if size < 4:
-                        break
-                    if kind_ & 0x3FFF == NFTA_TABLE_NAME:
-                        name = data[attr + 4 : attr + size].split(b"\0", 1)[0].decode()
-                        found.append((names.get(family, str(family)), name))
-                    attr += (size + 3) & ~3
+        for msg_type, _code, payload in self._messages(seq):
+            if msg_type != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE:
+                continue
+            family, attr = payload[0], 4  # struct nfgenmsg, then the attributes
+            while attr + 4 <= len(payload):
+                size, attr_type = struct.unpack_from("=HH", payload, attr)
+                if size < 4:
+                    break
+                if attr_type & 0x3FFF == NFTA_TABLE_NAME:
+                    name = payload[attr + 4 : attr + size].split(b"\0", 1)[0].decode()
+                    found.append((names.get(family, str(family)), name))
+                attr += (size + 3) & ~3
+        return found
 
     def has_element(self, family: str, table: str, set_name: str, key: bytes) -> bool:
         """Whether ``set_name`` (a set or map) holds ``key`` (False if the set is missing)."""
@@ -112,20 +104,23 @@ class NftQuery(NftElements):
     def _replies(self, seq: int) -> list[tuple[int, int]]:
         """(type, error code or 0) of every answer to ``seq``, up to its end (DONE, or the
         error/ack message that ends a non-dump request)."""
-        answers: list[tuple[int, int]] = []
+        return [(msg_type, code) for msg_type, code, _payload in self._messages(seq)]
+
+    def _messages(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
+        """(type, error code or 0, payload) of every answer to ``seq``, up to its end (DONE
+        ends it unreported; an error or ack message is the last one reported)."""
         while True:
             data = self.sock.recv(1 << 16)
             offset = 0
             while offset + 16 <= len(data):
                 length, msg_type, _flags, msg_seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                payload = data[offset + 16 : offset + length]
                 offset += (length + 3) & ~3
                 if msg_seq != seq:
                     continue
                 if msg_type == NLMSG_DONE:
-                    return answers
-                code = 0
+                    return
                 if msg_type == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, offset - ((length + 3) & ~3) + 16)
-                    answers.append((msg_type, code))
-                    return answers
-                answers.append((msg_type, code))
+                    yield msg_type, struct.unpack_from("=i", payload)[0], payload
+                    return
+                yield msg_type, 0, payload
