@@ -119,7 +119,8 @@ class Plugin:
                         uid, mac, owner_name(self.name, container, ifname), netns, ifname,
                         given["address"]))  # fmt: skip
                 except BaseException:
-                    vn.call("release_address", network=self.network, mac=mac)
+                    if given.get("new"):  # only what this ADD reserved: never another's
+                        vn.call("release_address", network=self.network, mac=mac)
                     raise
             else:
                 given = vn.call("reserve_address", network=self.network, mac=existing["mac"])
@@ -173,8 +174,8 @@ class Plugin:
         if attachment.get("netns") != netns:
             raise CniError(UNKNOWN_CONTAINER, f"the port is in {attachment.get('netns')}, "
                            f"not {netns}")  # fmt: skip
-        wanted = {ip["address"].split("/")[0] for ip in
-                  (self.config.get("prevResult") or {}).get("ips", [])}  # fmt: skip
+        # this attachment's addresses (a chain's prevResult also lists other plugins')
+        wanted = set(attachment.get("addresses") or [])
         present = _addresses(netns, ifname)
         if present is None:
             raise CniError(UNKNOWN_CONTAINER, f"{ifname} is missing in {netns}")
@@ -197,7 +198,7 @@ class Plugin:
             port_uuid(self.name, str(a.get("containerID")), str(a.get("ifname")))
             for a in self.config.get("cni.dev/valid-attachments") or []
         }
-        mine = owner_name(self.name, "", "")[:-2]  # "cni:NAME:" before the container id
+        mine = f"{OWNER_PREFIX}{self.name}:"  # then the container id: this configuration's
         with self.client() as vn:
             ports = vn.list_ports(self.network)
             for port in ports:

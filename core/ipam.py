@@ -9,6 +9,7 @@ not changed) and go with the port.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,10 +31,11 @@ class Assignment:
     prefixlen: int
     gateway: str
     nameservers: tuple[str, ...]
+    new: bool = False  # reserved by this request (not found already held by the MAC)
 
     def as_dict(self) -> dict[str, object]:
         return {"address": self.address, "prefixlen": self.prefixlen, "gateway": self.gateway,
-                "nameservers": list(self.nameservers)}  # fmt: skip
+                "nameservers": list(self.nameservers), "new": self.new}  # fmt: skip
 
 
 def dhcp_ipv4(net: Network) -> IP:
@@ -93,6 +95,7 @@ def reserve(api: Virtnet, network: str, mac: str, wanted: str | None = None) -> 
         address = pick(net, used) if wanted is None else _free(net, wanted, used)
         host = f"<host mac='{mac}' ip='{address}'/>"
         api.update_network(network, "add", "ip-dhcp-host", host, live=True, config=False)
+        return dataclasses.replace(assignment(net, address), new=True)
     return assignment(net, address)
 
 

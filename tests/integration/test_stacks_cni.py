@@ -212,3 +212,26 @@ def test_a_container_asks_for_its_address_and_gets_it_or_a_reason(
     assert (code, error["code"]) == (1, 7) and "not a host address" in error["msg"], error
     assert "eth0" not in b.links()
     assert cni("DEL", pods, "a", f"/run/netns/{a.name}") == (0, None)
+
+
+def test_a_container_cannot_take_anothers_mac_or_another_configurations_ports(
+    pods: dict[str, Any], virtnetd: Daemon, lab: Lab
+) -> None:
+    """Asking for a MAC another container holds fails and leaves that container's address
+    and traffic alone; GC of one configuration never touches ports of another configuration
+    whose name starts the same way."""
+    a, b, c = lab.netns("a"), lab.netns("b"), lab.netns("c")
+    code, result = cni("ADD", pods, "a", f"/run/netns/{a.name}")
+    assert code == 0, result
+    mac, address = result["interfaces"][1]["mac"], result["ips"][0]["address"][:-3]
+    code, error = cni("ADD", pods, "b", f"/run/netns/{b.name}", args=f"MAC={mac}")
+    assert code == 1, error
+    assert f"mac='{mac}' ip='{address}'" in reservations(virtnetd)  # a's, still
+    assert can_ping(a, "10.87.0.1") and "eth0" not in b.links()
+    other = {**pods, "name": "podsx", "network": "pods"}
+    assert cni("ADD", other, "c", f"/run/netns/{c.name}")[0] == 0
+    gc = {**pods, "cni.dev/valid-attachments": []}
+    assert cni("GC", gc) == (0, None)  # every "pods" port goes; "podsx"'s is not its own
+    with virtnetd.client() as client:
+        assert [p["owner"]["name"] for p in client.list_ports("pods")] == ["cni:podsx:c:eth0"]
+    assert cni("DEL", other, "c", f"/run/netns/{c.name}") == (0, None)
