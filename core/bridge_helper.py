@@ -106,12 +106,22 @@ def mac_from_cmdline(args: list[str], network: str) -> str | None:
     return macs[0]
 
 
-def _parent_cmdline() -> list[str]:
-    try:
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
+def _qemu_cmdline() -> list[str]:
+    """QEMU's command line: the parent's, or the grandparent's when QEMU ran this helper
+    through ``sh -c`` (a helper string with arguments)."""
+    pid = os.getppid()
+    for _ in range(3):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                parent = int(f.read().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return []
+        if any(a in ("-netdev", "--netdev", "-nic", "--nic") for a in args):
+            return args
+        pid = parent
+    return []
 
 
 def ask(path: str, network: str, mac: str, vnet_hdr: bool) -> tuple[dict[str, str], int]:
@@ -149,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = _options(sys.argv[1:] if argv is None else argv)
         network = options["--br"]
-        mac = options.get("--mac") or mac_from_cmdline(_parent_cmdline(), network)
+        mac = options.get("--mac") or mac_from_cmdline(_qemu_cmdline(), network)
         if not mac:
             raise HelperError(
                 f"which MAC has the NIC on {network}? give its -device (or -nic) a mac=, or "

@@ -132,10 +132,12 @@ def test_qemu_killed_refused_or_vague_leaves_no_port(
     plugd: tuple[Daemon, Path], lab: Lab, host_ns: Namespace, guest_image: Path
 ) -> None:
     daemon, sock = plugd
-    vm = qemu(lab, host_ns, guest_image, sock,
-              "-netdev", f"bridge,id=n0,br=vms,helper={HELPER}",
+    # a helper string with arguments: QEMU runs it through sh -c, and the MAC is still found
+    vm = qemu(lab, host_ns, guest_image, Path("/nonexistent"),
+              "-netdev", f"bridge,id=n0,br=vms,helper={HELPER} --socket={sock}",
               "-device", "e1000,netdev=n0,mac=52:54:00:86:00:02")  # fmt: skip
     assert wait_for(lambda: len(ports(daemon)) == 1), daemon.log_text()
+    assert ports(daemon)[0]["mac"] == "52:54:00:86:00:02"
     vm.kill()  # kill -9: nothing of QEMU's cleans up; the tap's last holder is gone
     vm.communicate(timeout=30)
     assert wait_for(lambda: ports(daemon) == []), daemon.log_text()
