@@ -67,7 +67,7 @@ def read_rules(path: Path, depth: int = 0) -> list[Rule]:
         where = f"{path}:{number}"
         verb = words[0]
         if verb == "include" and len(words) == 2:
-            rules += read_rules(Path(words[1]), depth + 1)
+            rules += read_rules(path.parent / words[1], depth + 1)  # relative: to this file
         elif verb in ("allow", "deny") and len(words) in (2, 3):
             who = words[2] if len(words) == 3 else None
             if who is not None and not who.lstrip("@"):
@@ -88,6 +88,10 @@ def _check_trusted(path: Path) -> None:
         raise AclError(f"{path}: not a regular file")
     if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise AclError(f"{path}: must be owned by root and writable by no one else")
+    for directory in path.absolute().parents:  # nor replaceable through its directories
+        mode = directory.stat().st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            raise AclError(f"{path}: its directory {directory} is writable by others")
 
 
 def allowed(rules: list[Rule], network: str, user: str, groups: frozenset[str]) -> bool:

@@ -50,6 +50,14 @@ def test_an_acl_others_could_edit_or_a_malformed_line_refuses_everything(tmp_pat
         read_rules(loop)
     with pytest.raises(AclError, match="No such file"):
         read_rules(tmp_path / "missing.conf")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # anyone could swap the file for another
+    with pytest.raises(AclError, match="writable by others"):
+        read_rules(acl(shared, "allow all\n"))
+    (tmp_path / "d").mkdir()
+    acl(tmp_path / "d", "allow lab bob\n", "lab.conf")  # an include relative to its file
+    assert read_rules(acl(tmp_path / "d", "include lab.conf\n"))[0].who == "bob"
 
 
 def test_the_helper_finds_the_mac_of_the_nic_on_its_network() -> None:
