@@ -126,13 +126,13 @@ def podman(pods: dict[str, Any]) -> Iterator[Podman]:
     if shutil.which("podman") is None:
         pytest.fail("podman is missing (Debian: podman)")
     engine = Podman(BIN)
-    text = (Path(__file__).parents[2] / "docs" / "integrations.md").read_text()
-    [block] = re.findall(r"```json\n(.*?)```", text, re.S)  # the documented conflist
-    conflist = json.loads(block)
-    conflist["plugins"][0]["socket"] = pods["socket"]  # this test's virtnetd
-    engine.network(conflist)
-    engine.import_busybox("localhost/vtbusybox")
-    try:
+    try:  # from here on, whatever fails: its directory goes
+        text = (Path(__file__).parents[2] / "docs" / "integrations.md").read_text()
+        [block] = re.findall(r"```json\n(.*?)```", text, re.S)  # the documented conflist
+        conflist = json.loads(block)
+        conflist["plugins"][0]["socket"] = pods["socket"]  # this test's virtnetd
+        engine.network(conflist)
+        engine.import_busybox("localhost/vtbusybox")
         yield engine
     finally:
         engine.cleanup()

@@ -41,24 +41,22 @@ def plugd(lab: Lab, host_ns: Namespace, tmp_path: Path) -> Iterator[tuple[Daemon
         if not os.stat(parent).st_mode & 0o001:
             pytest.fail(f"{parent} is not searchable by other users: nobody cannot run {HELPER}")
     shared = Path(tempfile.mkdtemp(prefix="virtnet-plug-", dir="/run"))
-    shared.chmod(0o755)
-    acl = shared / "bridge.conf"
-    acl.write_text("allow vms nobody\ndeny all @nogroup-not-used\n")
     run = run_dir_for_test()
     daemon = Daemon(host_ns.name, tmp_path / "state", run, lab)
-    sock = shared / "plug.sock"
-    daemon.start("--interval", "0.5", "--plug-acl", str(acl), "--plug-socket", str(sock))
-    try:
+    try:  # from here on, whatever fails: the directories go, the daemon stops
+        shared.chmod(0o755)
+        acl = shared / "bridge.conf"
+        acl.write_text("allow vms nobody\ndeny all @nogroup-not-used\n")
+        sock = shared / "plug.sock"
+        daemon.start("--interval", "0.5", "--plug-acl", str(acl), "--plug-socket", str(sock))
         with daemon.client() as client:
             client.call("create_network", xml=NET)
         yield daemon, sock
-    finally:
         with daemon.client() as client:
             client.call("destroy_network", name="vms")
+    finally:
         daemon.stop()
-        for path in (acl, sock):
-            path.unlink(missing_ok=True)
-        shared.rmdir()
+        shutil.rmtree(shared, ignore_errors=True)
         shutil.rmtree(run, ignore_errors=True)
 
 
