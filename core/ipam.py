@@ -61,7 +61,7 @@ def pick(net: Network, used: Iterable[str]) -> str:
     declared addresses, the host's own)."""
     ip = dhcp_ipv4(net)
     assert ip.dhcp is not None
-    taken = {str(a) for a in used} | {h.ip for h in ip.dhcp.hosts if h.ip} | {ip.address}
+    taken = _taken(ip, used)
     for r in ip.dhcp.ranges:
         first, last = ipaddress.IPv4Address(r.start), ipaddress.IPv4Address(r.end)
         for value in range(int(first), int(last) + 1):
@@ -69,6 +69,12 @@ def pick(net: Network, used: Iterable[str]) -> str:
             if candidate not in taken:
                 return candidate
     raise OperationFailed(f"network {net.name!r}: no free address left in its DHCP ranges")
+
+
+def _taken(ip: IP, used: Iterable[str]) -> set[str]:
+    """``used`` (leases, ports' declared addresses), the reservations and the host's own."""
+    assert ip.dhcp is not None
+    return {str(a) for a in used} | {h.ip for h in ip.dhcp.hosts if h.ip} | {ip.address}
 
 
 def assignment(net: Network, address: str) -> Assignment:
@@ -101,7 +107,6 @@ def reserve(api: Virtnet, network: str, mac: str, wanted: str | None = None) -> 
 
 def _free(net: Network, wanted: str, used: set[str]) -> str:
     ip = dhcp_ipv4(net)
-    assert ip.dhcp is not None
     try:
         address = ipaddress.IPv4Address(wanted)
     except ValueError:
@@ -109,8 +114,7 @@ def _free(net: Network, wanted: str, used: set[str]) -> str:
     subnet = ip.subnet
     if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
         raise InvalidInput(f"{wanted} is not a host address of {subnet}", subject="address")
-    taken = used | {h.ip for h in ip.dhcp.hosts if h.ip} | {ip.address}
-    if str(address) in taken:
+    if str(address) in _taken(ip, used):
         raise Conflict(f"{wanted} is in use on network {net.name!r}", subject="address")
     return str(address)
 

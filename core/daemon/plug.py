@@ -75,7 +75,6 @@ class PlugServer(Listener):
         with conn:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             pid, uid, gid = struct.unpack("3i", creds)
-            conn.settimeout(REQUEST_TIMEOUT_S)
             ident: Any = None
             try:
                 ident, params = _read_request(conn)
@@ -121,8 +120,8 @@ class PlugServer(Listener):
             mac=check_mac(mac, "mac") if mac else None,
             attachment=Attachment(AttachmentKind.TAP, owner_uid=uid),
         )
-        made, fd = self.api.plug_tap(network, port, vnet_hdr=vnet_hdr)
-        return made, fd
+        made: tuple[NetworkPort, int] = self.api.plug_tap(network, port, vnet_hdr=vnet_hdr)
+        return made
 
 
 def _read_request(conn: socket.socket) -> tuple[Any, dict[str, Any]]:

@@ -566,19 +566,15 @@ def create_tap_exclusive(
     else's tap. ``configure`` runs before the tap is made persistent: if it raises, or the
     process dies, the tap goes when the file closes."""
     import fcntl
-    import os
-    import struct
 
     flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL
-    request = struct.pack("16sH", ifname.encode(), flags)
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     try:
-        try:
-            fcntl.ioctl(fd, TUNSETIFF, request)
-        except OSError as exc:
-            if exc.errno in (errno.EBUSY, errno.EEXIST, errno.EINVAL, errno.EPERM):
-                raise Conflict(f"interface {ifname!r} already exists", subject="tap") from None
-            raise OperationFailed(f"cannot create tap {ifname!r}: {exc.strerror}") from None
+        fd = tun_fd(ifname, flags)
+    except OSError as exc:
+        if exc.errno in (errno.EBUSY, errno.EEXIST, errno.EINVAL, errno.EPERM):
+            raise Conflict(f"interface {ifname!r} already exists", subject="tap") from None
+        raise OperationFailed(f"cannot create tap {ifname!r}: {exc.strerror}") from None
+    try:
         if owner_uid is not None:
             fcntl.ioctl(fd, TUNSETOWNER, owner_uid)
         configure()
@@ -587,19 +583,27 @@ def create_tap_exclusive(
         os.close(fd)
 
 
-def open_tap_fd(ifname: str, vnet_hdr: bool) -> int:
-    """Attach to a persistent tap (a queue of it): the descriptor a VM reads and writes."""
+def tun_fd(ifname: str, flags: int) -> int:
+    """``/dev/net/tun`` bound to tap ``ifname`` with ``flags`` (``TUNSETIFF``): a new tap, or
+    a queue of an existing one; the descriptor is closed again if the kernel refuses."""
     import fcntl
     import struct
 
-    flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     try:
         fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", ifname.encode(), flags))
-    except OSError as exc:
+    except OSError:
         os.close(fd)
-        raise OperationFailed(f"cannot open tap {ifname}: {exc.strerror}") from None
+        raise
     return fd
+
+
+def open_tap_fd(ifname: str, vnet_hdr: bool) -> int:
+    """Attach to a persistent tap (a queue of it): the descriptor a VM reads and writes."""
+    try:
+        return tun_fd(ifname, IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0))
+    except OSError as exc:
+        raise OperationFailed(f"cannot open tap {ifname}: {exc.strerror}") from None
 
 
 SIOCETHTOOL = 0x8946

@@ -30,6 +30,8 @@ from virtnet.services.nft_elements import (
     _attr,
     _message,
 )
+from virtnet.services.rtnl import _attrs as netlink_attrs
+from virtnet.services.rtnl import _text as netlink_text
 
 NFT_MSG_GETRULE, NFT_MSG_NEWRULE, NFT_MSG_GETSETELEM = 7, 6, 13
 NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFTA_TABLE_NAME = 0, 1, 1
@@ -69,15 +71,10 @@ class NftQuery(NftElements):
         for msg_type, _code, payload in self._messages(seq):
             if msg_type != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE:
                 continue
-            family, attr = payload[0], 4  # struct nfgenmsg, then the attributes
-            while attr + 4 <= len(payload):
-                size, attr_type = struct.unpack_from("=HH", payload, attr)
-                if size < 4:
-                    break
-                if attr_type & 0x3FFF == NFTA_TABLE_NAME:
-                    name = payload[attr + 4 : attr + size].split(b"\0", 1)[0].decode()
-                    found.append((names.get(family, str(family)), name))
-                attr += (size + 3) & ~3
+            family = payload[0]  # struct nfgenmsg (4 bytes), then the attributes
+            for attr, value in netlink_attrs(payload, 4, len(payload)):
+                if attr == NFTA_TABLE_NAME:
+                    found.append((names.get(family, str(family)), netlink_text(value)))
         return found
 
     def has_element(self, family: str, table: str, set_name: str, key: bytes) -> bool:

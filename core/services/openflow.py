@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from virtnet.errors import OperationFailed, Unsupported
+from virtnet.services.guard_rules import DROP_REASONS
 from virtnet.services.ovsdb import db_remote
 
 
@@ -138,8 +139,8 @@ OVS_DROP_REASONS = {
     "declared address",
     "dropped6": "an IPv6 source that is not this port's lease, reservation, declared or "
     "link-local address",
-    "dropped_dhcp": "DHCP or DHCPv6 server messages: only the host serves DHCP",
-    "dropped_ra": "router advertisements or redirects: only the host routes",
+    "dropped_dhcp": DROP_REASONS["dropped_dhcp"],  # no source in these: the same words
+    "dropped_ra": DROP_REASONS["dropped_ra"],
     "dropped_nd": "neighbour discovery naming another MAC, or an address not this port's",
     "dropped_other": "a protocol other than IPv4, IPv6 and ARP",
 }
@@ -164,14 +165,12 @@ _FLOW = re.compile(
 )
 
 
-def guard_drops(bridge: str, cookie: int | None = None) -> list[dict[str, Any]]:
-    """What the guards on ``bridge`` dropped (of one port's cookie, or of all), one entry per
-    cookie and reason: packets, bytes, seconds since the last one and ``why``. One
-    ``dump-flows`` of the bridge, read on request, never on a plug's path."""
-    target = mgmt_target(bridge)
-    spec = [f"cookie={cookie:#x}/-1"] if cookie is not None else []
+def guard_drops(bridge: str) -> list[dict[str, Any]]:
+    """What the guards on ``bridge`` dropped, one entry per port cookie and reason: packets,
+    bytes, seconds since the last one and ``why``. One ``dump-flows`` of the bridge, read on
+    request, never on a plug's path."""
     try:
-        dumped = _ofctl("dump-flows", target, *spec)
+        dumped = _ofctl("dump-flows", mgmt_target(bridge))
     except OperationFailed:  # the bridge is gone: nothing of it to count
         return []
     found: dict[tuple[int, str], dict[str, Any]] = {}

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from virtnet import pids
 from virtnet.testing.netns import Namespace
 
 
@@ -29,18 +30,11 @@ def _stop(pid: int) -> None:
         try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
-        except ChildProcessError:  # not our child: poll /proc
-            if not Path(f"/proc/{pid}").exists() or "Z" in _state(pid):
+        except ChildProcessError:  # not our child: exited, or a zombie its parent has not reaped
+            if not pids.running(pid):
                 return
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except (OSError, IndexError):
-        return "Z"
 
 
 class Docker:
