@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch qemu-system-x86 cpio \
         python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool \
         docker.io firewalld python3-matplotlib graphviz python3-prometheus-client chromium \
-        bash-completion podman libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu
+        bash-completion podman libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu ovn-central ovn-host
 SOURCES := pyproject.toml bin/virtnet docs/man/virtnet.1 docs/man/virtnetd.8 contrib/bash-completion/virtnet $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
@@ -45,7 +45,7 @@ $(STAMP): $(SOURCES)
 lint: install
 	$(VENV)/bin/ruff check core drivers tests bench examples
 	$(VENV)/bin/ruff format --check core drivers tests bench examples
-	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge -p virtnet_macvtap -p virtnet_ovs -p virtnet_ptp
+	$(VENV)/bin/mypy -p virtnet -p virtnet_linuxbridge -p virtnet_macvtap -p virtnet_ovs -p virtnet_ovn -p virtnet_ptp
 
 unit: install
 	$(PY) -m pytest -q tests/unit

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from virtnet import drift
 from virtnet.apply import ApplyContext, Journal, apply_plan, repair_plan, rollback_all
 from virtnet.backend import FEATURE_BANDWIDTH, FEATURE_PORT_ISOLATION, FEATURE_VLAN, BackendInfo
+from virtnet.catalog import UNDO_KEY, Catalog
 from virtnet.errors import Conflict, InvalidInput, NotFound, Unsupported, VirtnetError
 from virtnet.events import Event, EventKind
 from virtnet.hookspecs import hookimpl
@@ -134,6 +135,7 @@ class Virtnet:
         self.pm, broken, self._distributions = make_plugin_manager(plugins, autoload=autoload)
         self.hooks = Hooks(self.pm, self.host, broken, self._distributions)
         self._store: Store | None = None
+        self._catalog: Catalog | None = None
         self._services: Services | None = None
         self._xml_cache: dict[str, Network] = {}
         if self.host.run_path("journal").is_dir():  # undo a killed process's half-done work
@@ -153,6 +155,14 @@ class Virtnet:
             with host_lock(self.host):
                 self._recover()
         return self._store
+
+    @property
+    def catalog(self) -> Catalog:
+        """Where networks are recorded: this host's store and the shared catalogs of backends
+        whose networks span hosts (:mod:`virtnet.catalog`)."""
+        if self._catalog is None:
+            self._catalog = Catalog(self.store, lambda: self.hooks.shared_catalogs())
+        return self._catalog
 
     @property
     def services(self) -> Services:
@@ -229,32 +239,34 @@ class Virtnet:
         """Define (or redefine) a persistent network from libvirt network XML."""
         net = self._parse(xml, backend)
         with host_lock(self.host):
+            claimed = self._claim_for_storage(net)
+            self.catalog.require(claimed)  # where it goes must answer before anything else
             self._complete_and_check(net)
             assert net.uuid is not None
-            self.store.put_definition(net.name, net.uuid, format_network(net))
+            self.catalog.put_definition(net.name, net.uuid, format_network(net), claimed)
         self.hooks.emit(Event(EventKind.NETWORK_DEFINED, net.name))
         return net
 
     def undefine_network(self, name: str) -> None:
         """Forget a definition; an active network keeps running as a transient one."""
         with host_lock(self.host):
-            if self.store.definition(name) is None:
+            if self.catalog.definition(name) is None:
                 raise self._undefined(name)
-            self.store.delete_definition(name)
+            self.catalog.delete_definition(name)
         self.hooks.emit(Event(EventKind.NETWORK_UNDEFINED, name))
 
     def set_autostart(self, name: str, enabled: bool = True) -> None:
         with host_lock(self.host):
-            if self.store.definition(name) is None:
+            if self.catalog.definition(name) is None:
                 raise self._undefined(name, "only defined networks start automatically")
-            self.store.set_autostart(name, enabled)
+            self.catalog.set_autostart(name, enabled)
 
     # lifecycle ------------------------------------------------------------------------------
     def create_network(self, xml: str, backend: str | None = None) -> Network:
         """Start a transient network: it is gone once destroyed."""
         net = self._parse(xml, backend)
         with host_lock(self.host):
-            if self.store.definition(net.name) is not None:
+            if self.catalog.definition(net.name) is not None:
                 raise Conflict(f"network {net.name!r} is already defined; use net-start")
             self._complete_and_check(net)
             self._start(net)
@@ -262,7 +274,7 @@ class Virtnet:
 
     def start_network(self, name: str) -> Network:
         with host_lock(self.host):
-            definition = self.store.definition(name)
+            definition = self.catalog.definition(name)
             if definition is None:
                 raise self._undefined(name)
             net = parse_network(definition.xml)
@@ -272,10 +284,10 @@ class Virtnet:
     def plan_start(self, name: str) -> StartPlan:
         """The backend, why it was chosen, and the steps ``start_network`` would run
         (``--dry-run``)."""
-        definition = self.store.definition(name)
+        definition = self.catalog.definition(name)
         if definition is None:
             raise self._undefined(name)
-        if self.store.active_network(name) is not None:  # as net-start itself would say
+        if self.catalog.active_network(name) is not None:  # as net-start itself would say
             raise Conflict(f"network {name!r} is already active")
         net = parse_network(definition.xml)
         backend, reason = self._resolve_backend(net)
@@ -283,16 +295,22 @@ class Virtnet:
 
     def destroy_network(self, name: str) -> None:
         with host_lock(self.host):
-            active = self.store.active_network(name)
+            active = self.catalog.active_network(name)
             if active is None:
                 raise Conflict(f"network {name!r} is not active")
             problems = []
             bridge = active.info.get("bridge")  # a bridge the network owns goes as a whole
             teardown = str(bridge) if bridge and active.info.get("owned") else None
             ports = self.store.ports(name)
+            shared_undo = active.info.get(UNDO_KEY)
             # the record goes first: if this process dies half-way, the journals left behind
             # (with no active object) are what the next one undoes
-            self.store.delete_active(name)
+            self.catalog.delete_active(name)
+            if isinstance(shared_undo, list):  # started on any host: its undo came with it
+                journal = self._network_journal(name)
+                for record in shared_undo:
+                    journal.append(Undo.from_dict(record))
+                journal.close()
             journals = [self._port_journal(port["uuid"]) for port in ports]
             problems += self._rollback(*journals, self._network_journal(name), teardown=teardown)
         for problem in problems:
@@ -300,32 +318,39 @@ class Virtnet:
         self.hooks.emit(Event(EventKind.NETWORK_STOPPED, name))
 
     def _start(self, net: Network) -> None:
-        if self.store.active_network(net.name) is not None:
+        if self.catalog.active_network(net.name) is not None:
             raise Conflict(f"network {net.name!r} is already active")
         validate_network(net)
-        validate_against(net, [self._parsed(xml) for xml in self.store.active_xml().values()])
+        validate_against(net, [self._parsed(xml) for xml in self.catalog.active_xml().values()])
         self.hooks.validate(net)
         backend, reason = self._resolve_backend(net)
         plan = self.hooks.plan_start(backend, net)
         plan.info.setdefault("claim", reason)
         journal = self._network_journal(net.name)
         assert net.uuid is not None
-        self._apply(plan, journal, Owner(net.uuid, scope=self.host.scope))
+        shared = self.catalog.is_shared(backend)
+        # a shared network's objects are not this host's: labelled without this host's scope
+        self._apply(plan, journal, Owner(net.uuid, scope=None if shared else self.host.scope))
         try:
-            self.store.put_active(
-                ActiveNetwork(net.name, net.uuid, format_network(net), backend, plan.info)
+            info = dict(plan.info)
+            if shared:  # whichever host stops it needs what the start made
+                info[UNDO_KEY] = [undo.as_dict() for undo in journal.records()]
+            self.catalog.put_active(
+                ActiveNetwork(net.name, net.uuid, format_network(net), backend, info)
             )
         except BaseException:
             self._rollback(journal)
             raise
+        if shared:
+            journal.remove()
         self.hooks.emit(Event(EventKind.NETWORK_STARTED, net.name, detail={"backend": backend}))
 
     # queries --------------------------------------------------------------------------------
     def list_networks(self, *, active: bool = True, inactive: bool = True) -> list[NetworkSummary]:
-        if self._store is None and not self._has_state():
+        if self._store is None and not self._has_state() and not self.hooks.shared_catalogs():
             return []  # nothing was ever defined here: a listing creates nothing either
-        running = {a.name: a for a in self.store.active()}
-        defined = {d.name: d for d in self.store.definitions()}
+        running = {a.name: a for a in self.catalog.active()}
+        defined = {d.name: d for d in self.catalog.definitions()}
         return [
             self._summary(name, defined.get(name), running.get(name))
             for name in sorted(set(running) | set(defined))
@@ -349,19 +374,19 @@ class Virtnet:
         return parse_network(self.dumpxml(name, inactive=inactive))
 
     def dumpxml(self, name: str, *, inactive: bool = False) -> str:
-        active = None if inactive else self.store.active_network(name)
+        active = None if inactive else self.catalog.active_network(name)
         if active is not None:
             return active.xml
-        definition = self.store.definition(name)
+        definition = self.catalog.definition(name)
         if definition is not None:
             return definition.xml
-        if inactive and self.store.active_network(name) is not None:
+        if inactive and self.catalog.active_network(name) is not None:
             raise NotFound(f"network {name!r} is transient: it has no inactive definition")
         raise NotFound(f"network {name!r} does not exist")
 
     def network_info(self, name: str) -> dict[str, Any]:
         """``net-info``: identity, state, backend and what the backend recorded."""
-        definition, active = self.store.definition(name), self.store.active_network(name)
+        definition, active = self.catalog.definition(name), self.catalog.active_network(name)
         if definition is None and active is None:
             raise NotFound(f"network {name!r} does not exist")
         info: dict[str, Any] = dataclasses.asdict(self._summary(name, definition, active))
@@ -392,7 +417,7 @@ class Virtnet:
         """Drift between the running network and the host, one line per finding: the
         backend's check, then what the core finds itself (:mod:`virtnet.drift`): objects its
         journal lists that are gone or relabelled, and ports whose link is gone."""
-        active = self.store.active_network(name)
+        active = self.catalog.active_network(name)
         if active is None:
             raise Conflict(f"network {name!r} is not active")
         found = self._drift(active)
@@ -410,7 +435,7 @@ class Virtnet:
         """Repair the datapath of an active network from virtnet's record of its ports (e.g.
         after Open vSwitch restarted); one line per repair."""
         with host_lock(self.host):
-            active = self.store.active_network(name)
+            active = self.catalog.active_network(name)
             if active is None:
                 raise Conflict(f"network {name!r} is not active")
             ports = [from_dict(NetworkPort, p) for p in self.store.ports(name)]
@@ -423,7 +448,7 @@ class Virtnet:
         :meth:`~virtnet.plan.Step.repair` (a deleted bridge is made again and the guests'
         links rejoin it; flushed rules and a dead dnsmasq come back, with its leases)."""
         with host_lock(self.host):
-            active = self.store.active_network(name)
+            active = self.catalog.active_network(name)
             if active is None:
                 raise Conflict(f"network {name!r} is not active")
             net = parse_network(active.xml)
@@ -452,7 +477,7 @@ class Virtnet:
         (uuid, MAC, the names of the links it would make); nothing changes."""
         port = port or NetworkPort(network=network)
         port.network = network
-        active = self.store.active_network(network)
+        active = self.catalog.active_network(network)
         if active is None:
             raise Conflict(f"network {network!r} is not active")
         return self._plan_port(active, parse_network(active.xml), port)
@@ -478,7 +503,7 @@ class Virtnet:
         port = port or NetworkPort(network=network)
         port.network = network
         with host_lock(self.host):
-            active = self.store.active_network(network)
+            active = self.catalog.active_network(network)
             if active is None:
                 raise Conflict(f"network {network!r} is not active")
             net = parse_network(active.xml)
@@ -486,8 +511,11 @@ class Virtnet:
             assert port.uuid is not None and net.uuid is not None
             journal = self._port_journal(port.uuid)
             self._apply(plan, journal, Owner(net.uuid, port.uuid, self.host.scope))
+            data = to_dict(port)
+            if self.catalog.is_shared(active.backend):  # which run of it (release_stale_ports)
+                data["network_started"] = active.started
             try:
-                self.store.put_port(port.uuid, network, to_dict(port))
+                self.store.put_port(port.uuid, network, data)
             except BaseException:
                 self._rollback(journal)
                 raise
@@ -523,21 +551,59 @@ class Virtnet:
         changes (the kernel reports carrier loss) and at start-up."""
         released = []
         with host_lock(self.host):
-            names = [network] if network else [a.name for a in self.store.active()]
-            for name in names:
-                for data in self.store.ports(name):
-                    attachment = data.get("attachment") or {}
-                    if not attachment.get("release_on_close") or not attachment.get("ifname"):
-                        continue
-                    netlink = self.services.netlink
-                    if not self.services.call(netlink.tap_closed, str(attachment["ifname"])):
-                        continue
-                    self.delete_port(str(data["uuid"]))
-                    released.append(str(data["uuid"]))
+            for data in self.store.ports(network):  # this host's ports, of every network
+                attachment = data.get("attachment") or {}
+                if not attachment.get("release_on_close") or not attachment.get("ifname"):
+                    continue
+                netlink = self.services.netlink
+                if not self.services.call(netlink.tap_closed, str(attachment["ifname"])):
+                    continue
+                self.delete_port(str(data["uuid"]))
+                released.append(str(data["uuid"]))
         return released
 
+    def release_stale_ports(self, *, dry_run: bool = False) -> list[str]:
+        """Unplug this host's ports of shared networks that stopped since they were plugged
+        (destroyed from another host, maybe started again): their guests' links here are all
+        that is left of them. Returns their uuids. virtnetd runs it on every tick, ``virtnet
+        gc`` when asked; a catalog that cannot be read raises (an unreachable database is no
+        reason to unplug)."""
+        with host_lock(self.host):
+            local = set(self.store.active_xml())
+            candidates = [p for p in self.store.port_networks() if p[1] not in local]
+            if not candidates:
+                return []
+            running = {a.name: a.started for a in self.catalog.active(strict=True)}
+            # started again since the plug: another run of the network, not this port's
+            stale = [(uuid, network) for uuid, network, started in candidates
+                     if network not in running or running[network] != started]  # fmt: skip
+            ports = [self.get_port(uuid) for uuid, _ in stale]
+            if dry_run:
+                return [str(port.uuid) for port in ports]
+            for port in ports:
+                assert port.uuid is not None
+                self.store.delete_port(port.uuid)
+                for problem in self._rollback(self._port_journal(port.uuid)):
+                    log.warning("unplug %s: %s", port.uuid, problem)
+        for port in ports:
+            self.hooks.emit(
+                Event(EventKind.PORT_UNPLUGGED, port.network, port.uuid, _port_detail(port))
+            )
+        return [str(port.uuid) for port in ports]
+
+    def shared_networks_here(self) -> list[str]:
+        """Shared networks (running) that have ports on this host."""
+        local = set(self.store.active_xml())
+        names = {network for _, network, _ in self.store.port_networks() if network not in local}
+        if not names:
+            return []
+        return sorted(a.name for a in self.catalog.active(strict=True) if a.name in names)
+
     def list_ports(self, network: str) -> list[NetworkPort]:
-        if self.store.active_network(network) is None and self.store.definition(network) is None:
+        if (
+            self.catalog.active_network(network) is None
+            and self.catalog.definition(network) is None
+        ):
             raise NotFound(f"network {network!r} does not exist")
         return [from_dict(NetworkPort, p) for p in self.store.ports(network)]
 
@@ -583,7 +649,7 @@ class Virtnet:
         with host_lock(self.host):
             ports = self.store.ports()
             records = gc.Records(
-                frozenset(a.uuid for a in self.store.active()),
+                frozenset(a.uuid for a in self.catalog.active()),
                 frozenset(str(p["uuid"]) for p in ports),
                 frozenset(str(p.get("mac")) for p in ports),
                 self.host.scope,
@@ -614,14 +680,20 @@ class Virtnet:
         SRV and TXT records with a dnsmasq restart. Leases are kept either way.
         """
         with host_lock(self.host):
-            active = self.store.active_network(name)
-            definition = self.store.definition(name)
+            active = self.catalog.active_network(name)
+            definition = self.catalog.definition(name)
             if active is None and definition is None:
                 raise NotFound(f"network {name!r} does not exist")
             if live is None and config is None:
                 live, config = active is not None, active is None
             if live and active is None:
                 raise Conflict(f"network {name!r} is not active: no live update", subject="--live")
+            if live and active is not None and self.catalog.is_shared(active.backend):
+                raise Unsupported(
+                    f"backend {active.backend!r} has no live updates yet: update the "
+                    "definition (--config) and restart the network",
+                    subject="--live",
+                )
             if live and section == "forward-interface":
                 raise Unsupported(
                     "a forward interface changes the running firewall: update the definition "
@@ -647,7 +719,10 @@ class Virtnet:
                 )
                 self.store.put_active(dataclasses.replace(active, xml=format_network(new_live)))
             if new_config is not None and definition is not None:
-                self.store.put_definition(name, definition.uuid, format_network(new_config))
+                self.catalog.put_definition(
+                    name, definition.uuid, format_network(new_config),
+                    self._claim_for_storage(new_config),
+                )  # fmt: skip
             return new_live is not None, new_config is not None
 
     def reserve_address(
@@ -672,7 +747,7 @@ class Virtnet:
 
     def dhcp_leases(self, name: str, mac: str | None = None) -> list[DhcpLease]:
         """The network's current DHCP leases (from its dnsmasq's lease file)."""
-        active = self.store.active_network(name)
+        active = self.catalog.active_network(name)
         if active is None:
             raise Conflict(f"network {name!r} is not active")
         files = active.info.get("dnsmasq")
@@ -695,7 +770,7 @@ class Virtnet:
 
     def _complete_and_check(self, net: Network) -> None:
         """Fill libvirt's defaults and check against every other network (lock held)."""
-        existing = self.store.definition(net.name)
+        existing = self.catalog.definition(net.name, strict=False)
         if existing is not None and net.uuid and net.uuid != existing.uuid:
             raise Conflict(
                 f"network {net.name!r} is already defined with uuid {existing.uuid}",
@@ -714,12 +789,12 @@ class Virtnet:
                 net.bridge.name = old.bridge.name
             if not net.mac and net.mode.has_own_bridge:
                 net.mac = old.mac
-        definitions = self.store.definitions()
+        definitions = self.catalog.definitions()
         defined = {d.name for d in definitions}
         others = [self._parsed(d.xml) for d in definitions if d.name != net.name]
         others += [  # transient networks: active without a definition
             self._parsed(xml)
-            for name, xml in self.store.active_xml().items()
+            for name, xml in self.catalog.active_xml().items()
             if name != net.name and name not in defined
         ]
         bridges = {o.bridge.name for o in others if o.bridge and o.bridge.name}
@@ -727,6 +802,13 @@ class Virtnet:
         complete_network(net, bridges, macs)  # adds only values valid by construction
         validate_against(net, others)
         self.hooks.validate(net)
+
+    def _claim_for_storage(self, net: Network) -> str | None:
+        """The backend a definition belongs to, asked only when some backend keeps its
+        networks off this host (the answer picks where the definition is stored)."""
+        if not self.catalog.shared:
+            return None
+        return self.hooks.claim(net)[0]
 
     def _resolve_backend(self, net: Network) -> tuple[str, str]:
         """The backend that serves ``net`` and why, checked against its capabilities and
@@ -834,7 +916,7 @@ class Virtnet:
     def _undefined(self, name: str, why: str = "it was created, not defined") -> VirtnetError:
         """The error for a command that needs a definition: the same words as every other
         command's for a network that does not exist at all."""
-        if self.store.active_network(name) is not None:
+        if self.catalog.active_network(name) is not None:
             return Conflict(f"network {name!r} is transient: {why}")
         return NotFound(f"network {name!r} does not exist")
 
@@ -891,9 +973,17 @@ class Virtnet:
         directory = self.host.run_path("journal")
         if not directory.is_dir():
             return
-        active = {a.name for a in self.store.active()}
+        paths = sorted(directory.glob("*.jsonl"))
+        active = set()
+        if any(path.stem.startswith("network-") for path in paths):
+            active = {a.name for a in self.store.active()}
+            try:  # a shared network's start journal is removed once its record is written
+                active |= {a.name for a in self.catalog.active(strict=True)}
+            except VirtnetError as exc:
+                log.warning("not recovering journals: shared catalog unreachable: %s", exc)
+                return
         ports = {p["uuid"] for p in self.store.ports()}
-        for path in sorted(directory.glob("*.jsonl")):
+        for path in paths:
             kind, _, ident = path.stem.partition("-")
             if (kind == "network" and ident not in active) or (
                 kind == "port" and ident not in ports

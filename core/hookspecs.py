@@ -31,6 +31,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from virtnet.backend import BackendInfo, Host
+    from virtnet.catalog import SharedCatalog
     from virtnet.events import Event
     from virtnet.model.network import Network
     from virtnet.model.port import NetworkPort
@@ -43,7 +44,7 @@ PROJECT = "virtnet"
 #: the majors are equal and the backend's minor is not newer than the core's (minors only
 #: add: new optional hooks, new keyword arguments, new fields with defaults; a major removes
 #: or changes something). See docs/backend-guide.md, "Versions".
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -67,6 +68,21 @@ def virtnet_backend_describe(host: Host) -> BackendInfo | None:
     ``port-isolation``, ...) and a :class:`~virtnet.backend.Readiness` from probing the host
     (kernel modules, daemons, binaries). Probing must be cheap and must not change the host.
     Extensions that are not backends do not implement this hook.
+    """
+
+
+@hookspec
+def virtnet_shared_catalog(host: Host) -> SharedCatalog | None:
+    """Return the catalog of your networks if they live off this host (since API 1.1).
+
+    A backend whose networks span hosts (OVN) keeps their definitions and running state in a
+    database every host shares, so each host's ``net-list`` shows the same networks and a
+    define on one host is seen on the others (:mod:`virtnet.catalog`). Return None when this
+    host is not configured for you. The core then stores a network you claim in your catalog
+    instead of this host's store, keeps your start plan's undo records in its active record
+    (so any host can stop it: your start steps must act only on the shared database), and
+    keeps the ports on the host that made them. Raise :class:`~virtnet.errors.VirtnetError`
+    if the catalog cannot be reached: commands about local networks then go on without it.
     """
 
 

@@ -23,15 +23,18 @@ EXIT_STATUS = [
     ("2", "bad usage or invalid input (one line naming the field and why; nothing changed)"),
 ]
 ENVIRONMENT = [
-    ("VIRTNET_DAEMON", "the virtnetd socket to use (path), or 'no' to act in-process"),
+    ("VIRTNET_DAEMON", "auto (use virtnetd when it answers), never (act in-process), require"),
     ("VIRTNET_STATE_DIR", "persistent definitions, as --state-dir"),
     ("VIRTNET_RUN_DIR", "runtime state, as --run-dir"),
-    ("VIRTNET_OVSDB", "the Open vSwitch database (unix:PATH) the ovs backend uses"),
+    ("VIRTNET_OVSDB", "the Open vSwitch database (unix:PATH) the ovs and ovn backends use"),
+    ("VIRTNET_OVN_NB", "OVN's northbound database (tcp:HOST:6641, unix:PATH): OVN networks"),
+    ("VIRTNET_OVN_CHASSIS", "this host's OVN chassis name [the local system-id]"),
+    ("VIRTNET_OVN_BRIDGE", "OVN's integration bridge [br-int]"),
 ]
 FILES = [
     ("/var/lib/virtnet", "persistent network definitions (per namespace: netns/NAME)"),
     ("/run/virtnet", "runtime state: journals, dnsmasq files, the virtnetd socket"),
-    ("/etc/virtnet/virtnetd.conf", "virtnetd's settings ([virtnetd] section)"),
+    ("/etc/virtnet/virtnetd.conf", "virtnetd's settings ([virtnetd]; [driver.NAME]: a backend's)"),
 ]
 
 

@@ -16,6 +16,7 @@ import pluggy
 
 from virtnet import hookspecs
 from virtnet.backend import BackendInfo, Host
+from virtnet.catalog import SharedCatalog, collect_shared
 from virtnet.errors import OperationFailed, Unsupported, VirtnetError
 from virtnet.events import Event
 from virtnet.model.network import Network
@@ -92,6 +93,7 @@ class Hooks:
         self.distributions = distributions or {}
         self._backends: dict[str, tuple[BackendInfo, object]] | None = None
         self._callers: dict[tuple[str, str], Any] = {}
+        self._shared: list[SharedCatalog] | None = None
 
     # backends ---------------------------------------------------------------------------
     def backends(self) -> dict[str, BackendInfo]:
@@ -132,6 +134,17 @@ class Hooks:
                 found[info.name] = (info, impl.plugin)
             self._backends = found
         return self._backends
+
+    def shared_catalogs(self) -> list[SharedCatalog]:
+        """The catalogs of backends whose networks live off this host, asked once."""
+        if self._shared is None:
+            backends = self.backends()
+            self._shared = [
+                c
+                for c in collect_shared(lambda: self.pm.hook.virtnet_shared_catalog(host=self.host))
+                if c.backend in backends
+            ]
+        return self._shared
 
     def plugin_of(self, backend: str) -> str:
         """The registered plugin name (an entry point's name) of a backend."""

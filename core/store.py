@@ -170,6 +170,11 @@ class Store:
             tx.execute("DELETE FROM ports WHERE network = ?", (name,))
 
     # ports ------------------------------------------------------------------------------
+    def delete_ports(self, network: str) -> None:
+        """Forget this host's ports of ``network`` (a shared network stopped elsewhere)."""
+        with self._tx(self._run) as tx:
+            tx.execute("DELETE FROM ports WHERE network = ?", (network,))
+
     def ports(self, network: str | None = None) -> list[dict[str, Any]]:
         if network is None:
             rows = self._run.execute("SELECT data FROM ports ORDER BY created")
@@ -178,6 +183,15 @@ class Store:
                 "SELECT data FROM ports WHERE network = ? ORDER BY created", (network,)
             )
         return [json.loads(r[0]) for r in rows]
+
+    def port_networks(self) -> list[tuple[str, str, float | None]]:
+        """(uuid, network, the network's start time when it was plugged, for a shared
+        network) of every port: what a sweep needs, without the data."""
+        rows = self._run.execute(
+            "SELECT uuid, network, json_extract(data, '$.network_started') FROM ports "
+            "ORDER BY created"
+        )
+        return [(str(u), str(n), None if t is None else float(t)) for u, n, t in rows]
 
     def plug_device_counts(self, network: str) -> dict[str, int]:
         """How many of ``network``'s ports are plugged into each device (``plug.dev``)."""

@@ -26,6 +26,9 @@ log = logging.getLogger("virtnetd")
 
 
 DEFAULT_CONFIG = Path("/etc/virtnet/virtnetd.conf")
+#: ``[driver.ovn]`` holds the ovn backend's settings: each ``key = value`` reaches the
+#: backend as the environment variable ``VIRTNET_OVN_KEY`` (see :func:`driver_environment`).
+DRIVER_SECTION = "driver."
 #: Settings a config file may hold ([virtnetd] section), with how to read them.
 CONFIG_KEYS = {
     "group": str,
@@ -50,10 +53,17 @@ def read_config(path: Path) -> dict[str, object]:
             parser.read_file(f)
     except (OSError, configparser.Error) as exc:
         raise InvalidInput(f"cannot read {path}: {exc}", subject="--config") from None
-    for section in parser.sections():
-        if section != "virtnetd":
-            raise InvalidInput(f"unknown section [{section}]", subject=str(path))
     settings: dict[str, object] = {}
+    for section in parser.sections():
+        if section.startswith(DRIVER_SECTION):
+            driver = section[len(DRIVER_SECTION) :]
+            for key, raw in parser.items(section):
+                settings.setdefault("driver_options", {})[f"{driver}.{key}"] = raw  # type: ignore[index]
+        elif section != "virtnetd":
+            raise InvalidInput(
+                f"unknown section [{section}] (known: [virtnetd], [{DRIVER_SECTION}NAME])",
+                subject=str(path),
+            )
     if not parser.has_section("virtnetd"):
         return settings
     for key, raw in parser.items("virtnetd"):
@@ -130,8 +140,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plug-socket", metavar="PATH", help="the plug socket [RUN_DIR/virtnetd-plug.sock]"
     )
+    p.add_argument(
+        "--driver-option",
+        metavar="DRIVER.KEY=VALUE",
+        action="append",
+        default=[],
+        help="a backend's setting, as in the settings file's [driver.DRIVER] section (e.g. "
+        "ovn.nb=tcp:192.0.2.10:6641); reaches it as VIRTNET_DRIVER_KEY; repeatable",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def driver_environment(options: dict[str, str]) -> dict[str, str]:
+    """Backend settings as the environment the backends read: ``ovn.nb`` -> ``VIRTNET_OVN_NB``.
+    Backends read their settings from the environment so the CLI (no daemon), virtnetd and
+    an embedder configure them one way."""
+    env = {}
+    for name, value in options.items():
+        driver, dot, key = name.partition(".")
+        if (
+            not dot
+            or not driver.replace("_", "").isalnum()
+            or not key.replace("_", "").replace("-", "").isalnum()
+        ):
+            raise InvalidInput(f"{name!r}: expected DRIVER.KEY", subject="--driver-option")
+        env[f"VIRTNET_{driver.upper()}_{key.upper().replace('-', '_')}"] = value
+    return env
 
 
 def _lock(run_dir: Path) -> int:
@@ -175,6 +210,16 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, settings.get(key, value))
+    from_file = driver_environment(dict(settings.get("driver_options") or {}))  # type: ignore[call-overload]
+    given: dict[str, str] = {}
+    for option in args.driver_option:
+        name, eq, text = option.partition("=")
+        if not eq:
+            raise InvalidInput(f"{option!r}: expected DRIVER.KEY=VALUE", subject="--driver-option")
+        given[name.strip()] = text.strip()
+    for variable, text in from_file.items():  # the environment wins over the file
+        os.environ.setdefault(variable, text)
+    os.environ.update(driver_environment(given))  # and the command line over both
     if settings.get("dnsmasq_options"):
         os.environ["VIRTNET_DNSMASQ_OPTIONS"] = "allow"  # read where the host is made
     if args.metrics:

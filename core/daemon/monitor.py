@@ -82,6 +82,7 @@ class Monitor:
         self._leases: dict[str, _LeaseFile] = {}
         self._unfixed: dict[str, list[str]] = {}  # drift repair could not fix, per network
         self._since = time.time()
+        self._last_sweep = 0.0
         self.metrics: Metrics | None = None  # the daemon's, to count repairs in
         self._stop = threading.Event()
         #: set when the namespace this daemon serves has been deleted (``ip netns del``): the
@@ -119,6 +120,10 @@ class Monitor:
         ones come back), before drift checks begin."""
         with self.lock:
             names = self._active_names()
+            try:  # shared networks (OVN) with ports here: their ports come back too
+                names += self.api.shared_networks_here()
+            except VirtnetError as exc:
+                log.warning("shared networks: %s", exc)
         for name in names:
             try:
                 with self.lock:
@@ -174,6 +179,7 @@ class Monitor:
                 if watch is not None:
                     watch.refresh(names)
             self._pass(names, names)
+            self._release_stale()
             self._last_tick = time.monotonic()
             if watch is None:
                 self._stop.wait(self.interval)
@@ -195,6 +201,22 @@ class Monitor:
                 watch.refresh()
         checks = due.checks | watch.polled(self.interval) | set(share)
         self._pass(sorted(checks), sorted(due.leases | set(share)))
+        self._release_stale()
+
+    def _release_stale(self) -> None:
+        """Ports here of shared networks stopped elsewhere (at most once per interval)."""
+        now = time.monotonic()
+        if now - self._last_sweep < self.interval:
+            return
+        self._last_sweep = now
+        try:
+            with self.lock:
+                released = self.api.release_stale_ports()
+        except VirtnetError as exc:
+            log.warning("shared networks: cannot check for stopped ones: %s", exc)
+            return
+        for uuid in released:
+            log.info("port %s unplugged: its shared network stopped", uuid)
 
     def _host_deleted(self) -> bool:
         """The served namespace's name is gone, or names another namespace now (one stat)."""

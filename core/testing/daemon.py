@@ -26,6 +26,8 @@ class Daemon:
     lab: Lab
     options: tuple[str, ...] = ("--interval", "0.5")
     proc: subprocess.Popen[str] | None = None
+    #: extra environment (a backend's settings: ``VIRTNET_OVSDB``, ``VIRTNET_OVN_NB``)
+    env: dict[str, str] = field(default_factory=dict)
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,7 +54,13 @@ class Daemon:
         args = [str(BIN / "virtnetd"), *self.host_args, *(options or self.options)]
         with open(self.log, "a") as log:
             self.proc = self.lab.track(
-                subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
+                subprocess.Popen(
+                    args,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env={**os.environ, **self.env},
+                )
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

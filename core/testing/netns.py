@@ -140,7 +140,8 @@ def reap_stale() -> list[str]:
         removed += Lab(prefix=path.stem, namespaces=left).cleanup()
         path.unlink(missing_ok=True)
     if removed:  # their daemons are gone with them: private OVS directories they left
-        from virtnet.testing.ovs import reap_stale_dirs
+        from virtnet.testing import ovn, ovs
 
-        reap_stale_dirs()
+        ovs.reap_stale_dirs()
+        ovn.reap_stale_dirs()
     return removed

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from virtnet.hookspecs import API_VERSION
 from virtnet.testing.fixtures import needs_root
 
 pytestmark = [needs_root, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -46,7 +47,7 @@ def test_the_example_is_found_through_its_entry_point(venv: Path, tmp_path: Path
     listed = run(venv / "bin" / "virtnet", "--state-dir", tmp_path / "s", "--run-dir",
                  tmp_path / "r", "drivers", "--json")  # fmt: skip
     found = {b["name"]: b for b in json.loads(listed.stdout)}
-    assert found["ptp"]["usable"] and found["ptp"]["api_version"] == "1.0"
+    assert found["ptp"]["usable"] and found["ptp"]["api_version"] == API_VERSION
     assert found["ptp"]["forward_modes"] == ["isolated", "nat", "route"]
 
 

@@ -50,7 +50,15 @@ def test_openflow_cookies_carry_the_tag() -> None:
 
 @pytest.mark.parametrize(
     ("version", "usable"),
-    [("1.0", True), ("1.1", False), ("2.0", False), ("0.9", False), ("one", False), ("1", False)],
+    [
+        ("1.0", True),
+        ("1.1", True),
+        ("1.2", False),
+        ("2.0", False),
+        ("0.9", False),
+        ("one", False),
+        ("1", False),
+    ],
 )
 def test_api_versions_follow_the_documented_rule(version: str, usable: bool) -> None:
     assert (api_problem(version) is None) is usable

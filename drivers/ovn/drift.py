@@ -1,0 +1,63 @@
+"""What ``net-check`` finds wrong with an OVN network, and what ``net-reconcile`` puts back
+on this chassis."""
+
+from __future__ import annotations
+
+from virtnet.errors import VirtnetError
+from virtnet.model.network import Network
+from virtnet.model.port import NetworkPort
+from virtnet.services.ovsdb_rpc import OvsdbRpc
+from virtnet_ovn import nb
+from virtnet_ovn.config import OvnConfig, chassis_name
+
+
+def check(network: Network, config: OvnConfig) -> list[str]:
+    """Read only: the network's rows in the northbound database, and the integration bridge."""
+    assert network.uuid is not None
+    problems = []
+    with config.connect_nb() as db:
+        found = nb.switches(db, network.uuid)
+        if not found or nb.LIVE_KEY not in found[0]["external_ids"]:
+            return [f"OVN logical switch of {network.name!r} is missing or not running"]
+        if nb.has_router(network) and not db.select(
+            nb.DB, "Logical_Router", nb.owned(network.uuid, "router"), []
+        ):
+            problems.append(f"OVN logical router of {network.name!r} is missing")
+        wanted = sum(1 for ip in network.ips if ip.version == 4 and ip.dhcp)
+        have = len(db.select(nb.DB, "DHCP_Options", nb.owned(network.uuid, "dhcp"), []))
+        if have != wanted:
+            problems.append(f"{have} of {wanted} DHCP_Options rows of {network.name!r} in OVN")
+    try:
+        with OvsdbRpc(config.ovsdb, 5.0, "Open vSwitch database") as local:
+            if not local.select("Open_vSwitch", "Bridge", [["name", "==", config.bridge]], []):
+                problems.append(f"integration bridge {config.bridge} is missing on this host")
+    except VirtnetError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def reconcile(network: Network, ports: list[NetworkPort], config: OvnConfig) -> list[str]:
+    """This host's ports whose logical switch port is gone (deleted by hand, a restored
+    database) get it back with the address they had; bound to this chassis again."""
+    assert network.uuid is not None
+    repairs = []
+    chassis = chassis_name(config)
+    with config.connect_nb() as db:
+        rows = db.select(nb.DB, "Logical_Switch_Port", nb.owned(network.uuid, "port"), ["name"])
+        present = {r["name"] for r in rows}
+        for port in ports:
+            if port.uuid is None or port.uuid in present or port.mac is None:
+                continue
+            switch = nb.the_switch(db, network.uuid)
+            addresses = list(port.attachment.addresses)
+            subnet = nb.subnet_of(network, addresses[0]) if addresses else None
+            dhcp = nb.dhcp_options_of(db, network.uuid).get(subnet or "")
+            try:
+                nb.add_port(db, network.uuid, port.uuid, " ".join([port.mac, *addresses]),
+                            port.attachment.spoof_check is not False, chassis, dhcp,
+                            bool(port.isolated), switch)  # fmt: skip
+            except VirtnetError as exc:
+                repairs.append(f"could not re-create OVN port {port.uuid}: {exc}")
+                continue
+            repairs.append(f"re-created OVN logical switch port {port.uuid}")
+    return repairs

@@ -1,0 +1,178 @@
+"""The OVN backend's steps: each is one northbound transaction (or a wait on OVN), with an
+undo that is one transaction too and finds its rows by virtnet's keys, never by name."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from virtnet.apply import ApplyContext
+from virtnet.errors import Conflict, OperationFailed
+from virtnet.model.network import Network
+from virtnet.ownership import parse_label
+from virtnet.plan import Step, Undo
+from virtnet.services.ovsdb_rpc import OvsdbRpc
+from virtnet_ovn import nb
+from virtnet_ovn.config import NB_WHAT, OvnConfig
+
+log = logging.getLogger(__name__)
+#: How long a plug waits for ovn-controller to bind the port (a busy 2-core machine needs
+#: seconds; a chassis without a running ovn-controller never binds it).
+BIND_TIMEOUT = 30.0
+#: Concurrent plugs on one switch retry the address choice this often.
+ATTEMPTS = 8
+
+
+def _nb(nb_remote: str) -> OvsdbRpc:
+    return OvsdbRpc(nb_remote, 10.0, NB_WHAT)
+
+
+@dataclass(frozen=True)
+class StartOvnNetwork(Step):
+    """The network's logical switch (made if the network is transient) and its services, in
+    one transaction: it happened whole or not at all."""
+
+    network: Network
+    nb_remote: str
+    #: marks the switch while this start has not written its record; a stop by another
+    #: token (a failed concurrent start's undo) leaves the switch to the start in progress
+    token: str = field(default_factory=lambda: uuidlib.uuid4().hex[:12])
+
+    def describe(self) -> str:
+        return f"create OVN logical switch {nb.switch_name(self.network)} and its services"
+
+    def undo(self) -> Undo | None:
+        # the switch goes with the rest unless a definition keeps it (see nb.stop)
+        return Undo(
+            "ovn.network.stop",
+            {"network": self.network.uuid, "nb": self.nb_remote, "token": self.token},
+        )
+
+    def check(self, ctx: ApplyContext) -> None:
+        """Before the undo is journalled: a failed start must not stop another host's."""
+        assert self.network.uuid is not None
+        with _nb(self.nb_remote) as db:
+            found = nb.switches(db, self.network.uuid)
+        if found and nb.LIVE_KEY in found[0]["external_ids"]:
+            raise Conflict(f"network {self.network.name!r} is already active (in OVN)")
+
+    def apply(self, ctx: ApplyContext) -> None:
+        assert self.network.uuid is not None
+        with _nb(self.nb_remote) as db:
+            found = nb.switches(db, self.network.uuid)
+            try:
+                db.transact(
+                    nb.DB, nb.start_ops(self.network, found[0] if found else None, self.token)
+                )
+            except Conflict:
+                raise Conflict(
+                    f"network {self.network.name!r} was started or defined from another host "
+                    "at the same time"
+                ) from None
+
+
+def stop_network(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    with _nb(str(args["nb"])) as db:
+        nb.stop(db, str(args["network"]), args.get("token"))
+
+
+@dataclass(frozen=True)
+class CreateLogicalPort(Step):
+    """The guest's logical switch port: its address (declared, reserved for its MAC, or the
+    lowest free one of the DHCP range, chosen against every host's ports), port security
+    (anti-spoofing) unless switched off, DHCP, bound to this chassis only.
+
+    ``addresses`` is the port's own list of declared addresses: the address chosen here is
+    written into it, so the port's record shows what the guest may use."""
+
+    network: Network
+    port: str
+    mac: str
+    addresses: list[str]
+    guarded: bool
+    isolated: bool
+    config: OvnConfig
+    chassis: str
+
+    def describe(self) -> str:
+        return f"create OVN logical switch port {self.port} on chassis {self.chassis}"
+
+    def undo(self) -> Undo | None:
+        return Undo("ovn.port.delete", {"port": self.port, "nb": self.config.nb})
+
+    def apply(self, ctx: ApplyContext) -> None:
+        owner = parse_label(ctx.owner)
+        assert owner is not None and self.network.uuid is not None
+        u = self.network.uuid
+        with _nb(self.config.nb) as db:
+            for attempt in range(ATTEMPTS):
+                switch = nb.the_switch(db, u)
+                chosen = list(self.addresses) or self._choose(db)
+                subnet = nb.subnet_of(self.network, chosen[0]) if chosen else None
+                dhcp = nb.dhcp_options_of(db, u).get(subnet or "")
+                try:
+                    address = " ".join([self.mac, *chosen])
+                    nb.add_port(db, u, self.port, address, self.guarded, self.chassis, dhcp,
+                                self.isolated, switch)  # fmt: skip
+                except Conflict:
+                    if attempt + 1 == ATTEMPTS:
+                        raise
+                    continue  # another port joined meanwhile: choose again
+                self.addresses[:] = chosen
+                return
+
+    def _choose(self, db: OvsdbRpc) -> list[str]:
+        for ip in self.network.ips:
+            for host in ip.dhcp.hosts if ip.dhcp else []:
+                if host.mac and host.ip and host.mac.lower() == self.mac.lower():
+                    return [host.ip]
+        taken = nb.taken_addresses(db, str(self.network.uuid))
+        free = next(nb.free_addresses(self.network, taken), None)
+        if free is None and any(ip.dhcp and ip.dhcp.ranges for ip in self.network.ips):
+            raise OperationFailed(f"network {self.network.name!r}: its DHCP range is full")
+        return [free] if free else []
+
+
+def delete_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
+    with _nb(str(args["nb"])) as db:
+        nb.delete_port(db, str(args["port"]), ctx.owner or "virtnet/")
+
+
+@dataclass(frozen=True)
+class AwaitPortBound(Step):
+    """Wait until OVN says the port is up: ovn-controller on this chassis bound it and its
+    flows are in (``Logical_Switch_Port.up``), so the guest can talk when the plug returns."""
+
+    port: str
+    nb_remote: str
+
+    def describe(self) -> str:
+        return f"wait for OVN to bind {self.port}"
+
+    def undo(self) -> Undo | None:
+        return None
+
+    def apply(self, ctx: ApplyContext) -> None:
+        started = time.monotonic()
+        with _nb(self.nb_remote) as db:
+            try:
+                db.wait(
+                    nb.DB,
+                    "Logical_Switch_Port",
+                    [["name", "==", self.port]],
+                    ["up"],
+                    lambda rows: bool(rows) and rows[0]["up"] is True,
+                    BIND_TIMEOUT,
+                )
+            except OperationFailed:
+                raise OperationFailed(
+                    f"OVN did not bind port {self.port} within {BIND_TIMEOUT:.0f} s: is "
+                    "ovn-controller running on this chassis?"
+                ) from None
+        log.debug("port %s bound in %.3f s", self.port, time.monotonic() - started)
+
+
+UNDO_ACTIONS = {"ovn.network.stop": stop_network, "ovn.port.delete": delete_port}
