@@ -64,6 +64,7 @@ dist: install
 
 lab: install
 	cd examples && ../$(VENV)/bin/virtnet lab run archnetwork.yaml
+	cd examples && ../$(VENV)/bin/virtnet lab run archnetwork-ovn.yaml
 
 clean:
 	rm -rf $(VENV) .typecheck build dist *.egg-info

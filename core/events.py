@@ -6,7 +6,9 @@ callbacks, the daemon's event stream); they report, they cannot veto.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -22,6 +24,14 @@ class EventKind(StrEnum):
     PORT_UNPLUGGED = "port-unplugged"
     LEASE_ADDED = "lease-added"
     LEASE_EXPIRED = "lease-expired"
+    #: the datapath says a port can (not) carry traffic: OVN bound it and installed its
+    #: flows (``Logical_Switch_Port.up``), or lost it (its chassis died); from watchers
+    PORT_UP = "port-up"
+    PORT_DOWN = "port-down"
+
+
+#: ``run(emit, stop)``: what a plugin's ``virtnet_watchers`` returns (virtnetd runs each).
+Watcher = Callable[[Callable[["Event"], None], threading.Event], None]
 
 
 @dataclass(frozen=True)

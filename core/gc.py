@@ -183,6 +183,17 @@ def _remove_chains(services: Services, chains: list[Orphan]) -> None:
     services.nft.run("\n".join(statements), "virtnet's orphaned chains")
 
 
+def element_parts(elem: Any) -> list[Any]:
+    """The key of a set or map element as libnftables' JSON gives it, as its parts: a bare
+    value, a concatenation (``{"concat": [...]}``), a map entry (``[key, value]``), and any
+    of these wrapped with the element's own counter or timeout (``{"elem": {"val": ...,
+    "counter": ...}}``; the sets that count guard drops per port have those)."""
+    key = elem[0] if isinstance(elem, list) else elem
+    if isinstance(key, dict) and "elem" in key:
+        key = key["elem"].get("val")
+    return list(key["concat"]) if isinstance(key, dict) and "concat" in key else [key]
+
+
 def _stale_elements(
     services: Services, family: str, links: set[str], macs: frozenset[str]
 ) -> list[Orphan]:
@@ -201,8 +212,7 @@ def _stale_elements(
         if types[0] not in ("ifname", "ether_addr"):
             continue
         for elem in collection["elem"]:
-            key = elem[0] if isinstance(elem, list) else elem
-            parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
+            parts = element_parts(elem)
             first = parts[0]
             gone = first not in links if types[0] == "ifname" else first not in macs
             if gone:

@@ -32,7 +32,7 @@ import pluggy
 if TYPE_CHECKING:
     from virtnet.backend import BackendInfo, Host
     from virtnet.catalog import SharedCatalog
-    from virtnet.events import Event
+    from virtnet.events import Event, Watcher
     from virtnet.model.network import Network
     from virtnet.model.port import NetworkPort
     from virtnet.plan import Plan, Step, UndoAction
@@ -83,6 +83,16 @@ def virtnet_shared_catalog(host: Host) -> SharedCatalog | None:
     (so any host can stop it: your start steps must act only on the shared database), and
     keeps the ports on the host that made them. Raise :class:`~virtnet.errors.VirtnetError`
     if the catalog cannot be reached: commands about local networks then go on without it.
+    """
+
+
+@hookspec
+def virtnet_watchers(host: Host) -> list[Watcher] | None:
+    """Return watchers virtnetd runs, each on a thread of its own, for the daemon's life
+    (since API 1.1): for what happens outside virtnet's own calls that a stack wants to hear
+    of, such as OVN reporting a port up or down. A watcher is ``run(emit, stop)``: call
+    ``emit(event)`` for each event and return once ``stop`` (a ``threading.Event``) is set;
+    it must survive its source going away (reconnect, and say so in the log).
     """
 
 

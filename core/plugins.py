@@ -18,7 +18,7 @@ from virtnet import hookspecs
 from virtnet.backend import BackendInfo, Host
 from virtnet.catalog import SharedCatalog, collect_shared
 from virtnet.errors import OperationFailed, Unsupported, VirtnetError
-from virtnet.events import Event
+from virtnet.events import Event, Watcher
 from virtnet.model.network import Network
 from virtnet.model.port import NetworkPort
 from virtnet.plan import Plan, Step, UndoAction
@@ -134,6 +134,18 @@ class Hooks:
                 found[info.name] = (info, impl.plugin)
             self._backends = found
         return self._backends
+
+    def watchers(self) -> list[tuple[str, Watcher]]:
+        """(plugin name, watcher) of every plugin's ``virtnet_watchers``."""
+        found = []
+        for impl in self.pm.hook.virtnet_watchers.get_hookimpls():
+            try:
+                made = _call_impl(impl, host=self.host) or []
+            except VirtnetError as exc:
+                log.warning("plugin %s: no watchers: %s", impl.plugin_name, exc)
+                continue
+            found += [(impl.plugin_name, watcher) for watcher in made]
+        return found
 
     def shared_catalogs(self) -> list[SharedCatalog]:
         """The catalogs of backends whose networks live off this host, asked once."""

@@ -21,6 +21,7 @@ from virtnet.errors import InvalidInput, VirtnetError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from virtnet.api import Virtnet
+    from virtnet.events import Watcher
 
 log = logging.getLogger("virtnetd")
 
@@ -311,6 +312,7 @@ def run(args: argparse.Namespace) -> int:
 
         scraper = serve_metrics(args.metrics, render)
     monitor.start()
+    watching = _start_watchers(api, stop)
     log.info("serving %s on %s (pid %d)", args.netns or "the current namespace", path, os.getpid())
     _notify_systemd()
     # Python runs signal handlers in the main thread only, between bytecodes; a main thread
@@ -331,6 +333,8 @@ def run(args: argparse.Namespace) -> int:
         if args.metrics.startswith("unix:"):
             Path(args.metrics[5:]).unlink(missing_ok=True)
     monitor.stop()
+    for thread in watching:
+        thread.join(timeout=5)
     with lock:
         if gone:  # its links went with it; its dnsmasqs would keep it alive, unseen
             _stop_every_network(api)
@@ -340,6 +344,24 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "virtnetd.pid").unlink(missing_ok=True)
     os.close(lock_fd)
     return 0
+
+
+def _start_watchers(api: Virtnet, stop: threading.Event) -> list[threading.Thread]:
+    """Run each plugin's watchers (``virtnet_watchers``) on a thread of its own; a watcher
+    that crashes is logged, and the daemon goes on without it."""
+    threads = []
+    for plugin, watcher in api.hooks.watchers():
+
+        def run(watcher: Watcher = watcher, plugin: str = plugin) -> None:
+            try:
+                watcher(api.hooks.emit, stop)
+            except Exception:
+                log.exception("watcher of plugin %s stopped", plugin)
+
+        thread = threading.Thread(target=run, name=f"virtnetd-watch-{plugin}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
 
 
 def _stop_every_network(api: Virtnet) -> None:

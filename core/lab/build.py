@@ -16,7 +16,7 @@ from typing import Any
 from virtnet.api import Virtnet
 from virtnet.errors import Conflict, OperationFailed
 from virtnet.lab.record import Record
-from virtnet.lab.spec import Guest, LabSpec
+from virtnet.lab.spec import Guest, LabSpec, Lan
 from virtnet.model import parse_network
 from virtnet.model.network import ForwardMode
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
@@ -61,6 +61,13 @@ class Builder:
         if Record.load(self.spec.name) is not None:
             raise Conflict(f"lab {self.spec.name!r} is already up (or was killed): lab down first")
         self.record.save()
+        if self.spec.chassis:
+            from virtnet.lab.ovn import up_ovn
+
+            up_ovn(self)
+            self.record.addresses = self.addresses
+            self.record.save()
+            return self.addresses
         host = self.namespace("host")
         self.record.host = host.name
         self.record.save()
@@ -80,27 +87,32 @@ class Builder:
                     f"  network {net.name}: started{on}" + (f", {subnets}" if subnets else "")
                 )
             for guest in self.spec.guests:
-                self._guest(vn, guest)
+                self.guest(vn, guest)
         self.record.addresses = self.addresses
         self.record.backend = self.backend
         self.record.save()
         return self.addresses
 
+    def lan(self, lan: Lan) -> Namespace:
+        """The LAN's wire (a namespace with a bridge ``sw``) and its peers on it."""
+        self.progress.step(f"LAN {lan.name}: {len(lan.peers)} peer(s)")
+        wire = self.namespace(lan.name)
+        run("ip", "-n", wire.name, "link", "add", "sw", "type", "bridge", "stp_state", "0")
+        run("ip", "-n", wire.name, "link", "set", "sw", "up")
+        for peer in lan.peers:
+            ns = self.namespace(peer.name)
+            cable(ns, "eth0", wire, f"p-{peer.name}", master="sw")
+            ns.ip("addr", "add", peer.address, "dev", "eth0")
+            for to, via in peer.routes:
+                ns.ip("route", "add", to, "via", via)
+            self.addresses[peer.name] = peer.address.split("/")[0]
+        return wire
+
     def _lans(self, host: Namespace) -> None:
         for lan in self.spec.lans:
-            self.progress.step(f"LAN {lan.name}: {len(lan.peers)} peer(s)")
-            wire = self.namespace(lan.name)
-            run("ip", "-n", wire.name, "link", "add", "sw", "type", "bridge", "stp_state", "0")
-            run("ip", "-n", wire.name, "link", "set", "sw", "up")
-            for peer in lan.peers:
-                ns = self.namespace(peer.name)
-                _cable(ns, "eth0", wire, f"p-{peer.name}", master="sw")
-                ns.ip("addr", "add", peer.address, "dev", "eth0")
-                for to, via in peer.routes:
-                    ns.ip("route", "add", to, "via", via)
-                self.addresses[peer.name] = peer.address.split("/")[0]
+            wire = self.lan(lan)
             for nic in (n for n in self.spec.nics if n.lan == lan.name):
-                _cable(host, nic.name, wire, f"h-{nic.name}", master="sw")
+                cable(host, nic.name, wire, f"h-{nic.name}", master="sw")
                 target = nic.name
                 kind = self._host_bridges().get(nic.bridge or "")
                 if nic.bridge and kind == "linux":
@@ -167,7 +179,7 @@ class Builder:
             self.record.add_pid(int((self.ovs.dir / pid_file).read_text()))
         os.environ["VIRTNET_OVSDB"] = self.ovs.remote
 
-    def _guest(self, vn: Virtnet, guest: Guest) -> None:
+    def guest(self, vn: Virtnet, guest: Guest) -> None:
         ns = self.namespace(guest.name)
         routed = False
         for port in guest.ports:
@@ -209,7 +221,7 @@ class Builder:
             _forwarding(ns, guest)
 
 
-def _cable(a: Namespace, a_if: str, b: Namespace, b_if: str, master: str | None = None) -> None:
+def cable(a: Namespace, a_if: str, b: Namespace, b_if: str, master: str | None = None) -> None:
     a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name)
     # full checksums on the wire, as a physical NIC delivers them (OVS's userspace datapath
     # forwards what it reads from a veth before offloaded checksums are filled)
@@ -252,6 +264,10 @@ def down(lab: str, progress: Progress) -> list[str]:
     """Remove everything the lab's record names (networks first, through virtnet)."""
     record = Record.load(lab)
     names = record.namespaces if record else []
+    if record is not None and record.ovn_nb:
+        from virtnet.lab.ovn import down_ovn
+
+        down_ovn(record, progress)
     if record is not None and record.ovsdb:
         os.environ["VIRTNET_OVSDB"] = record.ovsdb  # networks on the lab's own OVS
     if record is not None and record.host and os.path.exists(f"/run/netns/{record.host}"):

@@ -24,6 +24,8 @@ class Record:
     addresses: dict[str, str] = field(default_factory=dict)  # endpoint -> address, for checks
     backend: str | None = None
     ovsdb: str | None = None  # the lab's own Open vSwitch, if it runs one (its db socket)
+    ovn_nb: str | None = None  # an OVN lab's northbound database
+    central: str | None = None  # an OVN lab's central namespace (its management virtnet)
 
     @property
     def directory(self) -> Path:

@@ -42,6 +42,16 @@ class HostNic:
 
 
 @dataclass(frozen=True)
+class ChassisNic:
+    """An OVN lab's chassis NIC onto a LAN: a provider network (``physnet``) there."""
+
+    chassis: str
+    name: str
+    lan: str
+    physnet: str
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     name: str
     variants: dict[str, str]  # backend ("default" too) -> libvirt XML
@@ -80,6 +90,7 @@ class Guest:
     ports: tuple[PortSpec, ...]
     routes: tuple[tuple[str, str], ...] = ()
     forward: tuple[ForwardRule, ...] = ()
+    host: str | None = None  # the chassis it runs on (OVN labs)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,10 @@ class LabSpec:
     networks: tuple[NetworkSpec, ...]
     guests: tuple[Guest, ...]
     expect: tuple[Expect, ...] = field(default=())
+    #: an OVN lab's chassis (each a host with its own Open vSwitch and ovn-controller) and
+    #: their NICs onto LANs; empty for a one-host lab
+    chassis: tuple[str, ...] = ()
+    chassis_nics: tuple[ChassisNic, ...] = ()
 
     def network(self, name: str) -> NetworkSpec:
         return next(n for n in self.networks if n.name == name)
@@ -128,20 +143,63 @@ def parse(data: Any, base: Path = Path(".")) -> LabSpec:
     lan_names = {lan.name for lan in lans}
     host = _map(root.get("host", {}), "host")
     nics = tuple(_nic(k, v, lan_names) for k, v in _map(host.get("nics", {}), "host.nics").items())
+    chassis, chassis_nics = _ovn(root, lan_names)
     networks = tuple(
         _network(k, v, base) for k, v in _map(_req(root, "networks", "lab"), "networks").items()
     )
     net_names = {n.name for n in networks}
     guests = tuple(
-        _guest(k, v, net_names) for k, v in _map(root.get("guests", {}), "guests").items()
+        _guest(k, v, net_names, chassis) for k, v in _map(root.get("guests", {}), "guests").items()
     )
-    spec = LabSpec(name, lans, nics, networks, guests)
+    spec = LabSpec(name, lans, nics, networks, guests, (), chassis, chassis_nics)
     names = _endpoints(spec)
     expect = tuple(
         _expect(i, e, names) for i, e in enumerate(_list(root.get("expect", []), "expect"))
     )
-    _unknown(root, {"name", "lans", "host", "networks", "guests", "expect"}, "lab")
-    return LabSpec(name, lans, nics, networks, guests, expect)
+    known = {"name", "lans", "host", "networks", "guests", "expect", "ovn", "hosts"}
+    _unknown(root, known, "lab")
+    return LabSpec(name, lans, nics, networks, guests, expect, chassis, chassis_nics)
+
+
+def _ovn(root: dict[str, Any], lans: set[str]) -> tuple[tuple[str, ...], tuple[ChassisNic, ...]]:
+    """``ovn: {chassis: [hv1, ...]}`` and ``hosts: {hv1: {nics: {eth0: {lan, physnet}}}}``."""
+    if "ovn" not in root:
+        if "hosts" in root:
+            raise InvalidInput(
+                "hosts: are the chassis of an OVN lab (ovn: missing)", subject="hosts"
+            )
+        return (), ()
+    if "host" in root:
+        raise InvalidInput("an OVN lab has hosts: (one per chassis), not host:", subject="host")
+    body = _map(root["ovn"], "ovn")
+    _unknown(body, {"chassis"}, "ovn")
+    chassis = tuple(
+        _role(str(c), f"ovn.chassis[{i}]")
+        for i, c in enumerate(_list(_req(body, "chassis", "ovn"), "ovn.chassis"))
+    )
+    if not chassis or len(set(chassis)) != len(chassis):
+        raise InvalidInput("one or more chassis, each named once", subject="ovn.chassis")
+    nics = []
+    for host, data in _map(root.get("hosts", {}), "hosts").items():
+        path = f"hosts.{host}"
+        if host not in chassis:
+            raise InvalidInput(f"{host!r} is not one of ovn.chassis", subject=path)
+        entry = _map(data, path)
+        _unknown(entry, {"nics"}, path)
+        for nic, spec in _map(entry.get("nics", {}), f"{path}.nics").items():
+            npath = f"{path}.nics.{nic}"
+            check_ifname(nic, npath)
+            n = _map(spec, npath)
+            _unknown(n, {"lan", "physnet"}, npath)
+            lan = str(_req(n, "lan", npath))
+            if lan not in lans:
+                raise InvalidInput(f"unknown LAN {lan!r}", subject=f"{npath}.lan")
+            physnet = str(n.get("physnet", lan))
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,12}", physnet):
+                raise InvalidInput(f"{physnet!r}: 1-12 letters, digits, - or _",
+                                   subject=f"{npath}.physnet")  # fmt: skip
+            nics.append(ChassisNic(host, nic, lan, physnet))
+    return chassis, tuple(nics)
 
 
 # --- pieces -----------------------------------------------------------------------------------
@@ -211,10 +269,16 @@ def _xml(body: dict[str, Any], path: str, base: Path) -> str | None:
     return None
 
 
-def _guest(name: str, data: Any, networks: set[str]) -> Guest:
+def _guest(name: str, data: Any, networks: set[str], chassis: tuple[str, ...] = ()) -> Guest:
     path = f"guests.{name}"
     _role(name, path)
     body = _map(data, path)
+    host = body.get("host")
+    if chassis and host not in chassis:
+        raise InvalidInput(f"the chassis it runs on, one of {', '.join(chassis)}",
+                           subject=f"{path}.host")  # fmt: skip
+    if not chassis and host is not None:
+        raise InvalidInput("host: is for guests of an OVN lab (ovn: missing)", subject=path)
     ports = []
     for i, port in enumerate(_list(_req(body, "ports", path), f"{path}.ports")):
         ppath = f"{path}.ports[{i}]"
@@ -245,9 +309,9 @@ def _guest(name: str, data: Any, networks: set[str]) -> Guest:
             )
         )
         _unknown(r, {"from", "to", "destination", "masquerade"}, rpath)
-    _unknown(body, {"ports", "routes", "forward"}, path)
+    _unknown(body, {"ports", "routes", "forward", "host"}, path)
     return Guest(name, tuple(ports), _routes(body.get("routes", []), f"{path}.routes"),
-                 tuple(forward))  # fmt: skip
+                 tuple(forward), str(host) if host else None)  # fmt: skip
 
 
 def _endpoints(spec: LabSpec) -> set[str]:
@@ -259,6 +323,8 @@ def _endpoints(spec: LabSpec) -> set[str]:
         names |= {f"{guest.name}.{port.ifname}" for port in guest.ports}
     names |= {f"host.{nic.name}" for nic in spec.nics}
     names |= {f"host.{net.name}" for net in spec.networks}
+    if spec.chassis:  # an OVN network's address on its provider network (its SNAT address)
+        names |= {f"uplink.{net.name}" for net in spec.networks}
     return names
 
 
@@ -269,7 +335,7 @@ def _expect(index: int, data: Any, names: set[str]) -> Expect:
     for key, value in (("from", source), ("to", target)):
         if value not in names:
             raise InvalidInput(f"unknown endpoint {value!r}", subject=f"{path}.{key}")
-    if "from" in body and source.startswith("host."):
+    if "from" in body and source.startswith(("host.", "uplink.")):
         raise InvalidInput("checks start from a guest or a LAN peer", subject=f"{path}.from")
     tcp = body.get("tcp")
     seen_as = body.get("seen_as")

@@ -241,6 +241,30 @@ class OvsdbRpc:
             with contextlib.suppress(OperationFailed):
                 self.call("monitor_cancel", [monitor_id])
 
+    def monitor(self, db: str, table: str, where: Where, columns: list[str]) -> str:
+        """Ask to be told of every change of the matching rows (``monitor_cond``); returns
+        the monitor's id. :meth:`changed` then says whether one arrived."""
+        monitor_id = uuidlib.uuid4().hex
+        self.call("monitor_cond", [db, monitor_id, {table: [{"where": where, "columns": columns}]}])
+        self._notifications.clear()
+        return monitor_id
+
+    def changed(self, timeout: float) -> bool:
+        """Whether a monitored change arrived within ``timeout`` seconds (False: none yet).
+        A lost connection raises."""
+        if self._notifications:
+            self._notifications.clear()
+            return True
+        deadline = time.monotonic() + timeout
+        try:
+            self._receive_notification(deadline)
+        except OperationFailed:
+            if time.monotonic() < deadline:
+                raise  # the connection, not the clock
+            return False
+        self._notifications.clear()
+        return True
+
     def _receive_notification(self, deadline: float) -> None:
         while True:
             message = self._receive(deadline)

@@ -19,13 +19,15 @@ import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from virtnet import pids
 from virtnet.services.ovsdb_rpc import OvsdbRpc
 from virtnet.testing.daemon import BIN
-from virtnet.testing.netns import Lab, Namespace
+from virtnet.testing.netns import Namespace
 
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
@@ -43,13 +45,17 @@ def _offload_off(ns: Namespace, ifname: str) -> None:
 
 
 class _Daemons:
-    """Daemons of one namespace, all files in ``directory``; stopped by their pid files."""
+    """Daemons of one namespace, all files in ``directory``; stopped by their pid files.
+    ``on_pid`` hears each daemon's pid as it starts (a lab's record)."""
 
-    def __init__(self, ns: Namespace, directory: Path) -> None:
+    def __init__(
+        self, ns: Namespace, directory: Path, on_pid: Callable[[int], None] | None = None
+    ) -> None:
         self.ns = ns
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.names: list[str] = []
+        self.on_pid = on_pid
 
     def env(self) -> dict[str, str]:
         d = str(self.dir)
@@ -70,6 +76,9 @@ class _Daemons:
         self.run(program, "-vconsole:off", "--detach", "--no-chdir", *files, *args)
         if tag not in self.names:
             self.names.append(tag)
+        pid = self.pid(tag)
+        if self.on_pid is not None and pid is not None:
+            self.on_pid(pid)
 
     def pid(self, tag: str) -> int | None:
         with contextlib.suppress(OSError, ValueError):
@@ -191,31 +200,45 @@ class OvnHost:
         return done
 
 
+class NamespaceMaker(Protocol):
+    """What makes the cluster's namespaces: a test's :class:`Lab`, or ``virtnet lab``'s
+    builder (which records each one before it exists)."""
+
+    prefix: str
+
+    def netns(self, role: str) -> Namespace: ...
+
+
 @dataclass
 class OvnCluster:
-    """``OvnCluster(lab).start(chassis=3)``: central + chassis ``hv1``..``hvN`` on an underlay."""
+    """``OvnCluster(lab).start(chassis=3)``: central + chassis ``hv1``..``hvN`` on an underlay.
 
-    lab: Lab
+    ``root`` holds the cluster's directory; ``on_pid`` hears every daemon's pid as it starts."""
+
+    lab: NamespaceMaker
     root: Path = field(default_factory=lambda: Path("/run"))
     central: OvnCentral | None = None
     chassis: list[OvnChassis] = field(default_factory=list)
     underlay: Namespace | None = None
+    on_pid: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         self.dir = self.root / f"{DIR_PREFIX}{self.lab.prefix}"
 
-    def start(self, chassis: int = 0) -> OvnCluster:
-        """With ``chassis=0`` only the databases and northd (the fast tier)."""
+    def start(self, chassis: int | list[str] = 0) -> OvnCluster:
+        """With ``chassis=0`` only the databases and northd (the fast tier); a number makes
+        ``hv1``..``hvN``, a list the chassis of those names."""
+        names = [f"hv{n}" for n in range(1, chassis + 1)] if isinstance(chassis, int) else chassis
         self.dir.mkdir(mode=0o700, exist_ok=True)
         try:
-            if chassis:
+            if names:
                 self.underlay = self.lab.netns("ul")
                 self.underlay.ip("link", "add", "br-ul", "type", "bridge")
                 self.underlay.ip("link", "set", "br-ul", "up")
             self.central = self._start_central()
-            for n in range(1, chassis + 1):
-                self.chassis.append(self._start_chassis(n))
-            if chassis:
+            for index, name in enumerate(names, 1):
+                self.chassis.append(self._start_chassis(name, index))
+            if names:
                 self.wait_ready()
         except BaseException:
             self.stop()
@@ -233,7 +256,7 @@ class OvnCluster:
 
     def _start_central(self) -> OvnCentral:
         ns = self.lab.netns("central")
-        d = _Daemons(ns, self.dir / "central")
+        d = _Daemons(ns, self.dir / "central", self.on_pid)
         ip = f"{UNDERLAY}.2"
         if self.underlay is not None:
             self._uplink(ns, "eth0", "central")
@@ -253,11 +276,10 @@ class OvnCluster:
                 f"--ovnnb-db={central.nb}", f"--ovnsb-db={central.sb}")  # fmt: skip
         return central
 
-    def _start_chassis(self, n: int) -> OvnChassis:
+    def _start_chassis(self, name: str, n: int) -> OvnChassis:
         assert self.central is not None
-        name = f"hv{n}"
         ns = self.lab.netns(name)
-        d = _Daemons(ns, self.dir / name)
+        d = _Daemons(ns, self.dir / name, self.on_pid)
         ip = f"{UNDERLAY}.{10 + n}"
         self._uplink(ns, "eth-ul", name)
         d.run("ovsdb-tool", "create", f"{d.dir}/conf.db", OVS_SCHEMA)
@@ -305,6 +327,21 @@ class OvnCluster:
         return OvnHost(
             chassis.name, chassis.ns, self.central.nb, chassis.ovsdb, chassis.daemons.dir
         )
+
+    def attach_provider(self, ch: OvnChassis, physnet: str, nic: str) -> str:
+        """Bridge ``nic`` (a link already in the chassis's namespace, cabled to a LAN) into a
+        provider bridge for ``physnet``, added to the chassis's bridge mappings; returns the
+        bridge's name."""
+        bridge = f"br-{physnet}"[:15]
+        _offload_off(ch.ns, nic)
+        ch.ns.ip("link", "set", nic, "up")
+        found = ch.vsctl("--if-exists", "get", "open_vswitch", ".",
+                         "external_ids:ovn-bridge-mappings").strip().strip('"')  # fmt: skip
+        mappings = ",".join(filter(None, [found, f"{physnet}:{bridge}"]))
+        ch.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
+                 "--", "add-port", bridge, nic, "--", "set", "open_vswitch", ".",
+                 f"external_ids:ovn-bridge-mappings={mappings}")  # fmt: skip
+        return bridge
 
     def provider_bridge(self, ch: OvnChassis, physnet: str, outside: Namespace, cidr: str) -> None:
         """Give ``ch`` a provider bridge ``br-ex`` for ``physnet`` with a veth to ``outside``

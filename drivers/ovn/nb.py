@@ -18,6 +18,7 @@ role               rows
 ``dhcp``           DHCP_Options of one subnet (OVN's native DHCP)
 ``dns``            the network's DNS records (answered by ovn-controller)
 ``isolation``      the Port_Group of isolated ports, with its drop ACL
+``nat-guard``      the Port_Group of a nat network's guest ports, with its stateful ACLs
 =================  ==================================================================
 """
 
@@ -94,6 +95,10 @@ def router_port_name(uuid: str) -> str:
 
 def isolation_group(uuid: str) -> str:
     return f"vn_{uuid.replace('-', '')}_isolated"  # Port_Group names are identifiers
+
+
+def guests_group(uuid: str) -> str:
+    return f"vn_{uuid.replace('-', '')}_guests"
 
 
 def derived_mac(uuid: str, salt: str) -> str:
@@ -216,6 +221,8 @@ def start_ops(net: Network, switch: dict[str, Any] | None, token: str = "1") -> 
             "external_ids": ids(u, "isolation"),
         }
         ops.append(insert("Port_Group", pg))
+    if net.mode is ForwardMode.NAT:
+        ops += _nat_guard_ops(net)
     mutations = []
     if ports:
         mutations.append(["ports", "insert", oset(ports)])
@@ -244,6 +251,41 @@ def _dhcp_options(net: Network, ip: IP, router_mac: str) -> dict[str, str]:
     if net.dns is not None and net.dns.hosts:
         options["dns_server"] = ip.address
     return options
+
+
+def _nat_guard_ops(net: Network) -> list[Op]:
+    """libvirt's nat mode lets guests out and nothing new in: OVN's SNAT alone would route
+    an outside host's packets to a guest's own address (a route to the subnet via the
+    gateway is all it takes). Stateful ACLs on the group of the network's guest ports:
+    what a guest starts, and its replies, pass (conntrack); from the subnet itself, all
+    passes; any other new IPv4 connection toward a guest is dropped. IPv6 is routed, not
+    NATed, in libvirt's nat networks, and stays open as there."""
+    assert net.uuid is not None
+    u = net.uuid
+    group = guests_group(u)
+    subnets = ", ".join(str(ip.subnet) for ip in _ipv4(net))
+    rules = [
+        ("from-lport", 1001, f"inport == @{group} && ip4", "allow-related"),
+        ("to-lport", 1001, f"outport == @{group} && ip4 && ip4.src == {{{subnets}}}",
+         "allow-related"),
+        ("to-lport", 1000, f"outport == @{group} && ip4", "drop"),
+    ]  # fmt: skip
+    ops = []
+    for index, (direction, priority, match, action) in enumerate(rules):
+        acl = {"direction": direction, "priority": priority, "match": match, "action": action,
+               "external_ids": ids(u, "nat-guard")}  # fmt: skip
+        ops.append(insert("ACL", acl, f"natacl{index}"))
+    acls = oset(named(f"natacl{index}") for index in range(len(rules)))
+    pg = {"name": group, "acls": acls, "external_ids": ids(u, "nat-guard")}
+    ops.append(insert("Port_Group", pg))
+    return ops
+
+
+def groups_of(net: Network, isolated: bool) -> list[str]:
+    """The port groups a guest's port of ``net`` joins."""
+    assert net.uuid is not None
+    groups = [guests_group(net.uuid)] if net.mode is ForwardMode.NAT else []
+    return groups + ([isolation_group(net.uuid)] if isolated else [])
 
 
 def _isolates(net: Network) -> bool:
@@ -397,7 +439,7 @@ def add_port(
     guarded: bool,
     chassis: str,
     dhcp: str | None,
-    isolated: bool,
+    groups: list[str],
     switch: dict[str, Any],
 ) -> None:
     """The guest's logical switch port, in a transaction that fails (``Conflict``, to be
@@ -420,9 +462,9 @@ def add_port(
         insert("Logical_Switch_Port", row, "lsp"),
         mutate("Logical_Switch", where, ["ports", "insert", oset([named("lsp")])]),
     ]
-    if isolated:
-        group = [["name", "==", isolation_group(network)]]
-        ops.append(mutate("Port_Group", group, ["ports", "insert", oset([named("lsp")])]))
+    for group in groups:  # isolation, the nat guard
+        where = [["name", "==", group]]
+        ops.append(mutate("Port_Group", where, ["ports", "insert", oset([named("lsp")])]))
     nb.transact(DB, ops)
 
 

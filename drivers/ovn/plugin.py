@@ -13,6 +13,7 @@ from virtnet.backend import (
 )
 from virtnet.catalog import SharedCatalog
 from virtnet.errors import InvalidInput, Unsupported, VirtnetError
+from virtnet.events import Watcher
 from virtnet.hookspecs import API_VERSION, hookimpl
 from virtnet.model.network import ForwardMode, Network
 from virtnet.model.port import AttachmentKind, NetworkPort, Plug
@@ -96,6 +97,8 @@ class OvnBackend:
             raise Unsupported("DHCPv6 ranges on OVN: not yet (SLAAC works)", subject="network/ip")
         info: dict[str, Any] = {
             "bridge": config.bridge,
+            # where the network meets the outside: its SNAT address, for nat
+            "uplink": str(uplink.address.ip) if uplink and uplink.address else None,
             "switch": nb.switch_name(network),
             "router": nb.router_name(network) if nb.has_router(network) else None,
             "owned": False,
@@ -119,6 +122,14 @@ class OvnBackend:
         from virtnet_ovn.drift import reconcile
 
         return reconcile(network, ports, require_config())
+
+    @hookimpl
+    def virtnet_watchers(self) -> list[Watcher] | None:
+        """virtnetd on a chassis reports its ports going up and down (OVN's ``up``)."""
+        from virtnet_ovn.watch import port_watcher
+
+        config = OvnConfig.from_env()
+        return [port_watcher(config)] if config is not None else None
 
     @hookimpl
     def virtnet_undo_actions(self) -> dict[str, UndoAction]:
@@ -158,7 +169,7 @@ def plan_plug(net: Network, port: NetworkPort, config: OvnConfig) -> Plan:
         AddOvsPort(config.bridge, a.ifname, external_ids=tuple(sorted(external_ids.items()))),
         AwaitOvsInterface(a.ifname),
         SetUp(a.ifname),
-        AwaitPortBound(port.uuid, config.nb),
+        AwaitPortBound(a.ifname, config.ovsdb),
     ]
     return Plan(steps, {"ifname": a.ifname, "chassis": chassis})
 

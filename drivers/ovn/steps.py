@@ -4,7 +4,6 @@ undo that is one transaction too and finds its rows by virtnet's keys, never by 
 from __future__ import annotations
 
 import logging
-import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +13,7 @@ from virtnet.errors import Conflict, OperationFailed
 from virtnet.model.network import Network
 from virtnet.ownership import parse_label
 from virtnet.plan import Step, Undo
-from virtnet.services.ovsdb_rpc import OvsdbRpc
+from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
 from virtnet_ovn import nb
 from virtnet_ovn.config import NB_WHAT, OvnConfig
 
@@ -116,7 +115,7 @@ class CreateLogicalPort(Step):
                 try:
                     address = " ".join([self.mac, *chosen])
                     nb.add_port(db, u, self.port, address, self.guarded, self.chassis, dhcp,
-                                self.isolated, switch)  # fmt: skip
+                                nb.groups_of(self.network, self.isolated), switch)  # fmt: skip
                 except Conflict:
                     if attempt + 1 == ATTEMPTS:
                         raise
@@ -143,36 +142,38 @@ def delete_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class AwaitPortBound(Step):
-    """Wait until OVN says the port is up: ovn-controller on this chassis bound it and its
-    flows are in (``Logical_Switch_Port.up``), so the guest can talk when the plug returns."""
+    """Wait until ovn-controller on this chassis has bound the port and installed its flows,
+    so the guest can talk when the plug returns.
 
-    port: str
-    nb_remote: str
+    The local signal (``external_ids:ovn-installed`` on the Open vSwitch interface, which
+    ovn-controller sets once the port's flows are in) rather than the northbound
+    ``Logical_Switch_Port.up``, which comes back only after a round through the southbound
+    database and ovn-northd: that round grows with the size of the whole deployment (here
+    from 1 ms to 34 ms at 100 ports) while the local one does not.
+    """
+
+    ifname: str
+    ovsdb: str
 
     def describe(self) -> str:
-        return f"wait for OVN to bind {self.port}"
+        return f"wait for ovn-controller to bind {self.ifname}"
 
     def undo(self) -> Undo | None:
         return None
 
     def apply(self, ctx: ApplyContext) -> None:
-        started = time.monotonic()
-        with _nb(self.nb_remote) as db:
+        def installed(rows: list[dict[str, Any]]) -> bool:
+            return bool(rows) and map_values(rows[0]["external_ids"]).get("ovn-installed") == "true"
+
+        with OvsdbRpc(self.ovsdb, 10.0, "Open vSwitch database") as db:
             try:
-                db.wait(
-                    nb.DB,
-                    "Logical_Switch_Port",
-                    [["name", "==", self.port]],
-                    ["up"],
-                    lambda rows: bool(rows) and rows[0]["up"] is True,
-                    BIND_TIMEOUT,
-                )
+                db.wait("Open_vSwitch", "Interface", [["name", "==", self.ifname]],
+                        ["external_ids"], installed, BIND_TIMEOUT)  # fmt: skip
             except OperationFailed:
                 raise OperationFailed(
-                    f"OVN did not bind port {self.port} within {BIND_TIMEOUT:.0f} s: is "
-                    "ovn-controller running on this chassis?"
+                    f"ovn-controller did not bind {self.ifname} within {BIND_TIMEOUT:.0f} s: "
+                    "is it running on this chassis?"
                 ) from None
-        log.debug("port %s bound in %.3f s", self.port, time.monotonic() - started)
 
 
 UNDO_ACTIONS = {"ovn.network.stop": stop_network, "ovn.port.delete": delete_port}

@@ -3,7 +3,7 @@
 Labelled blocks are code: ``python`` blocks run for real (in a throw-away namespace, with a
 virtnetd when they use the client), or, when their first line is ``# from PATH``, must be a
 verbatim excerpt of that file (the example backend, which the conformance suite runs);
-``toml``, ``xml``, ``yaml`` and ``json`` blocks are parsed (a pyproject excerpt must agree with
+``toml``, ``xml``, ``yaml``, ``json`` and ``ini`` (virtnetd.conf) blocks are parsed (a pyproject excerpt must agree with
 the file it names; an ``xml`` block is a network, or a domain fragment the libvirt hook reads); ``sh`` blocks are syntax-checked and every ``virtnet`` command and ``make``
 target they use must exist. Unlabelled and ``console`` blocks are transcripts and diagrams.
 """
@@ -96,6 +96,12 @@ def test_code_block(lang: str, body: str, tmp_path: Path, request: pytest.Fixtur
         json.loads(body)
     elif lang == "sh":
         check_shell(body)
+    elif lang == "ini":  # a virtnetd settings file: virtnetd must read it
+        from virtnet.daemon.main import read_config
+
+        path = tmp_path / "virtnetd.conf"
+        path.write_text(body)
+        assert read_config(path)
     else:
         pytest.fail(f"no way to check a {lang!r} block: label it, or add a checker here")
 

@@ -53,6 +53,14 @@ def test_the_seed_lab_passes_its_whole_matrix(backend: str | None) -> None:
     assert leftovers("arch") == []
 
 
+def test_the_seed_lab_passes_its_whole_matrix_across_three_ovn_hosts() -> None:
+    done = virtnet("lab", "run", "archnetwork-ovn.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "20/20 as expected" in done.stdout
+    assert "OVN: hv1, hv2, hv3 registered" in done.stdout
+    assert leftovers("archovn") == []
+
+
 def rendered(page: Path, tmp_path: Path) -> Any:
     """The page as headless Chromium renders it (its DOM after layout), and a screenshot."""
     if shutil.which("chromium") is None:

@@ -78,3 +78,46 @@ def test_yaml_on_key_trap_is_caught() -> None:
     )
     with pytest.raises(InvalidInput, match="reads as true"):
         parse(data)
+
+
+def test_the_ovn_seed_lab_parses() -> None:
+    spec = load(EXAMPLES / "archnetwork-ovn.yaml")
+    assert spec.chassis == ("hv1", "hv2", "hv3")
+    assert {g.name: g.host for g in spec.guests} == {"a": "hv1", "b": "hv3", "c": "hv2"}
+    assert [(n.chassis, n.name, n.physnet) for n in spec.chassis_nics] == [
+        ("hv1", "eth0", "lan1"),
+        ("hv3", "eth1", "lan2"),
+    ]
+    assert any(e.seen_as == "uplink.vlan1" for e in spec.expect)
+
+
+OVN_BASE = """
+name: t
+ovn: {chassis: [hv1]}
+lans: {lan: {peers: {pc: {address: 10.0.0.2/24}}}}
+hosts: {hv1: {nics: {eth0: {lan: lan, physnet: p1}}}}
+networks: {n: {xml: "<network><name>n</name></network>"}}
+guests: {g: {host: hv1, ports: [{network: n}]}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "subject"),
+    [
+        (lambda d: d["guests"]["g"].pop("host"), "guests.g.host"),
+        (lambda d: d["guests"]["g"].update(host="hv9"), "guests.g.host"),
+        (lambda d: d.update(hosts={"hv9": {}}), "hosts.hv9"),
+        (lambda d: d["hosts"]["hv1"]["nics"]["eth0"].update(physnet="a b"), "physnet"),
+        (lambda d: d["hosts"]["hv1"]["nics"]["eth0"].update(lan="nope"), "lan"),
+        (lambda d: d.update(host={"nics": {}}), "host"),
+        (lambda d: d.update(ovn={"chassis": ["hv1", "hv1"]}), "ovn.chassis"),
+        (lambda d: d.pop("ovn"), "hosts"),
+        (lambda d: d.update(expect=[{"from": "uplink.n", "to": "pc"}]), "expect[0].from"),
+    ],
+)
+def test_ovn_lab_mistakes_name_their_place(change: object, subject: str) -> None:
+    data = yaml.safe_load(OVN_BASE)
+    change(data)  # type: ignore[operator]
+    with pytest.raises(InvalidInput) as err:
+        parse(data)
+    assert subject in str(err.value.subject)
