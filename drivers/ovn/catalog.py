@@ -33,8 +33,7 @@ class OvnCatalog(SharedCatalog):
 
     def _switches(self, name: str | None = None) -> list[dict[str, Any]]:
         with self._db() as db:
-            rows = nb.switches(db)
-        return [r for r in rows if name is None or r["external_ids"].get(nb.NAME_KEY) == name]
+            return nb.switches(db, name=name)
 
     # reading --------------------------------------------------------------------------------
     def definitions(self) -> list[Definition]:

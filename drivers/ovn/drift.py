@@ -55,7 +55,9 @@ def reconcile(network: Network, ports: list[NetworkPort], config: OvnConfig) -> 
             try:
                 nb.add_port(db, network.uuid, port.uuid, " ".join([port.mac, *addresses]),
                             port.attachment.spoof_check is not False, chassis, dhcp,
-                            nb.groups_of(network, bool(port.isolated)), switch)  # fmt: skip
+                            nb.groups_of(network, bool(port.isolated),
+                                         port.attachment.spoof_check is not False),
+                            switch)  # fmt: skip
             except VirtnetError as exc:
                 repairs.append(f"could not re-create OVN port {port.uuid}: {exc}")
                 continue

@@ -19,6 +19,7 @@ role               rows
 ``dns``            the network's DNS records (answered by ovn-controller)
 ``isolation``      the Port_Group of isolated ports, with its drop ACL
 ``nat-guard``      the Port_Group of a nat network's guest ports, with its stateful ACLs
+``server-guard``   the Port_Group of guarded ports: no DHCP server replies or RAs from them
 =================  ==================================================================
 """
 
@@ -101,6 +102,10 @@ def guests_group(uuid: str) -> str:
     return f"vn_{uuid.replace('-', '')}_guests"
 
 
+def guarded_group(uuid: str) -> str:
+    return f"vn_{uuid.replace('-', '')}_guarded"
+
+
 def derived_mac(uuid: str, salt: str) -> str:
     """A stable locally administered MAC for a router port virtnet names."""
     digest = hashlib.sha256(f"{uuid}/{salt}".encode()).digest()
@@ -108,20 +113,29 @@ def derived_mac(uuid: str, salt: str) -> str:
 
 
 # --- reading ------------------------------------------------------------------------------
-def switches(nb: OvsdbRpc, network: str | None = None) -> list[dict[str, Any]]:
-    """The networks' switches (all of virtnet's, or one network's), external_ids decoded."""
-    where = owned(network, "network") if network else [
-        ["external_ids", "includes", omap({ROLE_KEY: "network"})]
-    ]  # fmt: skip
-    rows = nb.select(DB, "Logical_Switch", where, ["name", "external_ids", "ports"])
+def switches(
+    nb: OvsdbRpc, network: str | None = None, *, name: str | None = None, ports: bool = False
+) -> list[dict[str, Any]]:
+    """The networks' switches (all of virtnet's, one network's by uuid or by name), picked by
+    the server; external_ids decoded, and their ports' uuids only when asked (a listing
+    must not carry every port of every network)."""
+    keys = {ROLE_KEY: "network"}
+    if network:
+        keys[NETWORK_KEY] = network
+    if name:
+        keys[NAME_KEY] = name
+    columns = ["name", "external_ids", *(["ports"] if ports else [])]
+    rows = nb.select(DB, "Logical_Switch", [["external_ids", "includes", omap(keys)]], columns)
     for row in rows:
         row["external_ids"] = map_values(row["external_ids"])
-        row["ports"] = set_values(row["ports"])
+        if ports:
+            row["ports"] = set_values(row["ports"])
     return [r for r in rows if r["external_ids"].get(OVS_OWNER_KEY, "").startswith("virtnet/")]
 
 
 def the_switch(nb: OvsdbRpc, network: str) -> dict[str, Any]:
-    found = switches(nb, network)
+    """The network's switch with its ports (what a port's transaction checks against)."""
+    found = switches(nb, network, ports=True)
     if not found:
         raise OperationFailed(
             f"network {network} has no logical switch in the OVN northbound database "
@@ -223,6 +237,7 @@ def start_ops(net: Network, switch: dict[str, Any] | None, token: str = "1") -> 
         ops.append(insert("Port_Group", pg))
     if net.mode is ForwardMode.NAT:
         ops += _nat_guard_ops(net)
+    ops += _server_guard_ops(u)
     mutations = []
     if ports:
         mutations.append(["ports", "insert", oset(ports)])
@@ -281,10 +296,26 @@ def _nat_guard_ops(net: Network) -> list[Op]:
     return ops
 
 
-def groups_of(net: Network, isolated: bool) -> list[str]:
+def _server_guard_ops(u: str) -> list[Op]:
+    """Port security checks a guest's source addresses, not what it claims to be: a guest
+    could still answer others' DHCP (its own address as the source) or advertise itself as
+    the IPv6 router. OVN answers DHCP requests itself, so no guest needs to send DHCP or
+    DHCPv6 server replies or router advertisements: a guarded port's are dropped where they
+    enter (a router guest, plugged with --no-spoof-check, is not in the group)."""
+    group = guarded_group(u)
+    match = f"inport == @{group} && (udp.src == 67 || udp.src == 547 || icmp6.type == 134)"
+    acl = {"direction": "from-lport", "priority": 2001, "action": "drop", "match": match,
+           "external_ids": ids(u, "server-guard")}  # fmt: skip
+    pg = {"name": group, "acls": oset([named("serverguard")]),
+          "external_ids": ids(u, "server-guard")}  # fmt: skip
+    return [insert("ACL", acl, "serverguard"), insert("Port_Group", pg)]
+
+
+def groups_of(net: Network, isolated: bool, guarded: bool) -> list[str]:
     """The port groups a guest's port of ``net`` joins."""
     assert net.uuid is not None
     groups = [guests_group(net.uuid)] if net.mode is ForwardMode.NAT else []
+    groups += [guarded_group(net.uuid)] if guarded else []
     return groups + ([isolation_group(net.uuid)] if isolated else [])
 
 
@@ -494,6 +525,20 @@ def free_addresses(net: Network, taken: set[ipaddress.IPv4Address]) -> Iterator[
                 address = ipaddress.IPv4Address(value)
                 if address not in taken and address not in reserved and address not in own:
                     yield str(address)
+
+
+def slaac_addresses(net: Network, mac: str, have: list[str]) -> list[str]:
+    """The addresses the guest forms itself from router advertisements (EUI-64 in each /64 of
+    the network it has none in): listed on its port, so port security lets them through and
+    OVN answers neighbour solicitations for them."""
+    from virtnet.services.guard_rules import eui64_address
+
+    held = [ipaddress.ip_address(a) for a in have]
+    return [
+        eui64_address(str(ip.subnet), mac)
+        for ip in net.ips
+        if ip.version == 6 and ip.prefixlen == 64 and not any(a in ip.subnet for a in held)
+    ]
 
 
 def subnet_of(net: Network, address: str) -> str | None:

@@ -110,12 +110,14 @@ class CreateLogicalPort(Step):
             for attempt in range(ATTEMPTS):
                 switch = nb.the_switch(db, u)
                 chosen = list(self.addresses) or self._choose(db)
+                chosen += nb.slaac_addresses(self.network, self.mac, chosen)
                 subnet = nb.subnet_of(self.network, chosen[0]) if chosen else None
                 dhcp = nb.dhcp_options_of(db, u).get(subnet or "")
                 try:
                     address = " ".join([self.mac, *chosen])
                     nb.add_port(db, u, self.port, address, self.guarded, self.chassis, dhcp,
-                                nb.groups_of(self.network, self.isolated), switch)  # fmt: skip
+                                nb.groups_of(self.network, self.isolated, self.guarded),
+                                switch)  # fmt: skip
                 except Conflict:
                     if attempt + 1 == ATTEMPTS:
                         raise

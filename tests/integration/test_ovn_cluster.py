@@ -10,16 +10,20 @@ real: DHCP from ovn-controller, ping and TCP across tunnels and through SNAT.
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from virtnet.client import Client
+from virtnet.testing import frames
 from virtnet.testing.daemon import Daemon
-from virtnet.testing.guest import dhcp_lease
+from virtnet.testing.guest import dhcp_lease, resolve
 from virtnet.testing.netns import Lab, Namespace
 from virtnet.testing.ovn import OvnCluster, OvnHost
 from virtnet.testing.traffic import can_ping, can_tcp
@@ -27,6 +31,7 @@ from virtnet.testing.traffic import can_ping, can_tcp
 OVN = "xmlns:ovn='https://virtnet.dev/xmlns/ovn/1'"
 ROOT = Path(__file__).resolve().parents[2]
 OUTSIDE = "198.51.100.1"
+BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
 class World:
@@ -134,6 +139,66 @@ def test_port_security_and_isolation_hold_across_hosts(world: World, tmp_path: P
         world.stop(name)
 
 
+def test_a_guest_cannot_be_the_dhcp_server_or_the_router_of_others(
+    world: World, tmp_path: Path
+) -> None:
+    """Port security lets a guest use its own addresses, so a forged DHCP offer or router
+    advertisement from them passes it: the server guard drops them where they enter. The
+    attacker's frames really leave it (seen on its port link); the victim on another host
+    sees its harmless broadcast, and none of the forged ones."""
+    name = world.network(NAT, tmp_path)
+    world.mgmt.cli("net-start", name)
+    attacker, port = world.guest(world.hv["hv1"], name)
+    victim, _ = world.guest(world.hv["hv2"], name)
+    try:
+        mine = dhcp_lease(attacker)
+        assert mine and dhcp_lease(victim)
+        info = json.loads(world.hv["hv1"].cli("net-port-info", port, "--json").stdout)["port"]
+        mac, link = info["mac"], info["attachment"]["ifname"]
+        offer = frames.dhcp_offer("10.70.0.77", mine, "52:54:00:00:00:99", mine)
+        forged = [
+            frames.ethernet(BROADCAST, mac, 0x0800, frames.ipv4_udp(mine, "255.255.255.255",
+                                                                    67, 68, offer)),
+            frames.ethernet("33:33:00:00:00:01", mac, 0x86DD, frames.ipv6(
+                frames.link_local(mac), "ff02::1", 58, frames.router_advert("fd66::/64", mac))),
+        ]  # fmt: skip
+        harmless = frames.ethernet(BROADCAST, mac, 0x0800,
+                                   frames.ipv4_udp(mine, "255.255.255.255", 9, 9, b"marker"))  # fmt: skip
+        on_link = world.cluster.chassis[0].ns.popen(
+            "tcpdump", "-l", "-n", "-e", "-i", link, f"ether src {mac}",
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        at_victim = victim.popen("tcpdump", "-l", "-n", "-e", "-i", "eth0", f"ether src {mac}",
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        seen_victim = _until(at_victim, ".9 > ", lambda: frames.send(
+            attacker, "eth0", [*forged, harmless]))  # fmt: skip
+        seen_link = _until(on_link, ".9 > ", lambda: None)
+        assert ".67 > " in seen_link and "router advertisement" in seen_link  # really sent
+        assert ".67 > " not in seen_victim and "advertisement" not in seen_victim
+        assert "fd66:" not in victim.ip("-6", "addr", "show", "eth0").stdout
+    finally:
+        world.stop(name)
+
+
+def _until(sniffer: subprocess.Popen[str], marker: str, send: Callable[[], None]) -> str:
+    """Send (again, up to 20 times) until ``sniffer`` printed a line with ``marker``; all it
+    printed. The marker is the last frame sent: what came before it has been through."""
+    assert sniffer.stdout is not None
+    os.set_blocking(sniffer.stdout.fileno(), False)
+    text = ""
+    try:
+        for _ in range(20):
+            send()
+            ready, _, _ = select.select([sniffer.stdout], [], [], 1.0)
+            if ready:
+                text += sniffer.stdout.read() or ""
+            if marker in text:
+                return text
+        return text
+    finally:
+        sniffer.terminate()
+        sniffer.wait(timeout=10)
+
+
 def test_the_daemon_reports_ports_up_and_down_and_unplugs_what_another_host_stopped(
     world: World, tmp_path: Path
 ) -> None:
@@ -212,5 +277,37 @@ def test_an_unreachable_northbound_database_at_plug_is_one_line_and_leaves_nothi
         ports = world.cluster.chassis[0].vsctl("list-ports", "br-int").split()
         assert [p for p in ports if not p.startswith("ovn-")] == []  # tunnels only
         assert hv1.cli("net-port-list", name).stdout == ports_before
+    finally:
+        world.stop(name)
+
+
+SERVICES = """<network><name>{name}</name><forward mode='route'/>
+  <dns><host ip='10.72.0.5'><hostname>db</hostname><hostname>db.lab.test</hostname></host></dns>
+  <ip address='10.72.0.1' prefix='24'><dhcp><range start='10.72.0.10' end='10.72.0.99'/></dhcp></ip>
+  <ip family='ipv6' address='fd00:72::1' prefix='64'/>
+</network>"""
+
+
+def test_names_and_ipv6_router_advertisements_come_from_ovn(world: World, tmp_path: Path) -> None:
+    """No dnsmasq anywhere: ovn-controller answers the network's DNS names and sends its
+    router advertisements (SLAAC), on whichever chassis the guest runs."""
+    name = world.network(SERVICES, tmp_path)
+    world.mgmt.cli("net-start", name)
+    guest, _ = world.guest(world.hv["hv2"], name)
+    try:
+        guest.exec("sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=2")
+        assert dhcp_lease(guest) == "10.72.0.10"
+        assert resolve(guest, "db.lab.test", "10.72.0.1") == ["10.72.0.5"]
+        assert resolve(guest, "db", "10.72.0.1") == ["10.72.0.5"]
+        guest.ip("link", "set", "eth0", "down")  # a router solicitation at once
+        guest.ip("link", "set", "eth0", "up")
+        addresses = ""
+        for _ in range(50):  # the RA answers the solicitation; DAD then takes ~1 s
+            addresses = guest.ip("-6", "addr", "show", "eth0", "scope", "global").stdout
+            if "fd00:72:" in addresses and "tentative" not in addresses:
+                break
+            select.select([], [], [], 0.2)
+        assert "fd00:72:" in addresses, addresses
+        assert can_ping(guest, "fd00:72::1")
     finally:
         world.stop(name)
