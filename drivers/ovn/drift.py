@@ -6,6 +6,7 @@ from __future__ import annotations
 from virtnet.errors import VirtnetError
 from virtnet.model.network import Network
 from virtnet.model.port import NetworkPort
+from virtnet.ownership import Owner
 from virtnet.services.ovsdb_rpc import OvsdbRpc
 from virtnet_ovn import nb
 from virtnet_ovn.config import OvnConfig, chassis_name
@@ -36,7 +37,9 @@ def check(network: Network, config: OvnConfig) -> list[str]:
     return problems
 
 
-def reconcile(network: Network, ports: list[NetworkPort], config: OvnConfig) -> list[str]:
+def reconcile(
+    network: Network, ports: list[NetworkPort], config: OvnConfig, scope: str | None = None
+) -> list[str]:
     """This host's ports whose logical switch port is gone (deleted by hand, a restored
     database) get it back with the address they had; bound to this chassis again."""
     assert network.uuid is not None
@@ -52,12 +55,13 @@ def reconcile(network: Network, ports: list[NetworkPort], config: OvnConfig) -> 
             addresses = list(port.attachment.addresses)
             subnet = nb.subnet_of(network, addresses[0]) if addresses else None
             dhcp = nb.dhcp_options_of(db, network.uuid).get(subnet or "")
+            guarded = port.attachment.spoof_check is not False
+            groups = nb.groups_of(network, bool(port.isolated), guarded)
+            label = Owner(network.uuid, port.uuid, scope).label
+            address = " ".join([port.mac, *addresses])
             try:
-                nb.add_port(db, network.uuid, port.uuid, " ".join([port.mac, *addresses]),
-                            port.attachment.spoof_check is not False, chassis, dhcp,
-                            nb.groups_of(network, bool(port.isolated),
-                                         port.attachment.spoof_check is not False),
-                            switch)  # fmt: skip
+                nb.add_port(db, network.uuid, port.uuid, address, guarded, chassis, dhcp,
+                            groups, switch, port.bandwidth, label)  # fmt: skip
             except VirtnetError as exc:
                 repairs.append(f"could not re-create OVN port {port.uuid}: {exc}")
                 continue

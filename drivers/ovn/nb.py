@@ -20,6 +20,7 @@ role               rows
 ``isolation``      the Port_Group of isolated ports, with its drop ACL
 ``nat-guard``      the Port_Group of a nat network's guest ports, with its stateful ACLs
 ``server-guard``   the Port_Group of guarded ports: no DHCP server replies or RAs from them
+``qos``            a port's bandwidth limits (QoS rows of the switch), labelled with the port
 =================  ==================================================================
 """
 
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from virtnet.errors import InvalidInput, OperationFailed
-from virtnet.model.network import IP, ForwardMode, Network
+from virtnet.model.network import IP, Bandwidth, ForwardMode, Network
 from virtnet.ownership import OVS_OWNER_KEY, Owner
 from virtnet.services.ovsdb_rpc import (
     Op,
@@ -72,10 +73,13 @@ def owned(network: str, role: str | None = None) -> list[list[Any]]:
     return [["external_ids", "includes", omap(keys)]]
 
 
-def ids(network: str, role: str, port: str | None = None, **extra: str) -> list[Any]:
-    return omap(
-        {NETWORK_KEY: network, ROLE_KEY: role, OVS_OWNER_KEY: Owner(network, port).label, **extra}
-    )
+def ids(
+    network: str, role: str, port: str | None = None, label: str | None = None, **extra: str
+) -> list[Any]:
+    """A row's external_ids: the network, the row's role, virtnet's label (``label``: a
+    port's, with the scope of the virtnet that plugged it, as its undo checks)."""
+    owner = label or Owner(network, port).label
+    return omap({NETWORK_KEY: network, ROLE_KEY: role, OVS_OWNER_KEY: owner, **extra})
 
 
 def switch_name(net: Network) -> str:
@@ -443,10 +447,12 @@ def stop(nb: OvsdbRpc, network: str, token: str | None) -> None:
         else:
             ports = nb.select(DB, "Logical_Switch_Port", owned(network), [])
             records = nb.select(DB, "DNS", owned(network), [])
+            limits = nb.select(DB, "QoS", owned(network), [])
             ops.append(
                 mutate("Logical_Switch", where,
                        ["ports", "delete", oset(ref(p["_uuid"]) for p in ports)],
                        ["dns_records", "delete", oset(ref(r["_uuid"]) for r in records)],
+                       ["qos_rules", "delete", oset(ref(q["_uuid"]) for q in limits)],
                        ["external_ids", "delete", oset([STARTING_KEY])])
             )  # fmt: skip
     ops += [delete(t, owned(network)) for t in ("Logical_Router", "DHCP_Options", "Port_Group")]
@@ -472,6 +478,8 @@ def add_port(
     dhcp: str | None,
     groups: list[str],
     switch: dict[str, Any],
+    bandwidth: Bandwidth | None = None,
+    label: str | None = None,
 ) -> None:
     """The guest's logical switch port, in a transaction that fails (``Conflict``, to be
     retried) if another port joined or left the switch since ``switch`` was read: two hosts
@@ -482,7 +490,7 @@ def add_port(
         "port_security": oset([addresses] if guarded else []),
         # only this chassis may bind it: another chassis claiming the iface-id gets nothing
         "options": omap({"requested-chassis": chassis}),
-        "external_ids": ids(network, "port", port, **{CHASSIS_KEY: chassis}),
+        "external_ids": ids(network, "port", port, label, **{CHASSIS_KEY: chassis}),
     }
     if dhcp:
         row["dhcpv4_options"] = ref(dhcp)
@@ -496,7 +504,39 @@ def add_port(
     for group in groups:  # isolation, the nat guard
         where = [["name", "==", group]]
         ops.append(mutate("Port_Group", where, ["ports", "insert", oset([named("lsp")])]))
+    limits = _qos_ops(network, port, bandwidth, label)
+    if limits:
+        ops += limits
+        handles = oset(named(f"qos{index}") for index in range(len(limits)))
+        ops.append(
+            mutate("Logical_Switch", by_uuid(switch["_uuid"]), ["qos_rules", "insert", handles])
+        )
     nb.transact(DB, ops)
+
+
+def _qos_ops(network: str, port: str, bandwidth: Bandwidth | None, label: str | None) -> list[Op]:
+    """A port's ``<bandwidth>`` as OVN QoS meters: ``outbound`` (what the guest sends) where
+    it enters, ``inbound`` (toward it) where it leaves. libvirt counts kilobytes (per second);
+    OVN kilobits."""
+    if bandwidth is None:
+        return []
+    ops = []
+    for rate, direction, match in (
+        (bandwidth.outbound, "from-lport", f'inport == "{port}"'),
+        (bandwidth.inbound, "to-lport", f'outport == "{port}"'),
+    ):
+        if rate is None or not rate.average:
+            continue
+        limit = {"rate": rate.average * 8, **({"burst": rate.burst * 8} if rate.burst else {})}
+        row = {
+            "priority": 2000,
+            "direction": direction,
+            "match": match,
+            "bandwidth": omap(limit),
+            "external_ids": ids(network, "qos", port, label),
+        }
+        ops.append(insert("QoS", row, f"qos{len(ops)}"))
+    return ops
 
 
 def delete_port(nb: OvsdbRpc, port: str, label: str) -> None:
@@ -507,7 +547,12 @@ def delete_port(nb: OvsdbRpc, port: str, label: str) -> None:
     if rows:
         member = oset([ref(rows[0]["_uuid"])])
         where = [["ports", "includes", member]]
-        nb.transact(DB, [mutate("Logical_Switch", where, ["ports", "delete", member])])
+        its = [["external_ids", "includes", omap({OVS_OWNER_KEY: label})]]
+        limits = oset(ref(q["_uuid"]) for q in nb.select(DB, "QoS", its, []))
+        change = mutate(
+            "Logical_Switch", where, ["ports", "delete", member], ["qos_rules", "delete", limits]
+        )
+        nb.transact(DB, [change])
 
 
 def free_addresses(net: Network, taken: set[ipaddress.IPv4Address]) -> Iterator[str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from virtnet.backend import (
     FEATURE_ANTI_SPOOFING,
+    FEATURE_BANDWIDTH,
     FEATURE_PORT_ISOLATION,
     BackendInfo,
     Host,
@@ -51,7 +52,7 @@ class OvnBackend:
             "northbound database, native DHCP, port security",
             forward_modes=MODES,
             attachments=frozenset({AttachmentKind.TAP, AttachmentKind.VETH}),
-            features=frozenset({FEATURE_PORT_ISOLATION, FEATURE_ANTI_SPOOFING}),
+            features=frozenset({FEATURE_PORT_ISOLATION, FEATURE_ANTI_SPOOFING, FEATURE_BANDWIDTH}),
             readiness=probe(OvnConfig.from_env()),
             api_version=API_VERSION,
         )
@@ -91,6 +92,12 @@ class OvnBackend:
                 "gateway meets the outside)",
                 subject="network/metadata",
             )
+        if network.bandwidth is not None:
+            raise Unsupported(
+                "OVN limits each port (its own <bandwidth>, or its portgroup's), not a whole "
+                "network's total",
+                subject="network/bandwidth",
+            )
         if network.dnsmasq_options:
             raise Unsupported("OVN serves DHCP itself: no dnsmasq options", subject="network")
         if any(ip.version == 6 and ip.dhcp and ip.dhcp.ranges for ip in network.ips):
@@ -118,10 +125,12 @@ class OvnBackend:
         return check(network, require_config())
 
     @hookimpl
-    def virtnet_network_reconcile(self, network: Network, ports: list[NetworkPort]) -> list[str]:
+    def virtnet_network_reconcile(
+        self, network: Network, host: Host, ports: list[NetworkPort]
+    ) -> list[str]:
         from virtnet_ovn.drift import reconcile
 
-        return reconcile(network, ports, require_config())
+        return reconcile(network, ports, require_config(), host.scope)
 
     @hookimpl
     def virtnet_watchers(self) -> list[Watcher] | None:
@@ -147,7 +156,7 @@ def plan_plug(net: Network, port: NetworkPort, config: OvnConfig) -> Plan:
     a.ifname = a.ifname or port_ifname(port.uuid)
     steps: list[Step] = [
         CreateLogicalPort(net, port.uuid, port.mac, a.addresses, a.spoof_check is not False,
-                          bool(port.isolated), config, chassis),
+                          bool(port.isolated), config, chassis, port.bandwidth),
     ]  # fmt: skip
     if a.kind in (AttachmentKind.TAP, AttachmentKind.NONE):
         a.kind = AttachmentKind.TAP

@@ -10,7 +10,7 @@ from typing import Any
 
 from virtnet.apply import ApplyContext
 from virtnet.errors import Conflict, OperationFailed
-from virtnet.model.network import Network
+from virtnet.model.network import Bandwidth, Network
 from virtnet.ownership import parse_label
 from virtnet.plan import Step, Undo
 from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
@@ -95,6 +95,7 @@ class CreateLogicalPort(Step):
     isolated: bool
     config: OvnConfig
     chassis: str
+    bandwidth: Bandwidth | None = None
 
     def describe(self) -> str:
         return f"create OVN logical switch port {self.port} on chassis {self.chassis}"
@@ -117,7 +118,7 @@ class CreateLogicalPort(Step):
                     address = " ".join([self.mac, *chosen])
                     nb.add_port(db, u, self.port, address, self.guarded, self.chassis, dhcp,
                                 nb.groups_of(self.network, self.isolated, self.guarded),
-                                switch)  # fmt: skip
+                                switch, self.bandwidth, ctx.owner)  # fmt: skip
                 except Conflict:
                     if attempt + 1 == ATTEMPTS:
                         raise

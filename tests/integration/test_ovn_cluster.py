@@ -23,7 +23,7 @@ import pytest
 from virtnet.client import Client
 from virtnet.testing import frames
 from virtnet.testing.daemon import Daemon
-from virtnet.testing.guest import dhcp_lease, resolve
+from virtnet.testing.guest import dhcp_lease, resolve, tcp_throughput
 from virtnet.testing.netns import Lab, Namespace
 from virtnet.testing.ovn import OvnCluster, OvnHost
 from virtnet.testing.traffic import can_ping, can_tcp
@@ -112,6 +112,9 @@ def test_guests_on_two_hosts_share_a_network_and_leave_through_the_gateway(
     finally:
         world.hv["hv1"].cli("net-port-delete", p1)
         world.hv["hv2"].cli("net-port-delete", p2)
+        assert world.cluster.central is not None  # unplugged: gone from OVN too
+        assert not world.cluster.central.nbctl("--bare", "--columns=name", "find",
+                                               "Logical_Switch_Port", f"name={p1}").strip()  # fmt: skip
         world.stop(name)
     assert "vnet" not in " ".join(world.cluster.chassis[0].ns.links())
 
@@ -309,5 +312,35 @@ def test_names_and_ipv6_router_advertisements_come_from_ovn(world: World, tmp_pa
             select.select([], [], [], 0.2)
         assert "fd00:72:" in addresses, addresses
         assert can_ping(guest, "fd00:72::1")
+    finally:
+        world.stop(name)
+
+
+LIMITED = """<network><name>{name}</name><forward mode='route'/>
+  <ip address='10.73.0.1' prefix='24'><dhcp><range start='10.73.0.10' end='10.73.0.99'/></dhcp></ip>
+  <portgroup name='slow'><bandwidth><outbound average='250' burst='64'/></bandwidth></portgroup>
+</network>"""
+
+
+def test_a_ports_bandwidth_is_limited_by_ovn_qos(world: World, tmp_path: Path) -> None:
+    """libvirt's <bandwidth> (kilobytes) as an OVN QoS meter where the guest's traffic
+    enters: 250 KB/s out of the limited guest, while the other way is not limited."""
+    name = world.network(LIMITED, tmp_path)
+    world.mgmt.cli("net-start", name)
+    slow = world.lab.netns("g" + uuid.uuid4().hex[:6])
+    port = world.hv["hv1"].cli("net-port-create", name, "--netns", slow.name, "--portgroup",
+                               "slow").stdout.strip()  # fmt: skip
+    fast, _ = world.guest(world.hv["hv2"], name)
+    try:
+        assert dhcp_lease(slow) == "10.73.0.10" and dhcp_lease(fast) == "10.73.0.11"
+        out = tcp_throughput(slow, fast, "10.73.0.11", seconds=3)
+        back = tcp_throughput(fast, slow, "10.73.0.10", seconds=3, port=5302)
+        assert out < 250_000 * 1.5, out  # bytes/s, with room for the burst
+        assert back > out * 3, (back, out)
+        central = world.cluster.central
+        assert central is not None
+        assert port in central.nbctl("list", "QoS")  # a meter of its own
+        world.hv["hv1"].cli("net-port-delete", port)
+        assert port not in central.nbctl("list", "QoS")  # gone with it
     finally:
         world.stop(name)
