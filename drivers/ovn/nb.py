@@ -289,7 +289,7 @@ def _nat_guard_ops(net: Network) -> list[Op]:
          "allow-related"),
         ("to-lport", 1000, f"outport == @{group} && ip4", "drop"),
     ]  # fmt: skip
-    ops = []
+    ops: list[Op] = []
     for index, (direction, priority, match, action) in enumerate(rules):
         acl = {"direction": direction, "priority": priority, "match": match, "action": action,
                "external_ids": ids(u, "nat-guard")}  # fmt: skip
@@ -520,7 +520,7 @@ def _qos_ops(network: str, port: str, bandwidth: Bandwidth | None, label: str | 
     OVN kilobits."""
     if bandwidth is None:
         return []
-    ops = []
+    ops: list[Op] = []
     for rate, direction, match in (
         (bandwidth.outbound, "from-lport", f'inport == "{port}"'),
         (bandwidth.inbound, "to-lport", f'outport == "{port}"'),
