@@ -6,8 +6,8 @@ from __future__ import annotations
 from virtnet.errors import VirtnetError
 from virtnet.model.network import Network
 from virtnet.model.port import NetworkPort
-from virtnet.ownership import Owner
-from virtnet.services.ovsdb_rpc import OvsdbRpc
+from virtnet.ownership import OVS_OWNER_KEY, Owner, parse_label
+from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
 from virtnet_ovn import nb
 from virtnet_ovn.config import OvnConfig, chassis_name
 
@@ -41,13 +41,24 @@ def reconcile(
     network: Network, ports: list[NetworkPort], config: OvnConfig, scope: str | None = None
 ) -> list[str]:
     """This host's ports whose logical switch port is gone (deleted by hand, a restored
-    database) get it back with the address they had; bound to this chassis again."""
+    database) get it back with the address they had, bound to this chassis again; logical
+    ports this host's virtnet made (its scope in their label) for ports it no longer has (a
+    plug rolled back while the database did not answer) are removed."""
     assert network.uuid is not None
     repairs = []
     chassis = chassis_name(config)
+    mine = {port.uuid for port in ports}
     with config.connect_nb() as db:
-        rows = db.select(nb.DB, "Logical_Switch_Port", nb.owned(network.uuid, "port"), ["name"])
+        rows = db.select(nb.DB, "Logical_Switch_Port", nb.owned(network.uuid, "port"),
+                         ["name", "external_ids"])  # fmt: skip
         present = {r["name"] for r in rows}
+        for row in rows:
+            label = map_values(row["external_ids"]).get(OVS_OWNER_KEY)
+            owner = parse_label(label)
+            if owner is None or owner.scope != scope or scope is None or row["name"] in mine:
+                continue
+            nb.delete_port(db, str(row["name"]), str(label))
+            repairs.append(f"removed OVN logical switch port {row['name']}: no port here has it")
         for port in ports:
             if port.uuid is None or port.uuid in present or port.mac is None:
                 continue

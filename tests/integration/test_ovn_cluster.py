@@ -21,12 +21,15 @@ from pathlib import Path
 import pytest
 
 from virtnet.client import Client
+from virtnet.ownership import Owner, scope_of
+from virtnet.services.ovsdb_rpc import OvsdbRpc
 from virtnet.testing import frames
 from virtnet.testing.daemon import Daemon
 from virtnet.testing.guest import dhcp_lease, resolve, tcp_throughput
 from virtnet.testing.netns import Lab, Namespace
 from virtnet.testing.ovn import OvnCluster, OvnHost
 from virtnet.testing.traffic import can_ping, can_tcp
+from virtnet_ovn import nb
 
 OVN = "xmlns:ovn='https://virtnet.dev/xmlns/ovn/1'"
 ROOT = Path(__file__).resolve().parents[2]
@@ -342,5 +345,71 @@ def test_a_ports_bandwidth_is_limited_by_ovn_qos(world: World, tmp_path: Path) -
         assert port in central.nbctl("list", "QoS")  # a meter of its own
         world.hv["hv1"].cli("net-port-delete", port)
         assert port not in central.nbctl("list", "QoS")  # gone with it
+    finally:
+        world.stop(name)
+
+
+@pytest.mark.parametrize("fault", ["raise", "kill"])
+def test_a_plug_that_fails_or_is_killed_at_any_step_leaves_nothing_here_or_in_ovn(
+    world: World, tmp_path: Path, fault: str
+) -> None:
+    """The core's promise, for a backend whose objects are half in a shared database: a plug
+    that fails at step K is rolled back, one killed before step K is undone by the next
+    command; either way no logical port stays in OVN and no link or OVS port on the host."""
+    name = world.network(NAT, tmp_path)
+    world.mgmt.cli("net-start", name)
+    hv1, chassis = world.hv["hv1"], world.cluster.chassis[0]
+    assert world.cluster.central is not None
+    links_before = chassis.ns.links()
+    try:
+        for step in range(1, 7):  # after the logical port (step 0) exists, to the last (6)
+            guest = world.lab.netns("g" + uuid.uuid4().hex[:6])
+            done = hv1.cli("net-port-create", name, "--netns", guest.name, check=False,
+                           env={"VIRTNET_FAULT": f"port:{fault}:{step}"})  # fmt: skip
+            assert done.returncode != 0, (step, done.stdout)
+            hv1.cli("net-list")  # the next command: undoes what a killed one left
+            ports = world.cluster.central.nbctl("--bare", "--columns=name", "find",
+                                                "Logical_Switch_Port",
+                                                "external_ids:virtnet-role=port")  # fmt: skip
+            assert ports.strip() == "", (step, ports)
+            assert chassis.ns.links() == links_before, step
+            left = [p for p in chassis.vsctl("list-ports", "br-int").split()
+                    if not p.startswith("ovn-")]  # fmt: skip
+            assert left == [], step
+            assert json.loads(hv1.cli("net-port-list", name, "--json").stdout) == []
+    finally:
+        world.stop(name)
+
+
+def test_reconcile_puts_back_a_lost_logical_port_and_removes_one_left_behind(
+    world: World, tmp_path: Path
+) -> None:
+    """A port whose logical port was deleted behind virtnet's back gets it back (and talks
+    again); a logical port this host made for a port it no longer has (a rollback that could
+    not reach the database) is removed; another host's ports are not touched."""
+    name = world.network(NAT, tmp_path)
+    world.mgmt.cli("net-start", name)
+    hv1 = world.hv["hv1"]
+    central = world.cluster.central
+    assert central is not None
+    g1, p1 = world.guest(hv1, name)
+    g2, p2 = world.guest(world.hv["hv2"], name)
+    try:
+        assert dhcp_lease(g1) == "10.70.0.10" and dhcp_lease(g2) == "10.70.0.11"
+        central.nbctl("lsp-del", p1)
+        assert not can_ping(g1, "10.70.0.11")
+        u = json.loads(world.mgmt.cli("net-info", name, "--json").stdout)["uuid"]
+        label = Owner(u, str(uuid.uuid4()), scope_of(hv1.dir / "state")).label
+        with OvsdbRpc(central.nb) as db:  # what a rollback that could not reach OVN leaves
+            orphan = label.rsplit("=", 1)[1]
+            nb.add_port(db, u, orphan, "52:54:00:aa:bb:cc 10.70.0.90", True, "hv1", None, [],
+                        nb.the_switch(db, u), None, label)  # fmt: skip
+        done = hv1.cli("net-reconcile", name).stdout
+        assert f"re-created OVN logical switch port {p1}" in done
+        assert f"removed OVN logical switch port {orphan}" in done
+        assert can_ping(g1, "10.70.0.11")
+        names = central.nbctl("--bare", "--columns=name", "find", "Logical_Switch_Port",
+                              "external_ids:virtnet-role=port").split()  # fmt: skip
+        assert sorted(names) == sorted([p1, p2])  # hv2's port untouched
     finally:
         world.stop(name)
