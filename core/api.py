@@ -359,6 +359,9 @@ class Virtnet:
 
     def _summary(self, name: str, d: Definition | None, a: ActiveNetwork | None) -> NetworkSummary:
         net = self._parsed(a.xml if a else d.xml if d else "")  # a daemon parses each once
+        # what ports plug into, as the running backend says (OVN: the integration bridge, not
+        # the libvirt-default name its definition carries)
+        bridge = a.info.get("bridge") if a else None
         return NetworkSummary(
             name=name,
             uuid=net.uuid or "",
@@ -366,7 +369,7 @@ class Virtnet:
             persistent=d is not None,
             autostart=bool(d and d.autostart),
             backend=a.backend if a else None,
-            bridge=net.bridge.name if net.bridge else None,
+            bridge=str(bridge) if bridge else net.bridge.name if net.bridge else None,
         )
 
     def get_network(self, name: str, *, inactive: bool = False) -> Network:
