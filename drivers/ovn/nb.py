@@ -328,25 +328,21 @@ def _isolates(net: Network) -> bool:
 
 
 def _localnet(u: str, name: str, physnet: str, handle: str) -> Op:
-    row = {
-        "name": name,
-        "type": "localnet",
-        "addresses": oset(["unknown"]),
-        "options": omap({"network_name": physnet}),
-        "external_ids": ids(u, "localnet"),
-    }
-    return insert("Logical_Switch_Port", row, handle)
+    """A switch's port onto provider network ``physnet`` (a chassis's bridge mapping)."""
+    return _special_port(u, name, "localnet", "unknown", {"network_name": physnet}, handle)
 
 
 def _router_port(u: str, name: str, lrp: str, handle: str) -> Op:
     """A switch's port toward router port ``lrp``."""
-    row = {
-        "name": name,
-        "type": "router",
-        "addresses": oset(["router"]),
-        "options": omap({"router-port": lrp}),
-        "external_ids": ids(u, "router-port"),
-    }
+    return _special_port(u, name, "router", "router", {"router-port": lrp}, handle)
+
+
+def _special_port(
+    u: str, name: str, kind: str, addresses: str, options: dict[str, str], handle: str
+) -> Op:
+    role = "router-port" if kind == "router" else kind
+    row = {"name": name, "type": kind, "addresses": oset([addresses]), "options": omap(options),
+           "external_ids": ids(u, role)}  # fmt: skip
     return insert("Logical_Switch_Port", row, handle)
 
 
