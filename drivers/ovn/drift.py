@@ -9,6 +9,7 @@ from virtnet.model.port import NetworkPort
 from virtnet.ownership import OVS_OWNER_KEY, Owner, parse_label
 from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
 from virtnet_ovn import nb
+from virtnet_ovn import ports as logical_ports
 from virtnet_ovn.config import OvnConfig, chassis_name
 
 
@@ -57,22 +58,22 @@ def reconcile(
             owner = parse_label(label)
             if owner is None or owner.scope != scope or scope is None or row["name"] in mine:
                 continue
-            nb.delete_port(db, str(row["name"]), str(label))
+            logical_ports.delete_port(db, str(row["name"]), str(label))
             repairs.append(f"removed OVN logical switch port {row['name']}: no port here has it")
         for port in ports:
             if port.uuid is None or port.uuid in present or port.mac is None:
                 continue
             switch = nb.the_switch(db, network.uuid)
             addresses = list(port.attachment.addresses)
-            subnet = nb.subnet_of(network, addresses[0]) if addresses else None
-            dhcp = nb.dhcp_options_of(db, network.uuid).get(subnet or "")
+            subnet = logical_ports.subnet_of(network, addresses[0]) if addresses else None
+            dhcp = logical_ports.dhcp_options_of(db, network.uuid).get(subnet or "")
             guarded = port.attachment.spoof_check is not False
             groups = nb.groups_of(network, bool(port.isolated), guarded)
             label = Owner(network.uuid, port.uuid, scope).label
             address = " ".join([port.mac, *addresses])
             try:
-                nb.add_port(db, network.uuid, port.uuid, address, guarded, chassis, dhcp,
-                            groups, switch, port.bandwidth, label)  # fmt: skip
+                logical_ports.add_port(db, network.uuid, port.uuid, address, guarded, chassis,
+                                       dhcp, groups, switch, port.bandwidth, label)  # fmt: skip
             except VirtnetError as exc:
                 repairs.append(f"could not re-create OVN port {port.uuid}: {exc}")
                 continue

@@ -14,7 +14,7 @@ from virtnet.model.network import Bandwidth, Network
 from virtnet.ownership import parse_label
 from virtnet.plan import Step, Undo
 from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
-from virtnet_ovn import nb
+from virtnet_ovn import nb, ports, start
 from virtnet_ovn.config import NB_WHAT, OvnConfig
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class StartOvnNetwork(Step):
             found = nb.switches(db, self.network.uuid)
             try:
                 db.transact(
-                    nb.DB, nb.start_ops(self.network, found[0] if found else None, self.token)
+                    nb.DB, start.start_ops(self.network, found[0] if found else None, self.token)
                 )
             except Conflict:
                 raise Conflict(
@@ -111,12 +111,12 @@ class CreateLogicalPort(Step):
             for attempt in range(ATTEMPTS):
                 switch = nb.the_switch(db, u)
                 chosen = list(self.addresses) or self._choose(db)
-                chosen += nb.slaac_addresses(self.network, self.mac, chosen)
-                subnet = nb.subnet_of(self.network, chosen[0]) if chosen else None
-                dhcp = nb.dhcp_options_of(db, u).get(subnet or "")
+                chosen += ports.slaac_addresses(self.network, self.mac, chosen)
+                subnet = ports.subnet_of(self.network, chosen[0]) if chosen else None
+                dhcp = ports.dhcp_options_of(db, u).get(subnet or "")
                 try:
                     address = " ".join([self.mac, *chosen])
-                    nb.add_port(db, u, self.port, address, self.guarded, self.chassis, dhcp,
+                    ports.add_port(db, u, self.port, address, self.guarded, self.chassis, dhcp,
                                 nb.groups_of(self.network, self.isolated, self.guarded),
                                 switch, self.bandwidth, ctx.owner)  # fmt: skip
                 except Conflict:
@@ -132,7 +132,7 @@ class CreateLogicalPort(Step):
                 if host.mac and host.ip and host.mac.lower() == self.mac.lower():
                     return [host.ip]
         taken = nb.taken_addresses(db, str(self.network.uuid))
-        free = next(nb.free_addresses(self.network, taken), None)
+        free = next(ports.free_addresses(self.network, taken), None)
         if free is None and any(ip.dhcp and ip.dhcp.ranges for ip in self.network.ips):
             raise OperationFailed(f"network {self.network.name!r}: its DHCP range is full")
         return [free] if free else []
@@ -140,7 +140,7 @@ class CreateLogicalPort(Step):
 
 def delete_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
     with _nb(str(args["nb"])) as db:
-        nb.delete_port(db, str(args["port"]), ctx.owner or "virtnet/")
+        ports.delete_port(db, str(args["port"]), ctx.owner or "virtnet/")
 
 
 @dataclass(frozen=True)

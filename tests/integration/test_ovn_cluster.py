@@ -29,7 +29,7 @@ from virtnet.testing.guest import dhcp_lease, resolve, tcp_throughput
 from virtnet.testing.netns import Lab, Namespace
 from virtnet.testing.ovn import OvnCluster, OvnHost
 from virtnet.testing.traffic import can_ping, can_tcp
-from virtnet_ovn import nb
+from virtnet_ovn import nb, ports
 
 OVN = "xmlns:ovn='https://virtnet.dev/xmlns/ovn/1'"
 ROOT = Path(__file__).resolve().parents[2]
@@ -402,7 +402,7 @@ def test_reconcile_puts_back_a_lost_logical_port_and_removes_one_left_behind(
         label = Owner(u, str(uuid.uuid4()), scope_of(hv1.dir / "state")).label
         with OvsdbRpc(central.nb) as db:  # what a rollback that could not reach OVN leaves
             orphan = label.rsplit("=", 1)[1]
-            nb.add_port(db, u, orphan, "52:54:00:aa:bb:cc 10.70.0.90", True, "hv1", None, [],
+            ports.add_port(db, u, orphan, "52:54:00:aa:bb:cc 10.70.0.90", True, "hv1", None, [],
                         nb.the_switch(db, u), None, label)  # fmt: skip
         done = hv1.cli("net-reconcile", name).stdout
         assert f"re-created OVN logical switch port {p1}" in done

@@ -18,7 +18,7 @@ import pytest
 from virtnet.services.ovsdb_rpc import OvsdbRpc
 from virtnet.testing.netns import Lab
 from virtnet.testing.ovn import OvnCluster, OvnHost
-from virtnet_ovn import nb
+from virtnet_ovn import nb, ports
 
 OVN = "xmlns:ovn='https://virtnet.dev/xmlns/ovn/1'"
 
@@ -204,12 +204,12 @@ def test_port_security_as_ovn_compiles_it(
     with OvsdbRpc(cluster.central.nb) as db:
         for mac in macs:  # what a chassis's plug writes (CreateLogicalPort), without a chassis
             switch = nb.the_switch(db, u)
-            address = next(nb.free_addresses(a_network(a, name), nb.taken_addresses(db, u)))
-            nb.add_port(db, u, mac.replace(":", ""), f"{mac} {address}", True, "nowhere",
+            address = next(ports.free_addresses(a_network(a, name), nb.taken_addresses(db, u)))
+            ports.add_port(db, u, mac.replace(":", ""), f"{mac} {address}", True, "nowhere",
                         None, [], switch)  # fmt: skip
-    ports = {p["name"]: p["addresses"] for p in _find(cluster, "Logical_Switch_Port",
+    made = {p["name"]: p["addresses"] for p in _find(cluster, "Logical_Switch_Port",
                                                       f"external_ids:{nb.NETWORK_KEY}={u}")}  # fmt: skip
-    assert ports == {"525400640001": "52:54:00:64:00:01 10.64.0.10",
+    assert made == {"525400640001": "52:54:00:64:00:01 10.64.0.10",
                      "525400640002": "52:54:00:64:00:02 10.64.0.11"}  # fmt: skip
     cluster.central.nbctl("--wait=sb", "sync")
 
