@@ -571,6 +571,8 @@ class Virtnet:
         that is left of them. Returns their uuids. virtnetd runs it on every tick, ``virtnet
         gc`` when asked; a catalog that cannot be read raises (an unreachable database is no
         reason to unplug)."""
+        if not self.hooks.shared_catalogs():
+            return []  # no shared networks here: nothing to sweep (the daemon asks each tick)
         with host_lock(self.host):
             local = set(self.store.active_xml())
             candidates = [p for p in self.store.port_networks() if p[1] not in local]
@@ -596,6 +598,8 @@ class Virtnet:
 
     def shared_networks_here(self) -> list[str]:
         """Shared networks (running) that have ports on this host."""
+        if not self.hooks.shared_catalogs():
+            return []
         local = set(self.store.active_xml())
         names = {network for _, network, _ in self.store.port_networks() if network not in local}
         if not names:

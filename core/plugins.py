@@ -148,14 +148,12 @@ class Hooks:
         return found
 
     def shared_catalogs(self) -> list[SharedCatalog]:
-        """The catalogs of backends whose networks live off this host, asked once."""
+        """The catalogs of backends whose networks live off this host, asked once (without
+        describing the backends: a listing must not wait for their readiness probes)."""
         if self._shared is None:
-            backends = self.backends()
-            self._shared = [
-                c
-                for c in collect_shared(lambda: self.pm.hook.virtnet_shared_catalog(host=self.host))
-                if c.backend in backends
-            ]
+            self._shared = collect_shared(
+                lambda: self.pm.hook.virtnet_shared_catalog(host=self.host)
+            )
         return self._shared
 
     def plugin_of(self, backend: str) -> str:
