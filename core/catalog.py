@@ -151,7 +151,9 @@ class Catalog:
         """Store a definition where it belongs: where it already is, else where the backend
         that serves it keeps its networks (``backend``: the claim, None for none)."""
         target = self._for_backend(backend)
-        local = self.store.definition(name) is not None or name in self.store.active_xml()
+        local = (
+            self.store.definition(name) is not None or self.store.active_network(name) is not None
+        )
         elsewhere = self._owner_of(name, strict=target is not None)
         if (local and target is not None) or (elsewhere is not None and elsewhere is not target):
             where = "on this host" if local else f"by backend {elsewhere.backend!r}"  # type: ignore[union-attr]
@@ -219,10 +221,10 @@ class Catalog:
         if self.store.active_network(name) is not None:
             self.store.delete_active(name)
             return
-        self.store.delete_ports(name)
-        owner = self._owner_of(name, strict=True)
+        owner = self._owner_of(name, strict=True)  # before anything changes: it may not answer
         if owner is not None:
             owner.delete_active(name)
+        self.store.delete_ports(name)
 
 
 def collect_shared(calls: Callable[[], list[SharedCatalog | None]]) -> list[SharedCatalog]:

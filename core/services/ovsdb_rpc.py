@@ -105,6 +105,7 @@ class OvsdbRpc:
         self.what = what  # how errors name the database ("OVN northbound database")
         self._sock = self._connect()
         self._buffer = b""
+        self._parse_due = False
         self._decoder = json.JSONDecoder()
         self._notifications: list[dict[str, Any]] = []
 
@@ -147,21 +148,20 @@ class OvsdbRpc:
             raise OperationFailed(f"{self.remote}: {exc}", subject=self.what) from None
 
     def _receive(self, deadline: float) -> dict[str, Any]:
-        """The next whole message; the server's echo requests are answered on the way."""
+        """The next whole message; the server's echo requests are answered on the way.
+
+        A parse is tried only when it can succeed: after a chunk with a closing brace came (a
+        message ends with one), or after a message was taken (another may follow). Parsing
+        the whole buffer on every chunk made a large answer cost quadratic time."""
         while True:
-            text = self._buffer.decode("utf-8", "replace").lstrip()
-            if text:
-                try:
-                    message, end = self._decoder.raw_decode(text)
-                except ValueError:
-                    pass  # incomplete: read more
-                else:
-                    self._buffer = text[end:].encode()
+            if self._parse_due:
+                message = self._take_message()
+                if message is not None:
                     if message.get("method") == "echo":
                         self._send({"id": message["id"], "result": message["params"],
                                     "error": None})  # fmt: skip
                         continue
-                    return dict(message)
+                    return message
             left = deadline - time.monotonic()
             if left <= 0:
                 raise OperationFailed(f"{self.remote} did not answer in time", subject=self.what)
@@ -173,6 +173,21 @@ class OvsdbRpc:
             if not chunk:
                 raise OperationFailed(f"{self.remote} closed the connection", subject=self.what)
             self._buffer += chunk
+            self._parse_due = b"}" in chunk
+
+    def _take_message(self) -> dict[str, Any] | None:
+        """The first whole message of the buffer, if there is one (taken out of it)."""
+        # a character cut between two chunks stays its bytes (surrogateescape), to be whole
+        # again with the next chunk; a complete message never holds half of one
+        text = self._buffer.decode("utf-8", "surrogateescape").lstrip()
+        try:
+            message, end = self._decoder.raw_decode(text)
+        except ValueError:  # incomplete: read more
+            self._parse_due = False
+            return None
+        self._buffer = text[end:].encode("utf-8", "surrogateescape")
+        self._parse_due = True  # another message may be in the buffer already
+        return dict(message)
 
     def call(self, method: str, params: list[Any], timeout: float | None = None) -> Any:
         ident = uuidlib.uuid4().hex

@@ -344,18 +344,14 @@ class OvnCluster:
         return bridge
 
     def provider_bridge(self, ch: OvnChassis, physnet: str, outside: Namespace, cidr: str) -> None:
-        """Give ``ch`` a provider bridge ``br-ex`` for ``physnet`` with a veth to ``outside``
-        (which gets ``cidr``): where a gateway chassis or a localnet port reaches the LAN."""
+        """Give ``ch`` a provider bridge for ``physnet`` with a veth to ``outside`` (which gets
+        ``cidr``): where a gateway chassis or a localnet port reaches the LAN."""
         ch.ns.ip("link", "add", "eth-ex", "type", "veth", "peer", "name", "eth0", "netns",
                  outside.name)  # fmt: skip
-        ch.ns.ip("link", "set", "eth-ex", "up")
         outside.ip("link", "set", "eth0", "up")
         outside.ip("addr", "add", cidr, "dev", "eth0")
-        _offload_off(ch.ns, "eth-ex")
         _offload_off(outside, "eth0")
-        ch.vsctl("add-br", "br-ex", "--", "set", "bridge", "br-ex", "datapath_type=netdev",
-                 "--", "add-port", "br-ex", "eth-ex", "--", "set", "open_vswitch", ".",
-                 f"external_ids:ovn-bridge-mappings={physnet}:br-ex")  # fmt: skip
+        self.attach_provider(ch, physnet, "eth-ex")
 
     def stop(self) -> None:
         for ch in reversed(self.chassis):

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from virtnet.model.network import Bandwidth, Network
-from virtnet.ownership import OVS_OWNER_KEY
+from virtnet.ownership import OVS_OWNER_KEY, owns
 from virtnet.services.ovsdb_rpc import (
     Op,
     OvsdbRpc,
-    Where,
     by_uuid,
     expect,
     insert,
+    map_values,
     mutate,
     named,
     omap,
@@ -102,15 +102,16 @@ def _qos_ops(network: str, port: str, bandwidth: Bandwidth | None, label: str | 
     return ops
 
 
-def delete_port(nb: OvsdbRpc, port: str, label: str) -> None:
-    """Take the port out of its switch (OVSDB then drops the unreferenced row); a port that is
-    gone, or that is not the one the label names, is left alone."""
-    mine: Where = [["name", "==", port], ["external_ids", "includes", omap({OVS_OWNER_KEY: label})]]
-    rows = nb.select(DB, "Logical_Switch_Port", mine, [])
-    if rows:
+def delete_port(nb: OvsdbRpc, port: str, label: str | None) -> None:
+    """Take the port out of its switch (OVSDB then drops the unreferenced row), with its
+    bandwidth meters; a port that is gone, or not the one the label names
+    (:func:`virtnet.ownership.owns`), is left alone."""
+    rows = nb.select(DB, "Logical_Switch_Port", [["name", "==", port]], ["external_ids"])
+    found = map_values(rows[0]["external_ids"]).get(OVS_OWNER_KEY) if rows else None
+    if rows and owns(label, found):
         member = oset([ref(rows[0]["_uuid"])])
         where = [["ports", "includes", member]]
-        its = [["external_ids", "includes", omap({OVS_OWNER_KEY: label})]]
+        its = [["external_ids", "includes", omap({OVS_OWNER_KEY: str(found)})]]
         limits = oset(ref(q["_uuid"]) for q in nb.select(DB, "QoS", its, []))
         change = mutate(
             "Logical_Switch", where, ["ports", "delete", member], ["qos_rules", "delete", limits]

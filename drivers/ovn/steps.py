@@ -11,7 +11,6 @@ from typing import Any
 from virtnet.apply import ApplyContext
 from virtnet.errors import Conflict, OperationFailed
 from virtnet.model.network import Bandwidth, Network
-from virtnet.ownership import parse_label
 from virtnet.plan import Step, Undo
 from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
 from virtnet_ovn import nb, ports, start
@@ -104,8 +103,7 @@ class CreateLogicalPort(Step):
         return Undo("ovn.port.delete", {"port": self.port, "nb": self.config.nb})
 
     def apply(self, ctx: ApplyContext) -> None:
-        owner = parse_label(ctx.owner)
-        assert owner is not None and self.network.uuid is not None
+        assert self.network.uuid is not None
         u = self.network.uuid
         with _nb(self.config.nb) as db:
             for attempt in range(ATTEMPTS):
@@ -140,7 +138,7 @@ class CreateLogicalPort(Step):
 
 def delete_port(ctx: ApplyContext, args: dict[str, Any]) -> None:
     with _nb(str(args["nb"])) as db:
-        ports.delete_port(db, str(args["port"]), ctx.owner or "virtnet/")
+        ports.delete_port(db, str(args["port"]), ctx.owner)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from virtnet.model import parse_network
+from virtnet.model.network import Network
 from virtnet.services.ovsdb_rpc import OvsdbRpc
 from virtnet.testing.netns import Lab
 from virtnet.testing.ovn import OvnCluster, OvnHost
@@ -226,9 +228,7 @@ def test_port_security_as_ovn_compiles_it(
     a.cli("net-undefine", name)
 
 
-def a_network(host: OvnHost, name: str):  # type: ignore[no-untyped-def]
-    from virtnet.model import parse_network
-
+def a_network(host: OvnHost, name: str) -> Network:
     return parse_network(host.cli("net-dumpxml", name).stdout)
 
 
