@@ -31,6 +31,8 @@ from virtnet.services.dnsmasq_conf import DnsmasqFiles
 
 T = TypeVar("T")
 
+#: Seconds between checks for stopped shared networks after their database did not answer.
+SWEEP_BACKOFF = 30.0
 log = logging.getLogger("virtnetd")
 
 
@@ -82,7 +84,7 @@ class Monitor:
         self._leases: dict[str, _LeaseFile] = {}
         self._unfixed: dict[str, list[str]] = {}  # drift repair could not fix, per network
         self._since = time.time()
-        self._last_sweep = 0.0
+        self._next_sweep = 0.0
         self.metrics: Metrics | None = None  # the daemon's, to count repairs in
         self._stop = threading.Event()
         #: set when the namespace this daemon serves has been deleted (``ip netns del``): the
@@ -204,16 +206,19 @@ class Monitor:
         self._release_stale()
 
     def _release_stale(self) -> None:
-        """Ports here of shared networks stopped elsewhere (at most once per interval)."""
+        """Ports here of shared networks stopped elsewhere (at most once per interval; after
+        their database did not answer, once per :data:`SWEEP_BACKOFF` seconds: the check
+        holds the API lock, and a dead server's timeout must not hold every client)."""
         now = time.monotonic()
-        if now - self._last_sweep < self.interval:
+        if now < self._next_sweep:
             return
-        self._last_sweep = now
+        self._next_sweep = now + self.interval
         try:
             with self.lock:
                 released = self.api.release_stale_ports()
         except VirtnetError as exc:
             log.warning("shared networks: cannot check for stopped ones: %s", exc)
+            self._next_sweep = time.monotonic() + SWEEP_BACKOFF
             return
         for uuid in released:
             log.info("port %s unplugged: its shared network stopped", uuid)
