@@ -76,7 +76,14 @@ def main() -> None:
             host = cluster.host(ch)
             daemon = Daemon(ch.ns.name, host.dir / "state", host.dir / "run", lab,
                             env={"VIRTNET_OVSDB": ch.ovsdb, "VIRTNET_OVN_NB": ""})  # fmt: skip
-            daemons.append(daemon.start("--driver-option", f"ovn.nb={cluster.central.nb}"))
+            daemons.append(
+                daemon.start(
+                    "--driver-option",
+                    f"ovn.nb={cluster.central.nb}",
+                    "--driver-option",
+                    f"ovn.rundir={ch.daemons.dir}",
+                )
+            )
         clients = [Client.connect(d.socket, timeout=120) for d in daemons]
         hv1, hv2, _ = clients
         hv1.define_network(NETWORK.format(name="bench"), backend="ovn")

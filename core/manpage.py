@@ -30,6 +30,7 @@ ENVIRONMENT = [
     ("VIRTNET_OVN_NB", "OVN's northbound database (tcp:HOST:6641, unix:PATH): OVN networks"),
     ("VIRTNET_OVN_CHASSIS", "this host's OVN chassis name [the local system-id]"),
     ("VIRTNET_OVN_BRIDGE", "OVN's integration bridge [br-int]"),
+    ("VIRTNET_OVN_RUNDIR", "where ovn-controller keeps its pid file [$OVN_RUNDIR, /var/run/ovn]"),
 ]
 FILES = [
     ("/var/lib/virtnet", "persistent network definitions (per namespace: netns/NAME)"),

@@ -39,10 +39,16 @@ class _Maker:
 
 
 @contextlib.contextmanager
-def _configured(nb: str, ovsdb: str) -> Iterator[None]:
-    """The environment the ovn backend reads, for one host at a time."""
-    saved = {k: os.environ.get(k) for k in ("VIRTNET_OVN_NB", "VIRTNET_OVSDB")}
-    os.environ["VIRTNET_OVN_NB"], os.environ["VIRTNET_OVSDB"] = nb, ovsdb
+def _configured(nb: str, ovsdb: str, rundir: str | None = None) -> Iterator[None]:
+    """The environment the ovn backend reads, for one host at a time (``rundir``: where
+    that chassis's ovn-controller keeps its pid file)."""
+    wanted = {"VIRTNET_OVN_NB": nb, "VIRTNET_OVSDB": ovsdb, "VIRTNET_OVN_RUNDIR": rundir}
+    saved = {k: os.environ.get(k) for k in wanted}
+    for key, value in wanted.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
@@ -100,7 +106,7 @@ def up_ovn(builder: Builder) -> None:
             continue
         ch = chassis[name]
         with (
-            _configured(record.ovn_nb, ch.ovsdb),
+            _configured(record.ovn_nb, ch.ovsdb, str(ch.daemons.dir)),
             Virtnet(record.state_dir / name, record.run_dir / name, netns=ch.ns.name) as vn,
         ):
             for guest in guests:

@@ -142,8 +142,10 @@ class OvnChassis:
         return self.daemons.run("ovs-vsctl", f"--db={self.ovsdb}", "--timeout=30", *args)
 
     def env(self, nb: str) -> dict[str, str]:
-        """What virtnet on this chassis needs: its OVS database and the northbound one."""
-        return {"VIRTNET_OVSDB": self.ovsdb, "VIRTNET_OVN_NB": nb}
+        """What virtnet on this chassis needs: its OVS database, the northbound one and where
+        its ovn-controller keeps its pid file."""
+        return {"VIRTNET_OVSDB": self.ovsdb, "VIRTNET_OVN_NB": nb,
+                "VIRTNET_OVN_RUNDIR": str(self.daemons.dir)}  # fmt: skip
 
     def crash(self) -> None:
         """The hypervisor's switch dies: ovs-vswitchd and ovn-controller, ``kill -9``."""
@@ -177,6 +179,7 @@ class OvnHost:
             "VIRTNET_DAEMON": "never",
             "VIRTNET_STATE_DIR": str(self.dir / "state"),
             "VIRTNET_RUN_DIR": str(self.dir / "run"),
+            "VIRTNET_OVN_RUNDIR": str(self.dir),  # a chassis's: its daemons' directory
         }
         env.pop("VIRTNET_OVSDB", None)
         if self.ovsdb:

@@ -12,6 +12,9 @@ configure the backend the same way:
 ``VIRTNET_OVN_CHASSIS``      this host's chassis name; default: the local database's
                              ``external_ids:system-id`` (what ovn-controller registers)
 ``VIRTNET_OVN_BRIDGE``       the integration bridge; default ``br-int``
+``VIRTNET_OVN_RUNDIR``       where ovn-controller keeps its pid file and control socket;
+                             default ``$OVN_RUNDIR`` (as OVN's own tools), else
+                             ``/var/run/ovn``
 ===========================  ===========================================================
 """
 
@@ -34,6 +37,7 @@ class OvnConfig:
     ovsdb: str
     chassis: str | None
     bridge: str
+    rundir: str = "/var/run/ovn"
 
     @classmethod
     def from_env(cls) -> OvnConfig | None:
@@ -45,6 +49,9 @@ class OvnConfig:
             ovsdb=db_remote(),
             chassis=os.environ.get("VIRTNET_OVN_CHASSIS") or None,
             bridge=os.environ.get("VIRTNET_OVN_BRIDGE") or "br-int",
+            rundir=os.environ.get("VIRTNET_OVN_RUNDIR")
+            or os.environ.get("OVN_RUNDIR")
+            or "/var/run/ovn",
         )
 
     def connect_nb(self, timeout: float = 10.0) -> OvsdbRpc:

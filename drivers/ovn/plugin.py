@@ -13,7 +13,7 @@ from virtnet.backend import (
     Host,
 )
 from virtnet.catalog import SharedCatalog
-from virtnet.errors import InvalidInput, Unsupported, VirtnetError
+from virtnet.errors import InvalidInput, OperationFailed, Unsupported, VirtnetError
 from virtnet.events import Watcher
 from virtnet.hookspecs import API_VERSION, hookimpl
 from virtnet.model.network import ForwardMode, Network
@@ -31,6 +31,7 @@ from virtnet.services.steps import (
 from virtnet_ovn import nb
 from virtnet_ovn.catalog import OvnCatalog
 from virtnet_ovn.config import NB_ENV, OvnConfig, chassis_name, require_config
+from virtnet_ovn.controller import controller_problem
 from virtnet_ovn.readiness import probe
 from virtnet_ovn.steps import UNDO_ACTIONS, AwaitPortBound, CreateLogicalPort, StartOvnNetwork
 from virtnet_ovn.uplink import OVN_NS, parse_uplink
@@ -151,6 +152,9 @@ def plan_plug(net: Network, port: NetworkPort, config: OvnConfig) -> Plan:
         chassis = chassis_name(config)
     except VirtnetError as exc:
         raise Unsupported(f"cannot plug here: {exc}", subject="port") from None
+    stopped = controller_problem(config.rundir, ask=False)  # a binding would never come
+    if stopped:
+        raise OperationFailed(f"cannot plug here: {stopped}", subject="port")
     a = port.attachment
     port.plug = Plug(type="bridge", bridge=config.bridge)
     a.ifname = a.ifname or port_ifname(port.uuid)
@@ -178,7 +182,7 @@ def plan_plug(net: Network, port: NetworkPort, config: OvnConfig) -> Plan:
         AddOvsPort(config.bridge, a.ifname, external_ids=tuple(sorted(external_ids.items()))),
         AwaitOvsInterface(a.ifname),
         SetUp(a.ifname),
-        AwaitPortBound(a.ifname, config.ovsdb),
+        AwaitPortBound(a.ifname, config.ovsdb, config.rundir),
     ]
     return Plan(steps, {"ifname": a.ifname, "chassis": chassis})
 

@@ -1,7 +1,11 @@
 """Can this host serve OVN networks now? Cheap reads only: the northbound database answers,
 the local Open vSwitch database names this chassis with an encapsulation address and has
-the integration bridge, and the southbound database lists the chassis (ovn-controller
-registered it)."""
+the integration bridge, ovn-controller runs and answers, and the southbound database lists
+the chassis (ovn-controller registered it).
+
+Only an unreachable northbound database is a problem: a host that is no chassis (or whose
+ovn-controller is down) still defines, starts and stops networks for the others; what it
+cannot do, plug guests, is said in the notes."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from virtnet.backend import Readiness
 from virtnet.errors import VirtnetError
 from virtnet.services.ovsdb_rpc import OvsdbRpc
 from virtnet_ovn.config import NB_ENV, OvnConfig, local_chassis
+from virtnet_ovn.controller import controller_problem
 
 PROBE_TIMEOUT = 2.0
 
@@ -38,6 +43,10 @@ def probe(config: OvnConfig | None) -> Readiness:
         notes.append("no external_ids:ovn-encap-ip: other chassis cannot tunnel to this one")
     if not local.bridge_exists:
         notes.append(f"no integration bridge {config.bridge} (ovn-controller makes it)")
+    if local.name:
+        stopped = controller_problem(config.rundir)
+        if stopped:
+            notes.append(f"{stopped}: guests plugged here would never be bound")
     if local.name and local.sb_remote:
         try:
             with OvsdbRpc(local.sb_remote, PROBE_TIMEOUT, "OVN southbound database") as sb:

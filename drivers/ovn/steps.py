@@ -15,6 +15,7 @@ from virtnet.plan import Step, Undo
 from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
 from virtnet_ovn import nb, ports, start
 from virtnet_ovn.config import NB_WHAT, OvnConfig
+from virtnet_ovn.controller import controller_problem
 
 log = logging.getLogger(__name__)
 #: How long a plug waits for ovn-controller to bind the port (a busy 2-core machine needs
@@ -155,6 +156,8 @@ class AwaitPortBound(Step):
 
     ifname: str
     ovsdb: str
+    #: ovn-controller's run directory: a plug that times out says whether it runs
+    rundir: str
 
     def describe(self) -> str:
         return f"wait for ovn-controller to bind {self.ifname}"
@@ -171,9 +174,9 @@ class AwaitPortBound(Step):
                 db.wait("Open_vSwitch", "Interface", [["name", "==", self.ifname]],
                         ["external_ids"], installed, BIND_TIMEOUT)  # fmt: skip
             except OperationFailed:
+                why = controller_problem(self.rundir) or "it runs, but did not bind it"
                 raise OperationFailed(
-                    f"ovn-controller did not bind {self.ifname} within {BIND_TIMEOUT:.0f} s: "
-                    "is it running on this chassis?"
+                    f"ovn-controller did not bind {self.ifname} within {BIND_TIMEOUT:.0f} s: {why}"
                 ) from None
 
 

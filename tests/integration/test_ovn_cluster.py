@@ -213,7 +213,14 @@ def test_the_daemon_reports_ports_up_and_down_and_unplugs_what_another_host_stop
     hv1 = world.hv["hv1"]
     env = {"VIRTNET_OVSDB": hv1.env()["VIRTNET_OVSDB"], "VIRTNET_OVN_NB": ""}
     daemon = Daemon(hv1.ns.name, hv1.dir / "state", hv1.dir / "run", world.lab, env=env)
-    daemon.start("--interval", "0.5", "--driver-option", f"ovn.nb={hv1.nb}")  # as an operator
+    daemon.start(
+        "--interval",
+        "0.5",
+        "--driver-option",
+        f"ovn.nb={hv1.nb}",
+        "--driver-option",
+        f"ovn.rundir={hv1.dir}",
+    )  # as an operator would
     try:
         name = world.network(NAT, tmp_path)
         world.mgmt.cli("net-start", name)
@@ -251,11 +258,22 @@ def test_guests_elsewhere_keep_talking_while_a_chassis_is_down_and_it_comes_back
         assert dhcp_lease(g1) and dhcp_lease(g2) and dhcp_lease(g3)
         a1 = g1.exec("ip", "-4", "-o", "addr", "show", "eth0").stdout.split()[3].split("/")[0]
         a3 = g3.exec("ip", "-4", "-o", "addr", "show", "eth0").stdout.split()[3].split("/")[0]
+        assert not _ovn_notes(world.hv["hv2"])  # a chassis whose ovn-controller answers
         hv2.crash()
         assert can_ping(g1, a3) and can_ping(g3, a1)  # hv1 <-> hv3 do not need hv2
         assert can_tcp(g3, world.outside, OUTSIDE) == "198.51.100.254"
         assert not can_ping(g2, a1)
+        # still registered in the southbound database, but readiness and a plug know better
+        notes = _ovn_notes(world.hv["hv2"])
+        assert any("ovn-controller is not running" in n and "is gone" in n for n in notes), notes
+        before = hv2.ns.links()
+        late = world.lab.netns("g" + uuid.uuid4().hex[:6])
+        done = world.hv["hv2"].cli("net-port-create", name, "--netns", late.name, check=False,
+                                   timeout=20)  # fmt: skip
+        assert done.returncode == 1 and "ovn-controller is not running" in done.stderr
+        assert done.stderr.count("\n") == 1 and hv2.ns.links() == before
         hv2.revive()
+        assert not _ovn_notes(world.hv["hv2"])
         assert world.cluster.central is not None
         # every chassis, hv2 too, caught up with the database and put its flows in (OVN's
         # own signal; the port's up stayed true: a killed ovn-controller keeps its Chassis)
@@ -263,6 +281,19 @@ def test_guests_elsewhere_keep_talking_while_a_chassis_is_down_and_it_comes_back
         assert can_ping(g2, a1)  # its port came back by itself: OVSDB kept it, OVN rebinds
     finally:
         world.stop(name)
+
+
+def _ovn_notes(host: OvnHost) -> list[str]:
+    """What ``virtnet drivers`` says of the ovn backend on ``host`` (which must be ready)."""
+    listed = json.loads(host.cli("drivers", "--json").stdout)
+    (ovn,) = [b for b in listed if b["name"] == "ovn"]
+    assert ovn["ready"] and not ovn["problems"], ovn
+    return list(ovn["notes"])
+
+
+def test_readiness_says_what_a_host_that_is_no_chassis_cannot_do(world: World) -> None:
+    (note,) = _ovn_notes(world.mgmt)
+    assert note.startswith("not a chassis (networks can be defined and started, not plugged)")
 
 
 def test_an_unreachable_northbound_database_at_plug_is_one_line_and_leaves_nothing(
