@@ -11,7 +11,12 @@ configured as an operator would (``--driver-option ovn.nb=...``), driven through
 - plug on hv2 to the first ping reply a guest on hv1 gets from the new guest (target
   <= 100 ms on a quiet machine; OVN itself: 40-56 ms from a logical port to a ping here);
 - ``--ports`` tap ports plugged round-robin over the three chassis: per-port cost of the
-  first and the last tenth (target: flat, +-20%).
+  first and the last tenth (target: flat, +-20%);
+- where a plug's time goes as one chassis fills (``--ports`` / 2 more on hv1, in-process,
+  each step timed): virtnet's own steps against its waits on ovs-vswitchd (the port's
+  OpenFlow number) and ovn-controller (the port bound, its flows in), and ovs-vswitchd
+  alone (ports added to a bridge of its own with no OVN and no virtnet), so the growth is
+  put where it is.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
 from virtnet.model.port_xml import format_port
 from virtnet.testing.daemon import Daemon
 from virtnet.testing.netns import Lab, Namespace
-from virtnet.testing.ovn import OvnCluster
+from virtnet.testing.ovn import OvnChassis, OvnCluster
 
 NETWORK = """<network><name>{name}</name><forward mode='route'/>
   <ip address='10.80.0.1' prefix='16'><dhcp><range start='10.80.0.10' end='10.80.255.200'/>
@@ -142,12 +147,103 @@ def main() -> None:
                      f"(target within +-20%)  {verdict}")  # fmt: skip
         for client in clients:
             client.close()
+        breakdown(cluster, max(args.ports // 2, 20))
     finally:
         for daemon in daemons:
             daemon.stop()
         cluster.stop()
         lab.cleanup()
         PROGRESS.close()
+
+
+#: the steps that wait on OVS or OVN; the others are virtnet's own work
+WAITS = ("AwaitOvsInterface", "AwaitPortBound")
+
+
+def breakdown(cluster: OvnCluster, count: int) -> None:
+    """Each plug step timed (in-process API on hv1, ``count`` more tap ports), first tenth
+    against last; then ovs-vswitchd alone for as many ports."""
+    import os
+
+    from virtnet.api import Virtnet
+    from virtnet.plan import Step
+    from virtnet.services import steps as core_steps
+    from virtnet_ovn import steps as ovn_steps
+
+    times: dict[str, list[float]] = {}
+
+    def timed(cls: type[Step]) -> None:
+        apply = cls.apply
+
+        def wrapper(self: Step, ctx: object) -> None:
+            start = time.perf_counter()
+            apply(self, ctx)  # type: ignore[arg-type]
+            times.setdefault(cls.__name__, []).append((time.perf_counter() - start) * 1000)
+
+        cls.apply = wrapper  # type: ignore[method-assign]
+
+    for module in (core_steps, ovn_steps):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Step) and "apply" in vars(value):
+                timed(value)
+    hv1 = cluster.chassis[0]
+    assert cluster.central is not None
+    host = cluster.host(hv1)
+    os.environ.update(host.env())
+    PROGRESS.step(f"where a plug's time goes: {count} ports on hv1")
+    totals = []
+    with Virtnet(host.dir / "inproc-state", host.dir / "inproc-run", netns=hv1.ns.name) as vn:
+        vn.create_network(NETWORK.format(name="inproc").replace("10.80.", "10.81."), backend="ovn")
+        for _index in range(count):
+            port = NetworkPort(network="inproc", attachment=Attachment(AttachmentKind.TAP))
+            totals.append(ms(lambda port=port: vn.create_port("inproc", port)))  # type: ignore[misc]
+        vn.destroy_network("inproc")
+    tenth = max(count // 10, 1)
+
+    def first_last(values: list[float]) -> tuple[float, float]:
+        return statistics.median(values[:tenth]), statistics.median(values[-tenth:])
+
+    own = [t - sum(times[w][i] for w in WAITS) for i, t in enumerate(totals)]
+    PROGRESS.say(f"{'per plug (ms), first tenth -> last tenth':<48}")
+    for name, values in [("whole plug", totals), ("virtnet's own (plug minus the waits)", own),
+                         *((f"  step {n}", v[-count:]) for n, v in times.items()
+                           if len(v) >= count)]:  # fmt: skip
+        first, last = first_last(values)
+        waits = name == "whole plug" or name.strip().removeprefix("step ") in WAITS
+        grows = last > first + max(0.2 * first, 0.3)  # +20 %, or noise under 0.3 ms
+        flat = "" if waits else ("  GROWS" if grows else "  flat")
+        PROGRESS.say(f"{name:<48} {first:8.2f} -> {last:8.2f}{flat}")
+    first, last = first_last(vswitchd_alone(hv1, count))
+    PROGRESS.say(f"{'ovs-vswitchd alone: add-port -> ofport':<48} {first:8.2f} -> {last:8.2f}"
+                 "  (the userspace datapath; no kernel module here)")  # fmt: skip
+
+
+def vswitchd_alone(ch: OvnChassis, count: int) -> list[float]:
+    """Tap ports added to a bridge of their own on the chassis's ovs-vswitchd (no OVN, no
+    virtnet), each until it has its OpenFlow port number: the datapath's own growth."""
+    from virtnet.services.ovsdb_rpc import OvsdbRpc, insert, mutate, named, oset
+
+    ch.vsctl("add-br", "br-alone", "--", "set", "bridge", "br-alone", "datapath_type=netdev")
+    costs = []
+    try:
+        with OvsdbRpc(ch.ovsdb) as db:
+            for index in range(count):
+                name = f"alone{index}"
+                ch.ns.exec("ip", "tuntap", "add", name, "mode", "tap")
+                start = time.perf_counter()
+                db.transact("Open_vSwitch", [
+                    insert("Interface", {"name": name}, "i"),
+                    insert("Port", {"name": name, "interfaces": named("i")}, "p"),
+                    mutate("Bridge", [["name", "==", "br-alone"]],
+                           ["ports", "insert", oset([named("p")])]),
+                ])  # fmt: skip
+                db.wait("Open_vSwitch", "Interface", [["name", "==", name]], ["ofport"],
+                        lambda rows: bool(rows) and rows[0]["ofport"] not in (["set", []], -1),
+                        10.0)  # fmt: skip
+                costs.append((time.perf_counter() - start) * 1000)
+    finally:
+        ch.vsctl("--if-exists", "del-br", "br-alone")
+    return costs
 
 
 if __name__ == "__main__":

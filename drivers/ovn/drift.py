@@ -8,6 +8,7 @@ from virtnet.model.network import Network
 from virtnet.model.port import NetworkPort
 from virtnet.ownership import OVS_OWNER_KEY, Owner, parse_label
 from virtnet.services.ovsdb_rpc import OvsdbRpc, map_values
+from virtnet_ovn import addresses as address_set
 from virtnet_ovn import nb
 from virtnet_ovn import ports as logical_ports
 from virtnet_ovn.config import OvnConfig, chassis_name
@@ -63,7 +64,7 @@ def reconcile(
         for port in ports:
             if port.uuid is None or port.uuid in present or port.mac is None:
                 continue
-            switch = nb.the_switch(db, network.uuid)
+            switch = str(nb.the_switch(db, network.uuid)["_uuid"])
             addresses = list(port.attachment.addresses)
             subnet = logical_ports.subnet_of(network, addresses[0]) if addresses else None
             dhcp = logical_ports.dhcp_options_of(db, network.uuid).get(subnet or "")
@@ -72,8 +73,10 @@ def reconcile(
             label = Owner(network.uuid, port.uuid, scope).label
             address = " ".join([port.mac, *addresses])
             try:
+                keep = address_set.keep_ops(network.uuid, addresses)
                 logical_ports.add_port(db, network.uuid, port.uuid, address, guarded, chassis,
-                                       dhcp, groups, switch, port.bandwidth, label)  # fmt: skip
+                                       dhcp, groups, switch, keep, port.bandwidth,
+                                       label)  # fmt: skip
             except VirtnetError as exc:
                 repairs.append(f"could not re-create OVN port {port.uuid}: {exc}")
                 continue

@@ -21,13 +21,13 @@ role               rows
 ``nat-guard``      the Port_Group of a nat network's guest ports, with its stateful ACLs
 ``server-guard``   the Port_Group of guarded ports: no DHCP server replies or RAs from them
 ``qos``            a port's bandwidth limits (QoS rows of the switch), labelled with the port
+``addresses``      the Address_Set of the IPv4 addresses its ports hold (:mod:`.addresses`)
 =================  ==================================================================
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from typing import Any
 
 from virtnet.errors import OperationFailed
@@ -104,6 +104,10 @@ def guarded_group(uuid: str) -> str:
     return f"vn_{uuid.replace('-', '')}_guarded"
 
 
+def address_set_name(uuid: str) -> str:
+    return f"vn_{uuid.replace('-', '')}_addresses"
+
+
 def derived_mac(uuid: str, salt: str) -> str:
     """A stable locally administered MAC for a router port virtnet names."""
     digest = hashlib.sha256(f"{uuid}/{salt}".encode()).digest()
@@ -132,29 +136,14 @@ def switches(
 
 
 def the_switch(nb: OvsdbRpc, network: str) -> dict[str, Any]:
-    """The network's switch with its ports (what a port's transaction checks against)."""
-    found = switches(nb, network, ports=True)
+    """The network's switch (its row, not its ports)."""
+    found = switches(nb, network)
     if not found:
         raise OperationFailed(
             f"network {network} has no logical switch in the OVN northbound database "
             "(destroyed from another host?)"
         )
     return found[0]
-
-
-def taken_addresses(nb: OvsdbRpc, network: str) -> set[ipaddress.IPv4Address]:
-    rows = nb.select(DB, "Logical_Switch_Port", owned(network), ["addresses"])
-    taken = set()
-    for row in rows:
-        for entry in set_values(row["addresses"]):
-            for word in str(entry).split()[1:]:
-                try:
-                    address = ipaddress.ip_address(word)
-                except ValueError:
-                    continue
-                if isinstance(address, ipaddress.IPv4Address):
-                    taken.add(address)
-    return taken
 
 
 # --- a network's start and stop -----------------------------------------------------------
@@ -196,7 +185,8 @@ def stop(nb: OvsdbRpc, network: str, token: str | None) -> None:
                        ["qos_rules", "delete", oset(ref(q["_uuid"]) for q in limits)],
                        ["external_ids", "delete", oset([STARTING_KEY])])
             )  # fmt: skip
-    ops += [delete(t, owned(network)) for t in ("Logical_Router", "DHCP_Options", "Port_Group")]
+    tables = ("Logical_Router", "DHCP_Options", "Port_Group", "Address_Set")
+    ops += [delete(t, owned(network)) for t in tables]
     ops.append(delete("Logical_Switch", owned(network, "uplink")))
     ops.append(delete("DNS", owned(network)))
     nb.transact(DB, ops)

@@ -1,12 +1,12 @@
-"""A guest's logical switch port: its address, port security, groups and bandwidth, in a
-transaction that fails whole if another host plugged into the switch meanwhile."""
+"""A guest's logical switch port: its address, port security, groups and bandwidth, in one
+transaction that claims its addresses in the network's address set (:mod:`.addresses`)."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
 
+from virtnet.errors import Conflict, OperationFailed
 from virtnet.model.network import Bandwidth, Network
 from virtnet.ownership import OVS_OWNER_KEY, owns
 from virtnet.services.ovsdb_rpc import (
@@ -21,14 +21,90 @@ from virtnet.services.ovsdb_rpc import (
     omap,
     oset,
     ref,
+    set_values,
 )
-from virtnet_ovn.nb import CHASSIS_KEY, DB, ids, ipv4s, owned
+from virtnet_ovn import addresses
+from virtnet_ovn.nb import (
+    CHASSIS_KEY,
+    DB,
+    NETWORK_KEY,
+    groups_of,
+    ids,
+    ipv4s,
+    owned,
+    the_switch,
+)
+
+#: Plugs on one network from several hosts at once choose again this often.
+ATTEMPTS = 8
 
 
 def dhcp_options_of(nb: OvsdbRpc, network: str) -> dict[str, str]:
     """Subnet (cidr) -> the DHCP_Options row serving it."""
     rows = nb.select(DB, "DHCP_Options", owned(network, "dhcp"), ["cidr"])
     return {str(r["cidr"]): str(r["_uuid"]) for r in rows}
+
+
+def create_port(
+    db: OvsdbRpc,
+    net: Network,
+    port: str,
+    mac: str,
+    declared: list[str],
+    guarded: bool,
+    isolated: bool,
+    chassis: str,
+    bandwidth: Bandwidth | None = None,
+    label: str | None = None,
+) -> list[str]:
+    """The guest's logical switch port with its addresses: ``declared``, else the one
+    reserved for its MAC, else the next free one of the DHCP range; returns them (with the
+    SLAAC addresses it will form). Retried when another host took the address first."""
+    assert net.uuid is not None
+    u = net.uuid
+    fixed = list(declared) or reservation(net, mac)
+    switch = str(the_switch(db, u)["_uuid"])
+    dhcp = dhcp_options_of(db, u)
+    groups = groups_of(net, isolated, guarded)
+    taken: set[ipaddress.IPv4Address] | None = None  # read only after a failed try
+    for _attempt in range(ATTEMPTS):
+        book = addresses.read_book(db, u)
+        rebuilt = addresses.held_by_ports(db, u) if book.row is None else None
+        chosen, cursor = list(fixed), None
+        if not fixed:
+            free = next(addresses.candidates(net, book.cursor, taken or rebuilt or set()), None)
+            if free is None and any(ip.dhcp and ip.dhcp.ranges for ip in ipv4s(net)):
+                raise OperationFailed(f"network {net.name!r}: its DHCP range is full")
+            chosen = [free] if free else []
+            cursor = addresses.next_after(net, free) if free else None
+        claim = [a for a in chosen if ipaddress.ip_address(a).version == 4]
+        every = chosen + slaac_addresses(net, mac, chosen)
+        row = " ".join([mac, *every])
+        subnet = subnet_of(net, chosen[0]) if chosen else None
+        claiming = addresses.claim_ops(book, claim, cursor, rebuilt)
+        try:
+            add_port(db, u, port, row, guarded, chassis, dhcp.get(subnet or ""), groups, switch,
+                     claiming, bandwidth, label)  # fmt: skip
+        except Conflict:
+            taken = addresses.held(db, u)
+            clash = sorted(str(a) for a in taken if str(a) in claim)
+            if fixed and clash:
+                raise OperationFailed(
+                    f"address {clash[0]} is held by another port of network {net.name!r}",
+                    subject="port/ip",
+                ) from None
+            continue  # another host took it, or made the set first: choose again
+        return every
+    raise Conflict(f"network {net.name!r}: {ATTEMPTS} hosts took the address chosen first")
+
+
+def reservation(net: Network, mac: str) -> list[str]:
+    """The address a ``<dhcp><host mac=...>`` reserves for ``mac``."""
+    for ip in net.ips:
+        for host in ip.dhcp.hosts if ip.dhcp else []:
+            if host.mac and host.ip and host.mac.lower() == mac.lower():
+                return [host.ip]
+    return []
 
 
 def add_port(
@@ -40,13 +116,14 @@ def add_port(
     chassis: str,
     dhcp: str | None,
     groups: list[str],
-    switch: dict[str, Any],
+    switch: str,
+    claim: list[Op],
     bandwidth: Bandwidth | None = None,
     label: str | None = None,
 ) -> None:
-    """The guest's logical switch port, in a transaction that fails (``Conflict``, to be
-    retried) if another port joined or left the switch since ``switch`` was read: two hosts
-    never hand out one address."""
+    """The guest's logical switch port on ``switch`` (its row's uuid), in one transaction with
+    ``claim`` (:func:`virtnet_ovn.addresses.claim_ops`: it fails whole if another port holds
+    the address); fails too if the switch is gone (the network stopped meanwhile)."""
     row: dict[str, Any] = {
         "name": port,
         "addresses": oset([addresses]),
@@ -57,10 +134,10 @@ def add_port(
     }
     if dhcp:
         row["dhcpv4_options"] = ref(dhcp)
-    where = by_uuid(switch["_uuid"])
-    seen = [{"ports": oset(ref(p) for p in switch["ports"])}]
+    where = by_uuid(switch)
     ops = [
-        expect("Logical_Switch", where, seen, ["ports"]),
+        *claim,
+        expect("Logical_Switch", where, [{}], []),  # it is still there
         insert("Logical_Switch_Port", row, "lsp"),
         mutate("Logical_Switch", where, ["ports", "insert", oset([named("lsp")])]),
     ]
@@ -71,9 +148,7 @@ def add_port(
     if limits:
         ops += limits
         handles = oset(named(f"qos{index}") for index in range(len(limits)))
-        ops.append(
-            mutate("Logical_Switch", by_uuid(switch["_uuid"]), ["qos_rules", "insert", handles])
-        )
+        ops.append(mutate("Logical_Switch", by_uuid(switch), ["qos_rules", "insert", handles]))
     nb.transact(DB, ops)
 
 
@@ -106,8 +181,11 @@ def delete_port(nb: OvsdbRpc, port: str, label: str | None) -> None:
     """Take the port out of its switch (OVSDB then drops the unreferenced row), with its
     bandwidth meters; a port that is gone, or not the one the label names
     (:func:`virtnet.ownership.owns`), is left alone."""
-    rows = nb.select(DB, "Logical_Switch_Port", [["name", "==", port]], ["external_ids"])
-    found = map_values(rows[0]["external_ids"]).get(OVS_OWNER_KEY) if rows else None
+    rows = nb.select(
+        DB, "Logical_Switch_Port", [["name", "==", port]], ["external_ids", "addresses"]
+    )
+    marks = map_values(rows[0]["external_ids"]) if rows else {}
+    found = marks.get(OVS_OWNER_KEY)
     if rows and owns(label, found):
         member = oset([ref(rows[0]["_uuid"])])
         where = [["ports", "includes", member]]
@@ -116,24 +194,9 @@ def delete_port(nb: OvsdbRpc, port: str, label: str | None) -> None:
         change = mutate(
             "Logical_Switch", where, ["ports", "delete", member], ["qos_rules", "delete", limits]
         )
-        nb.transact(DB, [change])
-
-
-def free_addresses(net: Network, taken: set[ipaddress.IPv4Address]) -> Iterator[str]:
-    """Addresses of the network's DHCP ranges nobody holds, lowest first."""
-    reserved = {ipaddress.IPv4Address(h.ip) for ip in ipv4s(net) if ip.dhcp
-                for h in ip.dhcp.hosts if h.ip}  # fmt: skip
-    own = {ipaddress.IPv4Address(ip.address) for ip in ipv4s(net)}
-    for ip in ipv4s(net):
-        if ip.dhcp is None:
-            continue
-        for dhcp_range in ip.dhcp.ranges:
-            start = int(ipaddress.IPv4Address(dhcp_range.start))
-            end = int(ipaddress.IPv4Address(dhcp_range.end))
-            for value in range(start, end + 1):
-                address = ipaddress.IPv4Address(value)
-                if address not in taken and address not in reserved and address not in own:
-                    yield str(address)
+        held = [w for entry in set_values(rows[0]["addresses"]) for w in str(entry).split()[1:]]
+        network = str(marks.get(NETWORK_KEY, ""))
+        nb.transact(DB, [change, *(addresses.release_ops(network, held) if network else [])])
 
 
 def slaac_addresses(net: Network, mac: str, have: list[str]) -> list[str]:

@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 #: How long a plug waits for ovn-controller to bind the port (a busy 2-core machine needs
 #: seconds; a chassis without a running ovn-controller never binds it).
 BIND_TIMEOUT = 30.0
-#: Concurrent plugs on one switch retry the address choice this often.
-ATTEMPTS = 8
 
 
 def _nb(nb_remote: str) -> OvsdbRpc:
@@ -104,37 +102,11 @@ class CreateLogicalPort(Step):
         return Undo("ovn.port.delete", {"port": self.port, "nb": self.config.nb})
 
     def apply(self, ctx: ApplyContext) -> None:
-        assert self.network.uuid is not None
-        u = self.network.uuid
         with _nb(self.config.nb) as db:
-            for attempt in range(ATTEMPTS):
-                switch = nb.the_switch(db, u)
-                chosen = list(self.addresses) or self._choose(db)
-                chosen += ports.slaac_addresses(self.network, self.mac, chosen)
-                subnet = ports.subnet_of(self.network, chosen[0]) if chosen else None
-                dhcp = ports.dhcp_options_of(db, u).get(subnet or "")
-                try:
-                    address = " ".join([self.mac, *chosen])
-                    ports.add_port(db, u, self.port, address, self.guarded, self.chassis, dhcp,
-                                nb.groups_of(self.network, self.isolated, self.guarded),
-                                switch, self.bandwidth, ctx.owner)  # fmt: skip
-                except Conflict:
-                    if attempt + 1 == ATTEMPTS:
-                        raise
-                    continue  # another port joined meanwhile: choose again
-                self.addresses[:] = chosen
-                return
-
-    def _choose(self, db: OvsdbRpc) -> list[str]:
-        for ip in self.network.ips:
-            for host in ip.dhcp.hosts if ip.dhcp else []:
-                if host.mac and host.ip and host.mac.lower() == self.mac.lower():
-                    return [host.ip]
-        taken = nb.taken_addresses(db, str(self.network.uuid))
-        free = next(ports.free_addresses(self.network, taken), None)
-        if free is None and any(ip.dhcp and ip.dhcp.ranges for ip in self.network.ips):
-            raise OperationFailed(f"network {self.network.name!r}: its DHCP range is full")
-        return [free] if free else []
+            chosen = ports.create_port(db, self.network, self.port, self.mac, self.addresses,
+                                       self.guarded, self.isolated, self.chassis, self.bandwidth,
+                                       ctx.owner)  # fmt: skip
+        self.addresses[:] = chosen
 
 
 def delete_port(ctx: ApplyContext, args: dict[str, Any]) -> None:

@@ -433,8 +433,9 @@ def test_reconcile_puts_back_a_lost_logical_port_and_removes_one_left_behind(
         label = Owner(u, str(uuid.uuid4()), scope_of(hv1.dir / "state")).label
         with OvsdbRpc(central.nb) as db:  # what a rollback that could not reach OVN leaves
             orphan = label.rsplit("=", 1)[1]
+            switch = str(nb.the_switch(db, u)["_uuid"])
             ports.add_port(db, u, orphan, "52:54:00:aa:bb:cc 10.70.0.90", True, "hv1", None, [],
-                        nb.the_switch(db, u), None, label)  # fmt: skip
+                           switch, [], None, label)  # fmt: skip
         done = hv1.cli("net-reconcile", name).stdout
         assert f"re-created OVN logical switch port {p1}" in done
         assert f"removed OVN logical switch port {orphan}" in done

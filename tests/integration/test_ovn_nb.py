@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from virtnet.errors import OperationFailed
 from virtnet.model import parse_network
 from virtnet.model.network import Network
 from virtnet.services.ovsdb_rpc import OvsdbRpc
@@ -191,7 +192,7 @@ def test_destroy_removes_exactly_what_virtnet_made(
 def test_port_security_as_ovn_compiles_it(
     two_hosts: tuple[OvnHost, OvnHost], cluster: OvnCluster, tmp_path: Path
 ) -> None:
-    """A guest's port takes the lowest free address of the DHCP range and gets port security
+    """A guest's port takes the next free address of the DHCP range and gets port security
     for it; ovn-trace (OVN's own logical pipeline) drops what a spoofer sends and delivers the
     honest guest's packet."""
     assert cluster.central is not None
@@ -203,12 +204,10 @@ def test_port_security_as_ovn_compiles_it(
     a.cli("net-start", name)
     u = json.loads(a.cli("net-info", name, "--json").stdout)["uuid"]
     macs = ["52:54:00:64:00:01", "52:54:00:64:00:02"]
+    net = a_network(a, name)
     with OvsdbRpc(cluster.central.nb) as db:
         for mac in macs:  # what a chassis's plug writes (CreateLogicalPort), without a chassis
-            switch = nb.the_switch(db, u)
-            address = next(ports.free_addresses(a_network(a, name), nb.taken_addresses(db, u)))
-            ports.add_port(db, u, mac.replace(":", ""), f"{mac} {address}", True, "nowhere",
-                        None, [], switch)  # fmt: skip
+            ports.create_port(db, net, mac.replace(":", ""), mac, [], True, False, "nowhere")
     made = {p["name"]: p["addresses"] for p in _find(cluster, "Logical_Switch_Port",
                                                       f"external_ids:{nb.NETWORK_KEY}={u}")}  # fmt: skip
     assert made == {"525400640001": "52:54:00:64:00:01 10.64.0.10",
@@ -308,3 +307,120 @@ def test_a_bad_uplink_is_bad_input(two_hosts: tuple[OvnHost, OvnHost], tmp_path:
         assert done.returncode == 2, done.stderr
         assert "ovn:uplink" in done.stderr and words in done.stderr
         assert done.stderr.count("\n") == 1
+
+
+ADDRESSES = """<network><name>{name}</name><ip address='10.65.0.1' prefix='24'><dhcp>
+  <range start='10.65.0.10' end='10.65.0.29'/>
+  <host mac='52:54:00:65:00:99' ip='10.65.0.15'/></dhcp></ip></network>"""
+
+
+def _port(net: Network, index: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{net.name}/{index}"))
+
+
+def _plug(db: OvsdbRpc, net: Network, index: int, *declared: str) -> list[str]:
+    """What a chassis's plug writes (CreateLogicalPort), for a port numbered ``index``."""
+    mac = f"52:54:00:65:{index // 256:02x}:{index % 256:02x}"
+    return ports.create_port(db, net, _port(net, index), mac, list(declared), True, False,
+                             "nowhere")  # fmt: skip
+
+
+def _held(cluster: OvnCluster, u: str) -> list[str]:
+    assert cluster.central is not None
+    out = cluster.central.nbctl("--bare", "--columns=addresses", "find", "Address_Set",
+                                f"name={nb.address_set_name(u)}")  # fmt: skip
+    return sorted(out.split(), key=lambda a: tuple(int(x) for x in a.split(".")))
+
+
+def test_hosts_plugging_at_once_never_share_an_address(
+    two_hosts: tuple[OvnHost, OvnHost], cluster: OvnCluster, tmp_path: Path
+) -> None:
+    """Four plugging threads (each its own connection, as four hosts) race for the next
+    address of one range: every port gets its own, the network's address set holds exactly
+    the ports' addresses, and the reserved address is never handed out dynamically."""
+    assert cluster.central is not None
+    a, _ = two_hosts
+    name = _name()
+    _define(a, ADDRESSES.format(name=name), tmp_path, "--backend", "ovn")
+    a.cli("net-start", name)
+    net = a_network(a, name)
+    assert net.uuid is not None
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def host(first: int) -> None:
+        try:
+            with OvsdbRpc(cluster.central.nb) as db:  # type: ignore[union-attr]
+                for index in range(first, first + 4):
+                    got.extend(_plug(db, net, index))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=host, args=(n * 10,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(got) == 16 and len(set(got)) == 16, got
+    assert "10.65.0.15" not in got  # reserved for its MAC
+    assert _held(cluster, net.uuid) == sorted(got, key=lambda x: tuple(map(int, x.split("."))))
+    listed = cluster.central.nbctl("--bare", "--columns=addresses", "find", "Logical_Switch_Port",
+                                   f"external_ids:{nb.NETWORK_KEY}={net.uuid}")  # fmt: skip
+    assert sorted(w for w in listed.split() if w.startswith("10.")) == sorted(got)
+    a.cli("net-destroy", name)
+    assert _held(cluster, net.uuid) == []  # the set went with the network
+    a.cli("net-undefine", name)
+
+
+def test_a_released_address_waits_for_the_range_to_come_round(
+    two_hosts: tuple[OvnHost, OvnHost], cluster: OvnCluster, tmp_path: Path
+) -> None:
+    """An unplugged port gives its address back, but the next guest gets the one after the
+    last handed out (other guests' caches still point at the old one); once the range has
+    come round, the freed one is used again. A declared address another port holds is
+    refused with a line naming it; the reserved one goes to its MAC."""
+    assert cluster.central is not None
+    a, _ = two_hosts
+    name = _name()
+    _define(a, ADDRESSES.format(name=name), tmp_path, "--backend", "ovn")
+    a.cli("net-start", name)
+    net = a_network(a, name)
+    assert net.uuid is not None
+    with OvsdbRpc(cluster.central.nb) as db:
+        assert _plug(db, net, 1) == ["10.65.0.10"]
+        assert _plug(db, net, 2) == ["10.65.0.11"]
+        ports.delete_port(db, _port(net, 1), None)
+        assert _held(cluster, net.uuid) == ["10.65.0.11"]
+        assert _plug(db, net, 3) == ["10.65.0.12"]  # not .10 yet
+        with pytest.raises(OperationFailed, match=r"address 10\.65\.0\.12 is held by another"):
+            _plug(db, net, 4, "10.65.0.12")
+        assert ports.create_port(db, net, _port(net, 99), "52:54:00:65:00:99", [], True, False,
+                                 "nowhere") == ["10.65.0.15"]  # fmt: skip
+        plugged = [_plug(db, net, 10 + n)[0] for n in range(17)]  # .13 .. .29, not .15
+        assert plugged[-1] == "10.65.0.10"  # the range came round to the freed address
+        with pytest.raises(OperationFailed, match="DHCP range is full"):
+            _plug(db, net, 40)
+    a.cli("net-destroy", name)
+    a.cli("net-undefine", name)
+
+
+def test_a_lost_address_set_is_rebuilt_from_the_ports(
+    two_hosts: tuple[OvnHost, OvnHost], cluster: OvnCluster, tmp_path: Path
+) -> None:
+    """A network started before virtnet kept the set, or whose set someone deleted: the next
+    plug rebuilds it from the ports, and does not hand out their addresses again."""
+    assert cluster.central is not None
+    a, _ = two_hosts
+    name = _name()
+    _define(a, ADDRESSES.format(name=name), tmp_path, "--backend", "ovn")
+    a.cli("net-start", name)
+    net = a_network(a, name)
+    assert net.uuid is not None
+    with OvsdbRpc(cluster.central.nb) as db:
+        assert _plug(db, net, 1) == ["10.65.0.10"]
+        cluster.central.nbctl("destroy", "Address_Set", nb.address_set_name(net.uuid))
+        assert _plug(db, net, 2) == ["10.65.0.11"]
+    assert _held(cluster, net.uuid) == ["10.65.0.10", "10.65.0.11"]
+    a.cli("net-destroy", name)
+    a.cli("net-undefine", name)
