@@ -445,3 +445,73 @@ def test_reconcile_puts_back_a_lost_logical_port_and_removes_one_left_behind(
         assert sorted(names) == sorted([p1, p2])  # hv2's port untouched
     finally:
         world.stop(name)
+
+
+HA = """<network><name>{name}</name><forward mode='nat'/>
+  <ip address='10.74.0.1' prefix='24'><dhcp><range start='10.74.0.10' end='10.74.0.99'/></dhcp></ip>
+  <metadata><ovn:uplink {ovn} physnet='physnet2' address='203.0.113.254/24'
+    gateway='203.0.113.1' chassis='hv3 hv2'/></metadata></network>"""
+
+
+def _gateway_lan(world: World) -> Namespace:
+    """A second provider network, physnet2, reached by both hv3 and hv2 (a Linux bridge in
+    its own namespace, 203.0.113.1 on it)."""
+    lan = world.lab.netns("lan2")
+    lan.ip("link", "add", "sw", "type", "bridge")
+    lan.ip("link", "set", "sw", "up")
+    lan.ip("addr", "add", "203.0.113.1/24", "dev", "sw")
+    for ch in world.cluster.chassis[1:]:
+        ch.ns.ip("link", "add", "eth-ha", "type", "veth", "peer", "name", ch.name, "netns",
+                 lan.name)  # fmt: skip
+        lan.ip("link", "set", ch.name, "master", "sw", "up")
+        lan.exec("ethtool", "-K", ch.name, "tx", "off", "tso", "off", "gso", "off", check=False)
+        world.cluster.attach_provider(ch, "physnet2", "eth-ha")
+    return lan
+
+
+def _active_gateway(world: World, name: str, timeout: int = 60) -> Callable[[str], None]:
+    """Waits (OVN's own signal, no sleeping) until the network's gateway port is bound to
+    the chassis named."""
+    central = world.cluster.central
+    assert central is not None
+
+    def until(chassis: str) -> None:
+        row = central.sbctl("--bare", "--columns=_uuid", "find", "Chassis", f"name={chassis}")
+        gateway = f"cr-vn-{nb.short_id(_uuid(world, name))}-gw"  # the router's uplink port
+        central.sbctl(f"--timeout={timeout}", "wait-until", "Port_Binding", gateway,
+                      f"chassis={row.strip()}")  # fmt: skip
+
+    return until
+
+
+def _uuid(world: World, name: str) -> str:
+    return str(json.loads(world.mgmt.cli("net-info", name, "--json").stdout)["uuid"])
+
+
+def test_a_nat_network_leaves_through_its_second_gateway_when_the_first_dies(
+    world: World, tmp_path: Path
+) -> None:
+    """Gateway chassis hv3 then hv2 (``chassis='hv3 hv2'``): the guest on hv1 leaves through
+    hv3; hv3's switch dies and OVN moves the gateway to hv2 by itself (BFD between the
+    chassis), the guest's new connections leave through hv2 with the same SNAT address;
+    hv3 back, the gateway returns to it."""
+    lan = _gateway_lan(world)
+    name = world.network(HA, tmp_path)
+    world.mgmt.cli("net-start", name)
+    hv3 = world.cluster.chassis[2]
+    active = _active_gateway(world, name)
+    try:
+        g1, _ = world.guest(world.hv["hv1"], name)
+        assert dhcp_lease(g1) == "10.74.0.10"
+        active("hv3")
+        assert can_tcp(g1, lan, "203.0.113.1", port=5301) == "203.0.113.254"
+        hv3.crash()
+        active("hv2")
+        assert can_tcp(g1, lan, "203.0.113.1", port=5302, timeout=10) == "203.0.113.254"
+        hv3.revive()
+        active("hv3")  # the preferred gateway takes it back
+        assert can_tcp(g1, lan, "203.0.113.1", port=5303, timeout=10) == "203.0.113.254"
+    finally:
+        if not os.path.exists(f"/proc/{hv3.daemons.pid('ovn-controller')}"):
+            hv3.revive()
+        world.stop(name)
