@@ -515,3 +515,32 @@ def test_a_nat_network_leaves_through_its_second_gateway_when_the_first_dies(
         if not os.path.exists(f"/proc/{hv3.daemons.pid('ovn-controller')}"):
             hv3.revive()
         world.stop(name)
+
+
+ROUTED = """<network><name>{name}</name><forward mode='{mode}'/>
+  <ip address='10.{net}.0.1' prefix='24'><dhcp><range start='10.{net}.0.10' end='10.{net}.0.99'/>
+  </dhcp></ip>
+  <metadata><ovn:uplink {ovn} physnet='physnet1' address='198.51.100.{last}/24'
+    gateway='{outside}' chassis='hv3'/></metadata></network>"""
+
+
+@pytest.mark.parametrize("mode,net,last", [("route", 75, 253), ("open", 76, 252)])
+def test_a_routed_network_meets_the_outside_with_its_own_addresses(
+    world: World, tmp_path: Path, mode: str, net: int, last: int
+) -> None:
+    """route and open: the router forwards without NAT through the gateway chassis (the
+    outside sees the guest's own address), and the outside, routing the subnet to the
+    uplink address, reaches the guest on hv1 (nothing but port security in the way)."""
+    xml = ROUTED.replace("{mode}", mode).replace("{net}", str(net)).replace("{last}", str(last))
+    name = world.network(xml.replace("{outside}", OUTSIDE), tmp_path)
+    world.mgmt.cli("net-start", name)
+    world.outside.ip("route", "add", f"10.{net}.0.0/24", "via", f"198.51.100.{last}")
+    try:
+        g1, _ = world.guest(world.hv["hv1"], name)
+        address = dhcp_lease(g1)
+        assert address == f"10.{net}.0.10"
+        assert can_tcp(g1, world.outside, OUTSIDE, port=5401) == address  # no SNAT
+        assert can_tcp(world.outside, g1, address, port=5402) == OUTSIDE  # in: routed
+    finally:
+        world.outside.ip("route", "del", f"10.{net}.0.0/24")
+        world.stop(name)
