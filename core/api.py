@@ -43,7 +43,7 @@ from virtnet.model.names import check_mac, check_uuid
 from virtnet.model.network import ForwardMode
 from virtnet.model.port import AttachmentKind
 from virtnet.model.update import RELOADABLE, apply_update
-from virtnet.model.validate import validate_port_addresses
+from virtnet.model.validate import Footprint, footprint, validate_port_addresses
 from virtnet.ownership import Owner
 from virtnet.plan import Plan, Undo
 from virtnet.plugin_loading import BrokenPlugin
@@ -138,6 +138,7 @@ class Virtnet:
         self._catalog: Catalog | None = None
         self._services: Services | None = None
         self._xml_cache: dict[str, Network] = {}
+        self._footprints: dict[str, Footprint] = {}
         if self.host.run_path("journal").is_dir():  # undo a killed process's half-done work
             _ = self.store  # now, as construction always did; a fresh host creates nothing
 
@@ -321,7 +322,7 @@ class Virtnet:
         if self.catalog.active_network(net.name) is not None:
             raise Conflict(f"network {net.name!r} is already active")
         validate_network(net)
-        validate_against(net, [self._parsed(xml) for xml in self.catalog.active_xml().values()])
+        validate_against(net, [self._footprint(xml) for xml in self.catalog.active_xml().values()])
         self.hooks.validate(net)
         backend, reason = self._resolve_backend(net)
         plan = self.hooks.plan_start(backend, net)
@@ -798,16 +799,17 @@ class Virtnet:
                 net.mac = old.mac
         definitions = self.catalog.definitions()
         defined = {d.name for d in definitions}
-        others = [self._parsed(d.xml) for d in definitions if d.name != net.name]
-        others += [  # transient networks: active without a definition
-            self._parsed(xml)
+        xmls = [d.xml for d in definitions if d.name != net.name]
+        xmls += [  # transient networks: active without a definition
+            xml
             for name, xml in self.catalog.active_xml().items()
             if name != net.name and name not in defined
         ]
+        others = [self._parsed(xml) for xml in xmls]
         bridges = {o.bridge.name for o in others if o.bridge and o.bridge.name}
         macs = {o.mac for o in others if o.mac}
         complete_network(net, bridges, macs)  # adds only values valid by construction
-        validate_against(net, others)
+        validate_against(net, [self._footprint(xml) for xml in xmls])
         self.hooks.validate(net)
 
     def _claim_for_storage(self, net: Network) -> str | None:
@@ -926,6 +928,15 @@ class Virtnet:
         if self.catalog.active_network(name) is not None:
             return Conflict(f"network {name!r} is transient: {why}")
         return NotFound(f"network {name!r} does not exist")
+
+    def _footprint(self, xml: str) -> Footprint:
+        """What another network may clash with (:func:`footprint`), kept with its parse."""
+        found = self._footprints.get(xml)
+        if found is None:
+            if len(self._footprints) > 8192:
+                self._footprints.clear()
+            found = self._footprints[xml] = footprint(self._parsed(xml))
+        return found
 
     def _parsed(self, xml: str) -> Network:
         """Other networks, parsed once per process: a long-lived embedder (or the daemon)

@@ -31,6 +31,7 @@ ENVIRONMENT = [
     ("VIRTNET_OVN_CHASSIS", "this host's OVN chassis name [the local system-id]"),
     ("VIRTNET_OVN_BRIDGE", "OVN's integration bridge [br-int]"),
     ("VIRTNET_OVN_RUNDIR", "where ovn-controller keeps its pid file [$OVN_RUNDIR, /var/run/ovn]"),
+    ("VIRTNET_NFT_RAW", "0: send a network's nftables rules through libnftables, not raw [1]"),
 ]
 FILES = [
     ("/var/lib/virtnet", "persistent network definitions (per namespace: netns/NAME)"),

@@ -194,11 +194,11 @@ class Firewall:
 
         Reads only the small dispatch sets, never the whole ruleset.
         """
-        no_networks = self._empty("inet", "map", "fwd_in") and self._empty("inet", "map", "nat4")
+        no_networks = self._empty("inet", "fwd_in") and self._empty("inet", "nat4")
         if no_networks:
             self.nft.try_run(f"delete table inet {rules.TABLE}")
         # the guard table stays while a network with rules remains: its drift check expects it
-        if no_networks and self._empty("bridge", "set", "guarded"):
+        if no_networks and self._empty("bridge", "guarded"):
             self.nft.try_run(f"delete table bridge {rules.TABLE}")
 
     # helpers --------------------------------------------------------------------------------
@@ -224,8 +224,5 @@ class Firewall:
         for statement in statements:  # something was already gone: remove what is left
             self.nft.try_run(statement)
 
-    def _empty(self, family: str, kind: str, name: str) -> bool:
-        for item in self.nft.query(f"list {kind} {family} {rules.TABLE} {name}"):
-            if item.get(kind, {}).get("elem"):
-                return False
-        return True
+    def _empty(self, family: str, name: str) -> bool:
+        return not self.elements.has_elements(family, rules.TABLE, name)

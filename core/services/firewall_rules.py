@@ -226,16 +226,14 @@ def _host_rules(r: NetworkRules, chain: str) -> list[str]:
     c = f"add rule {INET} {chain}"
     own4 = [a for a in r.addresses if ipaddress.ip_address(a).version == 4]
     own6 = [a for a in r.addresses if ipaddress.ip_address(a).version == 6]
-    out = []
-    if own4:
-        out.append(f"{c} ip daddr {{ {', '.join(own4)} }} accept")
-    if own6:
-        out.append(f"{c} ip6 daddr {{ {', '.join(own6)} }} accept")
+    # a rule per address, no anonymous sets: every statement of a network stays in the
+    # shapes virtnet.services.nft_raw sends without libnftables
     return [
-        *out,
+        *(f"{c} ip daddr {a} accept" for a in own4),
+        *(f"{c} ip6 daddr {a} accept" for a in own6),
         f"{c} ip daddr 255.255.255.255 udp dport 67 accept",  # DHCP discovery
         f"{c} ip6 daddr ff02::1:2 udp dport 547 accept",  # DHCPv6
-        f"{c} ip6 daddr {{ fe80::/10, ff02::/16 }} meta l4proto ipv6-icmp accept",  # ND, RS
+        *(f"{c} ip6 daddr {p} meta l4proto ipv6-icmp accept" for p in ("fe80::/10", "ff02::/16")),
         f"{c} reject",
     ]
 
@@ -256,16 +254,17 @@ def _nat_chain(
     if r.nat_addresses and v == "4":
         start, end = r.nat_addresses
         target = start if start == end else f"{start}-{end}"
-        out.append(
-            f"add rule {INET} {chain} {dev_out}meta l4proto {{ tcp, udp }} "
-            f"snat ip to {target}:{low}-{high}"
-        )
+        to = f"{target}:{low}-{high}"
+        out += [
+            f"add rule {INET} {chain} {dev_out}meta l4proto {proto} snat ip to {to}"
+            for proto in ("tcp", "udp")
+        ]
         out.append(f"add rule {INET} {chain} {dev_out}snat ip to {target}")
     else:
-        out.append(
-            f"add rule {INET} {chain} {dev_out}meta l4proto {{ tcp, udp }} "
-            f"masquerade to :{low}-{high}"
-        )
+        out += [
+            f"add rule {INET} {chain} {dev_out}meta l4proto {proto} masquerade to :{low}-{high}"
+            for proto in ("tcp", "udp")
+        ]
         out.append(f"add rule {INET} {chain} {dev_out}masquerade")
     for subnet in subnets:
         out.append(f"add element {INET} nat{v} {{ {subnet} : jump {chain} }}")

@@ -8,10 +8,13 @@ Values that reach a rule (interface names) pass :func:`quote` first.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any
 
 from virtnet.errors import InvalidInput, OperationFailed, Unsupported
+from virtnet.services.nft_elements import NftElementError, NftElements
+from virtnet.services.nft_raw import compile_script
 
 _FORBIDDEN_IN_STRING = set('"\\*')
 
@@ -51,18 +54,39 @@ class Nft:
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
         self._lock = threading.Lock()
+        #: a network's statements go as raw netlink (:mod:`virtnet.services.nft_raw`):
+        #: libnftables reloads every chain of the ruleset before each command.
+        #: ``VIRTNET_NFT_RAW=0`` sends everything through libnftables.
+        self._raw = NftElements() if os.environ.get("VIRTNET_NFT_RAW", "1") != "0" else None
 
     def run(self, script: str, what: str) -> None:
         """Run ``script`` (statements separated by newlines) as one transaction."""
+        if self.run_raw(script):
+            return
         with self._lock:
             rc, _out, err = self._nft.cmd(script)
         if rc != 0:
             raise OperationFailed(f"nftables rejected {what}: {_first_error(err)}")
 
     def try_run(self, script: str) -> bool:
+        if self.run_raw(script):
+            return True
         with self._lock:
             rc, _out, _err = self._nft.cmd(script)
         return bool(rc == 0)
+
+    def run_raw(self, script: str) -> bool:
+        """The script as one raw batch, if it is made of shapes nft_raw knows and the kernel
+        took it; otherwise libnftables runs it (and says why, if it fails)."""
+        messages = compile_script(script) if self._raw is not None else None
+        if self._raw is None or messages is None:
+            return False
+        try:
+            with self._lock:
+                self._raw.batch([(m.kind, m.flags, m.family, m.body) for m in messages])
+        except NftElementError:
+            return False
+        return True
 
     def query(self, command: str) -> list[dict[str, Any]]:
         """A ``list`` command's JSON objects; an empty list if the object does not exist."""

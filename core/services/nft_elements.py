@@ -126,12 +126,7 @@ class NftElements:
         kernel older than 6.3 answers EOPNOTSUPP or EINVAL, see :func:`merged`)."""
         if not changes:
             return
-        seqs = []
-        parts = [
-            _message(
-                NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, next(self._seq), 0, NFNL_SUBSYS_NFTABLES, b""
-            )
-        ]
+        messages = []
         for change in changes:
             elements = b"".join(
                 _attr(
@@ -148,12 +143,31 @@ class NftElements:
             kind = NFT_MSG_NEWSETELEM if change.add else NFT_MSG_DELSETELEM
             if missing_ok and not change.add:
                 kind = NFT_MSG_DESTROYSETELEM
-            flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if change.add else 0)
+            messages.append(
+                (kind, NLM_F_CREATE if change.add else 0, FAMILIES[change.family], body)
+            )
+        self.batch(messages)
+
+    def batch(self, messages: list[tuple[int, int, int, bytes]]) -> None:
+        """``(type, flags, family, attributes)`` nf_tables messages as one transaction (each
+        acknowledged); raises :class:`NftElementError` and changes nothing if one fails."""
+        seqs = []
+        parts = [
+            _message(
+                NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, next(self._seq), 0, NFNL_SUBSYS_NFTABLES, b""
+            )
+        ]
+        for kind, flags, family, body in messages:
             seq = next(self._seq)
             seqs.append(seq)
             parts.append(
                 _message(
-                    (NFNL_SUBSYS_NFTABLES << 8) | kind, flags, seq, FAMILIES[change.family], 0, body
+                    (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                    NLM_F_REQUEST | NLM_F_ACK | flags,
+                    seq,
+                    family,
+                    0,
+                    body,
                 )
             )
         parts.append(

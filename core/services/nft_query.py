@@ -34,6 +34,8 @@ from virtnet.services.rtnl import _attrs as netlink_attrs
 from virtnet.services.rtnl import _text as netlink_text
 
 NFT_MSG_GETRULE, NFT_MSG_NEWRULE, NFT_MSG_GETSETELEM = 7, 6, 13
+NFT_MSG_NEWSETELEM = 12
+NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END = 3, 1
 NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFTA_TABLE_NAME = 0, 1, 1
 NFTA_RULE_TABLE, NFTA_RULE_CHAIN = 1, 2
 NLM_F_DUMP = 0x300
@@ -98,6 +100,26 @@ class NftQuery(NftElements):
             found |= msg_type != NLMSG_ERROR
         return found
 
+    def has_elements(self, family: str, table: str, set_name: str) -> bool:
+        """Whether ``set_name`` (a set or map) holds anything (False if it is missing): one
+        dump in the kernel, where ``nft list`` would load every chain of the ruleset first.
+        An interval set's lone end markers (nft leaves ``0.0.0.0`` as one) are nothing."""
+        body = _attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0") + _attr(
+            NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0"
+        )
+        seq = next(self._seq)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM
+        self.sock.sendall(
+            _message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, FAMILIES[family], 0, body)
+        )
+        found = False
+        for msg_type, code, payload in self._messages(seq):
+            if msg_type == NLMSG_ERROR and code not in (0, -errno.ENOENT):
+                raise OSError(-code, f"nf_tables element dump of {set_name}")
+            if msg_type == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM:
+                found |= any(_starts(payload))
+        return found
+
     def _replies(self, seq: int) -> list[tuple[int, int]]:
         """(type, error code or 0) of every answer to ``seq``, up to its end (DONE, or the
         error/ack message that ends a non-dump request)."""
@@ -121,3 +143,16 @@ class NftQuery(NftElements):
                     yield msg_type, struct.unpack_from("=i", payload)[0], payload
                     return
                 yield msg_type, 0, payload
+
+
+def _starts(payload: bytes) -> Iterator[bool]:
+    """For each element of a set element dump message: True unless it is an interval's end."""
+    for kind, elements in netlink_attrs(payload, 4, len(payload)):
+        if kind & ~NLA_F_NESTED != NFTA_SET_ELEM_LIST_ELEMENTS:
+            continue
+        for _, element in netlink_attrs(elements, 0, len(elements)):
+            flags = 0
+            for attr, value in netlink_attrs(element, 0, len(element)):
+                if attr & ~NLA_F_NESTED == NFTA_SET_ELEM_FLAGS and len(value) >= 4:
+                    flags = struct.unpack(">I", value[:4])[0]
+            yield not flags & NFT_SET_ELEM_INTERVAL_END

@@ -19,6 +19,8 @@ from virtnet.testing.daemon import Daemon
 from virtnet.testing.netns import Lab, Namespace
 from virtnet.testing.world import World, make_world
 
+RUN_DIR_PREFIX = "virtnet-test-"
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2"
 )
@@ -114,9 +116,13 @@ def virtnetd(lab: Lab, host_ns: Namespace, tmp_path: Path) -> Iterator[Daemon]:
 
 def run_dir_for_test() -> Path:
     """A fresh run dir under /run: dnsmasq, after dropping privileges, must be able to reach
-    its files there (pytest's tmp_path is private to root)."""
-    made = Path(tempfile.mkdtemp(prefix="virtnet-test-", dir="/run"))
+    its files there (pytest's tmp_path is private to root). Its maker is written in it, so
+    :func:`virtnet.testing.netns.reap_stale` removes it once that process is gone."""
+    from virtnet.testing.netns import mark_owner
+
+    made = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir="/run"))
     made.chmod(0o711)
+    mark_owner(made)
     return made
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -125,10 +126,34 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+OWNER_FILE = ".virtnet-owner"
+
+
+def mark_owner(directory: Path) -> None:
+    """Write who made ``directory`` (pid and start time) into it, for :func:`reap_stale`."""
+    pid = os.getpid()
+    (directory / OWNER_FILE).write_text(json.dumps({"pid": pid, "start": _start_time(pid)}))
+
+
+def _stale_run_dirs() -> list[Path]:
+    """Test run directories (``/run/virtnet-test-*``) whose maker is gone."""
+    stale = []
+    for directory in Path("/run").glob("virtnet-test-*"):
+        try:
+            owner = json.loads((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # made before owners were written, or being made: left alone
+        if _start_time(int(owner["pid"])) != owner.get("start"):
+            stale.append(directory)
+    return stale
+
+
 def reap_stale() -> list[str]:
     """Remove what labs of killed processes left: their namespaces (and every process in
-    them), and their records. Labs of running processes are left alone."""
+    them), their records, and the run directories their tests made. Labs of running
+    processes are left alone."""
     removed: list[str] = []
+    stale_dirs = _stale_run_dirs()
     for path in sorted(RECORDS.glob("*.json")) if RECORDS.is_dir() else []:
         try:
             record = json.loads(path.read_text())
@@ -144,4 +169,6 @@ def reap_stale() -> list[str]:
 
         ovs.reap_stale_dirs()
         ovn.reap_stale_dirs()
+    for directory in stale_dirs:  # after the namespaces: no process of theirs writes there
+        shutil.rmtree(directory, ignore_errors=True)
     return removed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -10,7 +11,7 @@ import pytest
 
 from virtnet import pids
 from virtnet.testing import Lab, Namespace, can_ping, can_tcp
-from virtnet.testing.fixtures import needs_root
+from virtnet.testing.fixtures import needs_root, run_dir_for_test
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -77,15 +78,17 @@ def test_a_killed_runs_namespaces_and_processes_are_reaped_by_the_next() -> None
         [sys.executable, "-c",
          "import sys, time\n"
          "from virtnet.testing.netns import Lab\n"
+         "from virtnet.testing.fixtures import run_dir_for_test\n"
          "lab = Lab(); ns = lab.netns('doomed')\n"
          "lab.track(ns.popen('sleep', '600'))\n"
-         "print(ns.name, flush=True); time.sleep(600)\n"],
+         "print(ns.name, run_dir_for_test(), flush=True); time.sleep(600)\n"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert maker.stdout is not None
-    name = maker.stdout.readline().strip()
+    name, its_run_dir = maker.stdout.readline().split()
     mine = Lab()
     ours = mine.netns("alive")  # a running maker's lab: not stale
+    our_run_dir = run_dir_for_test()
     try:
         deadline = time.monotonic() + 10
         while not Namespace(name).pids() and time.monotonic() < deadline:
@@ -99,5 +102,7 @@ def test_a_killed_runs_namespaces_and_processes_are_reaped_by_the_next() -> None
         assert not os.path.exists(f"/run/netns/{name}")
         assert not any(pids.running(pid) for pid in sleepers)
         assert os.path.exists(f"/run/netns/{ours.name}")
+        assert not os.path.exists(its_run_dir) and our_run_dir.is_dir()  # its test's run dir
     finally:
         mine.cleanup()
+        shutil.rmtree(our_run_dir, ignore_errors=True)

@@ -1,0 +1,47 @@
+"""Which statements nft_raw sends itself, and which it leaves to libnftables (None): it must
+never guess. The bytes are proven against the kernel in tests/integration/test_nft_raw.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from virtnet.model.network import ForwardMode
+from virtnet.services import firewall_rules as rules
+from virtnet.services.nft_raw import NFT_MSG_DELCHAIN, NFT_MSG_NEWRULE, compile_script
+
+
+@pytest.mark.parametrize("mode", [ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED])
+def test_every_statement_of_a_network_compiles(mode: ForwardMode) -> None:
+    r = rules.NetworkRules("f" * 32, "vbr0", mode, ("10.1.0.0/24",), ("fd00::/64",),
+                           forward_dev="eth0", nat_ipv6=True, addresses=("10.1.0.1", "fd00::1"),
+                           mac="52:54:00:00:00:01")  # fmt: skip
+    added = compile_script("\n".join(rules.add_network(r)))
+    removed = compile_script("\n".join(rules.remove_network(r)))
+    assert added is not None and removed is not None
+    assert sum(m.kind == NFT_MSG_NEWRULE for m in added) == sum(
+        s.startswith("add rule") for s in rules.add_network(r)
+    )
+    assert sum(m.kind == NFT_MSG_DELCHAIN for m in removed) == len(r.chains)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "add table inet virtnet",  # the base: libnftables
+        "add map inet virtnet fwd_in { type ifname : verdict ; }",
+        "add rule inet virtnet c ip daddr { 10.0.0.1, 10.0.0.2 } accept",  # anonymous sets
+        "add rule inet virtnet c counter accept",  # an expression it does not know
+        "add rule inet virtnet c ip saddr 10.0.0.0/33 accept",  # not an address
+        "add rule inet virtnet c ip saddr 10.0.0.1/24 accept",  # host bits set: nft's call
+        "add rule inet virtnet c ip saddr 0.0.0.0/0 accept",  # nft drops such a match
+        "add rule inet virtnet c accept reject",  # a verdict must end the rule
+        'add rule inet virtnet c iifname "a-name-too-long-x" accept',
+        "add rule bridge virtnet c accept",  # only inet rules
+        "add element inet virtnet unknown_map { 10.0.0.1 : jump c }",
+        "add element inet virtnet nat4 { 255.255.255.0/24 : jump c }",  # no end after it
+        'add element inet virtnet fwd_in { "x" : goto c }',
+    ],
+)
+def test_other_shapes_are_left_to_libnftables(statement: str) -> None:
+    assert compile_script(statement) is None
+    assert compile_script(f"add chain inet virtnet c\n{statement}") is None  # all or nothing
