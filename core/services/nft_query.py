@@ -50,11 +50,7 @@ class NftQuery(NftElements):
         body = _attr(NFTA_RULE_TABLE, table.encode() + b"\0") + _attr(
             NFTA_RULE_CHAIN, chain.encode() + b"\0"
         )
-        seq = next(self._seq)
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-        self.sock.sendall(
-            _message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, FAMILIES[family], 0, body)
-        )
+        seq = self._dump(NFT_MSG_GETRULE, family, body)
         rules = 0
         for msg_type, code in self._replies(seq):
             if msg_type == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE:
@@ -107,11 +103,7 @@ class NftQuery(NftElements):
         body = _attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0") + _attr(
             NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0"
         )
-        seq = next(self._seq)
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM
-        self.sock.sendall(
-            _message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, FAMILIES[family], 0, body)
-        )
+        seq = self._dump(NFT_MSG_GETSETELEM, family, body)
         found = False
         for msg_type, code, payload in self._messages(seq):
             if msg_type == NLMSG_ERROR and code not in (0, -errno.ENOENT):
@@ -119,6 +111,15 @@ class NftQuery(NftElements):
             if msg_type == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM:
                 found |= any(_starts(payload))
         return found
+
+    def _dump(self, msg_type: int, family: str, body: bytes) -> int:
+        """Ask for a dump of ``msg_type`` objects matching ``body``; returns its sequence."""
+        seq = next(self._seq)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | msg_type
+        self.sock.sendall(
+            _message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, FAMILIES[family], 0, body)
+        )
+        return seq
 
     def _replies(self, seq: int) -> list[tuple[int, int]]:
         """(type, error code or 0) of every answer to ``seq``, up to its end (DONE, or the

@@ -10,7 +10,7 @@ one batch: one transaction, as atomic as libnftables' own, at a cost that does n
 the size of the ruleset. A statement outside those shapes makes it answer None, and the
 caller runs the script through libnftables instead: the fast path never guesses.
 
-tests/unit/test_nft_raw.py holds the shapes; tests/integration/test_nft_raw.py proves that
+tests/unit/test_nft_raw_shapes.py holds the shapes; tests/integration/test_nft_raw.py proves that
 the kernel lists exactly the same ruleset whichever way a network's rules went in.
 """
 

@@ -318,6 +318,23 @@ def _port(net: Network, index: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{net.name}/{index}"))
 
 
+@pytest.fixture
+def addressed(
+    two_hosts: tuple[OvnHost, OvnHost], tmp_path: Path
+) -> Iterator[tuple[OvnHost, Network]]:
+    """A running network of ADDRESSES (a range of 20 and one reservation) and the host that
+    started it; gone after the test."""
+    a, _ = two_hosts
+    name = _name()
+    _define(a, ADDRESSES.format(name=name), tmp_path, "--backend", "ovn")
+    a.cli("net-start", name)
+    try:
+        yield a, a_network(a, name)
+    finally:
+        a.cli("net-destroy", name, check=False)
+        a.cli("net-undefine", name)
+
+
 def _plug(db: OvsdbRpc, net: Network, index: int, *declared: str) -> list[str]:
     """What a chassis's plug writes (CreateLogicalPort), for a port numbered ``index``."""
     mac = f"52:54:00:65:{index // 256:02x}:{index % 256:02x}"
@@ -333,18 +350,13 @@ def _held(cluster: OvnCluster, u: str) -> list[str]:
 
 
 def test_hosts_plugging_at_once_never_share_an_address(
-    two_hosts: tuple[OvnHost, OvnHost], cluster: OvnCluster, tmp_path: Path
+    addressed: tuple[OvnHost, Network], cluster: OvnCluster
 ) -> None:
     """Four plugging threads (each its own connection, as four hosts) race for the next
     address of one range: every port gets its own, the network's address set holds exactly
     the ports' addresses, and the reserved address is never handed out dynamically."""
-    assert cluster.central is not None
-    a, _ = two_hosts
-    name = _name()
-    _define(a, ADDRESSES.format(name=name), tmp_path, "--backend", "ovn")
-    a.cli("net-start", name)
-    net = a_network(a, name)
-    assert net.uuid is not None
+    maker, net = addressed
+    assert cluster.central is not None and net.uuid is not None
     got: list[str] = []
     errors: list[BaseException] = []
 
@@ -368,25 +380,19 @@ def test_hosts_plugging_at_once_never_share_an_address(
     listed = cluster.central.nbctl("--bare", "--columns=addresses", "find", "Logical_Switch_Port",
                                    f"external_ids:{nb.NETWORK_KEY}={net.uuid}")  # fmt: skip
     assert sorted(w for w in listed.split() if w.startswith("10.")) == sorted(got)
-    a.cli("net-destroy", name)
+    maker.cli("net-destroy", net.name)
     assert _held(cluster, net.uuid) == []  # the set went with the network
-    a.cli("net-undefine", name)
 
 
 def test_a_released_address_waits_for_the_range_to_come_round(
-    two_hosts: tuple[OvnHost, OvnHost], cluster: OvnCluster, tmp_path: Path
+    addressed: tuple[OvnHost, Network], cluster: OvnCluster
 ) -> None:
     """An unplugged port gives its address back, but the next guest gets the one after the
     last handed out (other guests' caches still point at the old one); once the range has
     come round, the freed one is used again. A declared address another port holds is
     refused with a line naming it; the reserved one goes to its MAC."""
-    assert cluster.central is not None
-    a, _ = two_hosts
-    name = _name()
-    _define(a, ADDRESSES.format(name=name), tmp_path, "--backend", "ovn")
-    a.cli("net-start", name)
-    net = a_network(a, name)
-    assert net.uuid is not None
+    _, net = addressed
+    assert cluster.central is not None and net.uuid is not None
     with OvsdbRpc(cluster.central.nb) as db:
         assert _plug(db, net, 1) == ["10.65.0.10"]
         assert _plug(db, net, 2) == ["10.65.0.11"]
@@ -401,26 +407,17 @@ def test_a_released_address_waits_for_the_range_to_come_round(
         assert plugged[-1] == "10.65.0.10"  # the range came round to the freed address
         with pytest.raises(OperationFailed, match="DHCP range is full"):
             _plug(db, net, 40)
-    a.cli("net-destroy", name)
-    a.cli("net-undefine", name)
 
 
 def test_a_lost_address_set_is_rebuilt_from_the_ports(
-    two_hosts: tuple[OvnHost, OvnHost], cluster: OvnCluster, tmp_path: Path
+    addressed: tuple[OvnHost, Network], cluster: OvnCluster
 ) -> None:
     """A network started before virtnet kept the set, or whose set someone deleted: the next
     plug rebuilds it from the ports, and does not hand out their addresses again."""
-    assert cluster.central is not None
-    a, _ = two_hosts
-    name = _name()
-    _define(a, ADDRESSES.format(name=name), tmp_path, "--backend", "ovn")
-    a.cli("net-start", name)
-    net = a_network(a, name)
-    assert net.uuid is not None
+    _, net = addressed
+    assert cluster.central is not None and net.uuid is not None
     with OvsdbRpc(cluster.central.nb) as db:
         assert _plug(db, net, 1) == ["10.65.0.10"]
         cluster.central.nbctl("destroy", "Address_Set", nb.address_set_name(net.uuid))
         assert _plug(db, net, 2) == ["10.65.0.11"]
     assert _held(cluster, net.uuid) == ["10.65.0.10", "10.65.0.11"]
-    a.cli("net-destroy", name)
-    a.cli("net-undefine", name)
