@@ -182,9 +182,7 @@ def port_guard_changes(
     port, mac = ifname_key(g.ifname), mac_key(g.mac)
 
     def keyed(kind: str, family: int, found: tuple[str, ...]) -> list[ElementChange]:
-        keys = tuple(
-            concat(mac, ip_key(a)) for a in found if ipaddress.ip_address(a).version == family
-        )
+        keys = tuple(concat(mac, ip_key(a)) for a in found if (6 if ":" in a else 4) == family)
         if not keys:
             return []
         return [ElementChange(add, "bridge", TABLE, name, keys) for name in _SETS[family, kind]]

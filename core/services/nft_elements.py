@@ -11,7 +11,6 @@ names, MAC addresses and IP addresses, concatenated.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import itertools
 import os
 import socket
@@ -48,7 +47,12 @@ def mac_key(mac: str) -> bytes:
 
 
 def ip_key(address: str) -> bytes:
-    return ipaddress.ip_address(address).packed
+    """An address as the kernel keys it: ``inet_pton`` (0.4 us; ``ipaddress`` takes 7-14 us,
+    paid per address for every port a destroy removes)."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    except OSError:
+        raise ValueError(f"{address!r} is not an IP address") from None
 
 
 def concat(*parts: bytes) -> bytes:
