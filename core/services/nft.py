@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from virtnet.errors import InvalidInput, OperationFailed, Unsupported
-from virtnet.services.nft_elements import NftElementError, NftElements
+from virtnet.services.nft_elements import NftElements
 from virtnet.services.nft_raw import compile_script
 
 _FORBIDDEN_IN_STRING = set('"\\*')
@@ -84,7 +84,7 @@ class Nft:
         try:
             with self._lock:
                 self._raw.batch([(m.kind, m.flags, m.family, m.body) for m in messages])
-        except NftElementError:
+        except OSError:  # the kernel refused it (NftElementError), or the socket failed
             return False
         return True
 
