@@ -76,8 +76,9 @@ class Nft:
         return bool(rc == 0)
 
     def run_raw(self, script: str) -> bool:
-        """The script as one raw batch, if it is made of shapes nft_raw knows and the kernel
-        took it; otherwise libnftables runs it (and says why, if it fails)."""
+        """Whether ``script`` went in as one raw batch. False when it has a shape nft_raw does
+        not know or the kernel refused it: :meth:`run` and :meth:`try_run` then hand it to
+        libnftables, which says why if it fails too."""
         messages = compile_script(script) if self._raw is not None else None
         if self._raw is None or messages is None:
             return False
