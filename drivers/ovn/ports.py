@@ -27,6 +27,7 @@ from virtnet_ovn import addresses
 from virtnet_ovn.nb import (
     CHASSIS_KEY,
     DB,
+    LIVE_KEY,
     NETWORK_KEY,
     groups_of,
     ids,
@@ -59,11 +60,12 @@ def create_port(
 ) -> list[str]:
     """The guest's logical switch port with its addresses: ``declared``, else the one
     reserved for its MAC, else the next free one of the DHCP range; returns them (with the
-    SLAAC addresses it will form). Retried when another host took the address first."""
+    SLAAC addresses it will form). Retried when another host took the address first; a
+    network stopped meanwhile fails with the line that says so."""
     assert net.uuid is not None
     u = net.uuid
     fixed = list(declared) or reservation(net, mac)
-    switch = str(the_switch(db, u)["_uuid"])
+    switch, live = running_switch(db, net)
     dhcp = dhcp_options_of(db, u)
     groups = groups_of(net, isolated, guarded)
     taken: set[ipaddress.IPv4Address] | None = None  # read only after a failed try
@@ -84,8 +86,12 @@ def create_port(
         claiming = addresses.claim_ops(book, claim, cursor, rebuilt)
         try:
             add_port(db, u, port, row, guarded, chassis, dhcp.get(subnet or ""), groups, switch,
-                     claiming, bandwidth, label)  # fmt: skip
+                     claiming, bandwidth, label, live)  # fmt: skip
         except Conflict:
+            # the network may have stopped from another host (that is the error to report,
+            # not a lost race), or started again with another switch
+            switch, live = running_switch(db, net)
+            dhcp = dhcp_options_of(db, u)
             taken = addresses.held(db, u)
             clash = sorted(str(a) for a in taken if str(a) in claim)
             if fixed and clash:
@@ -96,6 +102,20 @@ def create_port(
             continue  # another host took it, or made the set first: choose again
         return every
     raise Conflict(f"network {net.name!r}: {ATTEMPTS} hosts took the address chosen first")
+
+
+def running_switch(db: OvsdbRpc, net: Network) -> tuple[str, str]:
+    """The network's switch (its uuid) and its live definition, which a plug's transaction
+    expects unchanged: a port must not land on a network stopped (its switch kept by its
+    definition) between the plug's reads and its write."""
+    assert net.uuid is not None
+    row = the_switch(db, net.uuid)
+    live = row["external_ids"].get(LIVE_KEY)
+    if live is None:
+        raise OperationFailed(
+            f"network {net.name!r} is not running in OVN (stopped from another host?)"
+        )
+    return str(row["_uuid"]), str(live)
 
 
 def reservation(net: Network, mac: str) -> list[str]:
@@ -120,10 +140,12 @@ def add_port(
     claim: list[Op],
     bandwidth: Bandwidth | None = None,
     label: str | None = None,
+    live: str | None = None,
 ) -> None:
     """The guest's logical switch port on ``switch`` (its row's uuid), in one transaction with
     ``claim`` (:func:`virtnet_ovn.addresses.claim_ops`: it fails whole if another port holds
-    the address); fails too if the switch is gone (the network stopped meanwhile)."""
+    the address); fails too if the switch is gone, or, given its ``live`` definition as read,
+    if that changed (the network stopped meanwhile)."""
     row: dict[str, Any] = {
         "name": port,
         "addresses": oset([addresses]),
@@ -135,9 +157,10 @@ def add_port(
     if dhcp:
         row["dhcpv4_options"] = ref(dhcp)
     where = by_uuid(switch)
+    still = [["external_ids", "includes", omap({LIVE_KEY: live})]] if live is not None else []
     ops = [
         *claim,
-        expect("Logical_Switch", where, [{}], []),  # it is still there
+        expect("Logical_Switch", [*where, *still], [{}], []),  # it is still there (and runs)
         insert("Logical_Switch_Port", row, "lsp"),
         mutate("Logical_Switch", where, ["ports", "insert", oset([named("lsp")])]),
     ]

@@ -421,3 +421,26 @@ def test_a_lost_address_set_is_rebuilt_from_the_ports(
         cluster.central.nbctl("destroy", "Address_Set", nb.address_set_name(net.uuid))
         assert _plug(db, net, 2) == ["10.65.0.11"]
     assert _held(cluster, net.uuid) == ["10.65.0.10", "10.65.0.11"]
+
+
+def test_a_plug_racing_a_stop_from_another_host_says_the_network_is_gone(
+    addressed: tuple[OvnHost, Network], cluster: OvnCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network is stopped from another host between the plug's read of its switch and
+    its transaction: the plug fails with the line naming that (not "hosts took the address",
+    which would send its user after a race that never was) and leaves no port behind."""
+    maker, net = addressed
+    assert cluster.central is not None and net.uuid is not None
+    real = ports.add_port
+
+    def stopped_first(*args: object, **kwargs: object) -> None:
+        maker.cli("net-destroy", net.name)
+        monkeypatch.setattr(ports, "add_port", real)
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ports, "add_port", stopped_first)
+    with OvsdbRpc(cluster.central.nb) as db:
+        with pytest.raises(OperationFailed, match="not running in OVN .stopped from another host"):
+            _plug(db, net, 1)
+    assert cluster.central.nbctl("--bare", "--columns=name", "find", "Logical_Switch_Port",
+                                 f"external_ids:{nb.NETWORK_KEY}={net.uuid}") == ""  # fmt: skip
