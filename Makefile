@@ -12,8 +12,8 @@ PY := $(VENV)/bin/python
 DEBS := python3-venv python3-nftables nftables dnsmasq-base openvswitch-switch qemu-system-x86 cpio \
         python3-openvswitch iproute2 iputils-ping busybox tcpdump ethtool \
         docker.io firewalld python3-matplotlib graphviz python3-prometheus-client chromium \
-        bash-completion podman libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu ovn-central ovn-host
-SOURCES := pyproject.toml bin/virtnet docs/man/virtnet.1 docs/man/virtnetd.8 contrib/bash-completion/virtnet $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
+        bash-completion gcc libc6-dev podman libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu ovn-central ovn-host
+SOURCES := pyproject.toml bin/virtnet bin/virtnet-client.c docs/man/virtnet.1 docs/man/virtnetd.8 contrib/bash-completion/virtnet $(shell find core drivers -name '*.py' -o -name 'py.typed' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
 .PHONY: install test unit lint lab bench clean dist
@@ -35,6 +35,11 @@ $(STAMP): $(SOURCES)
 	@# python3-openvswitch, which match the system's libnftables and OVS (docs/architecture.md).
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check '.[test]'
+	@# The compiled thin client (bin/virtnet-client.c) becomes `virtnet`; the Python launcher it hands
+	@# in-process commands to is installed beside it as virtnet-py (docs/architecture.md).
+	install -m 755 bin/virtnet $(VENV)/bin/virtnet-py
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+	  -o $(VENV)/bin/virtnet.new bin/virtnet-client.c && mv -f $(VENV)/bin/virtnet.new $(VENV)/bin/virtnet
 	@mkdir -p .typecheck && ln -sfn ../core .typecheck/virtnet \
 	  && ln -sfn ../drivers/linuxbridge .typecheck/virtnet_linuxbridge \
 	  && ln -sfn ../drivers/macvtap .typecheck/virtnet_macvtap \

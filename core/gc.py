@@ -67,10 +67,13 @@ class Records:
 def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
     """Every labelled object no record owns (read only)."""
     labelled = services.netlink.labelled_links()  # one dump, for links and for _shared
+    # a retired link (renamed ``vnr<ifindex>``) is only waiting for deletion, whoever its
+    # label names: a process killed before its reaper ran leaves it behind, and the network
+    # or port it served may be running again (started again, or repaired) with new links
     found = [
         Orphan("link", name, label)
         for name, label in sorted(labelled.items())
-        if not records.owns(parse_label(label))
+        if not records.owns(parse_label(label)) or _retired(name, label, records)
     ]
     found += _ovs(services, records)
     if not _shared(labelled, records):  # virtnet's tables are one per namespace
@@ -87,6 +90,14 @@ def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
             if path.is_dir() and path.name not in keys
         ]
     return found
+
+
+def _retired(name: str, label: str, records: Records) -> bool:
+    """A link this virtnet retired (another's are its own business)."""
+    from virtnet.services.netlink import RETIRED_PREFIX
+
+    owner = parse_label(label)
+    return name.startswith(RETIRED_PREFIX) and owner is not None and owner.scope == records.scope
 
 
 def _shared(labelled: dict[str, str], records: Records) -> bool:

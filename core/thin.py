@@ -119,6 +119,8 @@ def connect(path: str) -> Any:
     import _socket
     import errno
 
+    if len(os.fsencode(path)) >= 108:  # sun_path; Python would say only "path too long"
+        raise Unavailable(f"cannot reach virtnetd on {path}: path too long for a socket")
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)

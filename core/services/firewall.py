@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-from collections.abc import Callable
 from typing import Any
 
 from virtnet.errors import OperationFailed
@@ -35,16 +34,26 @@ class Firewall:
 
     # networks -------------------------------------------------------------------------------
     def add_network(self, r: rules.NetworkRules | None) -> None:
-        """One transaction: the network's rules (None: it has none, e.g. open mode), and the
-        anti-spoofing table made ready for its ports (idempotent)."""
-        guard = [] if self._guard_table_ready() else guard_rules.bridge_base()
-        statements = guard + (rules.add_network(r) if r is not None else [])
-        what = f"the rules of bridge {r.bridge}" if r is not None else "the guard table"
+        """The network's rules (None: it has none, e.g. open mode) as one raw transaction,
+        with the anti-spoofing table made ready for its ports first.
+
+        The common case is one raw question (is the guard table ready) and one raw batch.
+        Only when virtnet's tables are missing (the first network) or not as this version
+        makes them are both bases made, in one libnftables transaction (~2.5 ms; they were
+        three, ~8 ms, on every first network's start)."""
+        guard_ready = self._guard_table_ready()
         if r is None:
-            if statements:
-                self.nft.run("\n".join(statements), what)
-        else:
-            self._run_with_base(statements, rules.inet_base, what)
+            if not guard_ready:
+                self.nft.run("\n".join(guard_rules.bridge_base()), "the guard table")
+            return
+        script = "\n".join(rules.add_network(r))
+        if guard_ready and self.nft.run_raw(script):
+            return
+        # its own transaction: nftables 1.0.6 cannot add an interval element to a map created
+        # in the same batch (ENOENT); the bases are idempotent (flush and refill)
+        bases = rules.inet_base() + ([] if guard_ready else guard_rules.bridge_base())
+        self.nft.run("\n".join(bases), f"virtnet's tables (for bridge {r.bridge})")
+        self.nft.run(script, f"the rules of bridge {r.bridge}")
 
     def _guard_table_ready(self) -> bool:
         """The anti-spoofing table is there as this version makes it (one raw question): its
@@ -202,22 +211,6 @@ class Firewall:
             self.nft.try_run(f"delete table bridge {rules.TABLE}")
 
     # helpers --------------------------------------------------------------------------------
-    def _run_with_base(
-        self, statements: list[str], base: Callable[[], list[str]], what: str
-    ) -> None:
-        """Run ``statements``; if virtnet's table is not there yet, make it and run them again.
-
-        Trying first keeps the common case to one transaction: asking nftables whether a table
-        exists costs a listing of the whole ruleset.
-        """
-        script = "\n".join(statements)
-        if self.nft.try_run(script):
-            return
-        # its own transaction: nftables 1.0.6 cannot add an interval element to a map created
-        # in the same batch (ENOENT)
-        self.nft.run("\n".join(base()), f"virtnet's {what.split()[0]} base table")
-        self.nft.run(script, what)
-
     def _remove(self, statements: list[str]) -> None:
         if self.nft.try_run("\n".join(statements)):
             return

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from virtnet.services.nft_elements import FAMILIES, IFNAMSIZ, NLA_F_NESTED, _attr
 
-NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 3, 5
+NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 2, 3, 5
+TABLE_NAME = 1
 NFT_MSG_NEWRULE, NFT_MSG_DELRULE = 6, 8
 NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
 NLM_F_CREATE, NLM_F_APPEND = 0x400, 0x800
@@ -171,6 +172,8 @@ def _statement(words: list[str]) -> list[RawMessage] | None:
     verb, what = words[0], words[1]
     family = FAMILIES[words[2]]
     table = words[3]
+    if verb == "delete" and what == "table" and len(words) == 4:  # with all it holds
+        return [RawMessage(NFT_MSG_DELTABLE, 0, family, _attr(TABLE_NAME, _str(table)))]
     if verb == "add" and what == "chain" and len(words) == 5:
         body = _attr(CHAIN_TABLE, _str(table)) + _attr(CHAIN_NAME, _str(words[4]))
         return [RawMessage(NFT_MSG_NEWCHAIN, NLM_F_CREATE, family, body)]

@@ -89,11 +89,16 @@ class Daemon:
         return Client.connect(self.socket)
 
     def cli(
-        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        client: str = "virtnet",
     ) -> subprocess.CompletedProcess[str]:
-        """The thin ``virtnet`` client as a process; fails if the daemon does not answer."""
+        """The thin ``virtnet`` client as a process; fails if the daemon does not answer.
+        ``client``: ``virtnet`` (the compiled one) or ``virtnet-py`` (the Python one)."""
         return subprocess.run(
-            [str(BIN / "virtnet"), *self.host_args, *args],
+            [str(BIN / client), *self.host_args, *args],
             input=input,
             capture_output=True,
             text=True,

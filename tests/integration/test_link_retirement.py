@@ -273,3 +273,38 @@ def test_a_veth_unplug_frees_the_guests_name_at_once_and_spares_a_guests_namesak
     assert not [
         n for n in guest.links() | world.host.links() if n.startswith("vnr") and n != f"vnr{peer:x}"
     ]
+
+
+def test_a_retired_link_is_collected_even_when_its_network_runs_again(
+    virtnet_cli, host_ns: Namespace
+) -> None:  # type: ignore[no-untyped-def]
+    """A process dies between retiring a network's links (its stop) and deleting them, and
+    the network is started again at once: the retired bridge's label names a running network
+    (same uuid), yet it only waits for deletion. gc collects it, the new bridge stays (found
+    by virtnetd's kill -9 test once the compiled client made its clients fast enough)."""
+    xml = NAT.format(name="back", bridge="vtbr-back", n=4)
+    virtnet_cli("net-define", "-", input=xml, check=True)
+    virtnet_cli("net-start", "back", check=True)
+    virtnet_cli("net-port-create", "back", check=True)
+    script = f"""
+import os
+from virtnet.api import Virtnet
+from virtnet.services.reaper import Reaper
+Reaper.reap = lambda self, *a, **k: None  # the process dies before its reaper runs
+vn = Virtnet({str(virtnet_cli.state_dir)!r}, {str(virtnet_cli.run_dir)!r}, netns={host_ns.name!r})
+vn.destroy_network("back")
+os._exit(0)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    virtnet_cli("net-start", "back", check=True)
+    retired = {n for n in host_ns.links() if n.startswith("vnr")}
+    assert retired  # the old bridge (and its port), renamed
+    found = json.loads(virtnet_cli("gc", "--dry-run", "--json").stdout)["orphans"]
+    assert retired <= {o["name"] for o in found}
+    assert "vtbr-back" not in {o["name"] for o in found}
+    assert virtnet_cli("gc").returncode == 0
+    assert not [n for n in host_ns.links() if n.startswith("vnr")]
+    assert "vtbr-back" in host_ns.links()
+    assert virtnet_cli("net-check", "back").returncode == 0
+    virtnet_cli("net-destroy", "back", check=True)
+    virtnet_cli("net-undefine", "back", check=True)

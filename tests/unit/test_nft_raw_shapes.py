@@ -7,7 +7,12 @@ import pytest
 
 from virtnet.model.network import ForwardMode
 from virtnet.services import firewall_rules as rules
-from virtnet.services.nft_raw import NFT_MSG_DELCHAIN, NFT_MSG_NEWRULE, compile_script
+from virtnet.services.nft_raw import (
+    NFT_MSG_DELCHAIN,
+    NFT_MSG_DELTABLE,
+    NFT_MSG_NEWRULE,
+    compile_script,
+)
 
 
 @pytest.mark.parametrize("mode", [ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.ISOLATED])
@@ -45,3 +50,11 @@ def test_every_statement_of_a_network_compiles(mode: ForwardMode) -> None:
 def test_other_shapes_are_left_to_libnftables(statement: str) -> None:
     assert compile_script(statement) is None
     assert compile_script(f"add chain inet virtnet c\n{statement}") is None  # all or nothing
+
+
+def test_deleting_a_table_is_one_message_naming_it() -> None:
+    """What a stop sends when the last network is gone (the kernel deletes what it holds)."""
+    (message,) = compile_script("delete table bridge virtnet") or []
+    assert (message.kind, message.family) == (NFT_MSG_DELTABLE, 7)
+    assert message.body.endswith(b"virtnet\0\0") or message.body.endswith(b"virtnet\0")
+    assert compile_script("delete table bridge virtnet extra") is None
