@@ -547,6 +547,34 @@ def delete_group(rtnl: Rtnl, group: int, owner: str | None, *, checked: bool = F
             raise
 
 
+def delete_groups(rtnl: Rtnl, groups: dict[int, tuple[str | None, bool]]) -> None:
+    """Delete the links of several groups (group -> ``owner, checked`` as for
+    :func:`delete_group`) with one deletion request, so a burst of network stops costs one
+    RCU grace period and one dump of the links, not one of each per network (1,000 stopped
+    networks took ~20 s to delete group by group, each checking every link of the host).
+
+    Their links (only those labelled as their owner's) move to :data:`RETIRED_GROUP`, one
+    small request each, and that group is deleted: everything in it is retired already."""
+    if len(groups) == 1:
+        ((group, (owner, checked)),) = groups.items()
+        delete_group(rtnl, group, owner, checked=checked)
+        return
+    for link in rtnl.links():
+        if link.group not in groups or link.group == RETIRED_GROUP:
+            continue
+        owner, checked = groups[link.group]
+        try:
+            if not checked and not owns(owner, link.alias):
+                log.warning("keeping %s: not virtnet's", link.name)
+                rtnl.set_link(link.index, group=0)
+            else:
+                rtnl.set_link(link.index, group=RETIRED_GROUP)
+        except OSError as exc:
+            if _code(exc) != errno.ENODEV:  # gone meanwhile: nothing to do
+                raise
+    delete_group(rtnl, RETIRED_GROUP, None, checked=True)
+
+
 def _unlabelled_birth(link: LinkFacts) -> bool:
     """A link virtnet made whose maker was killed before it could label it (the journal
     record being undone names it: it was free when the step began)."""

@@ -1,11 +1,13 @@
-"""Deletes retired links in the background, a whole link group per kernel request.
+"""Deletes retired links in the background, whatever is pending in one kernel request.
 
 Deleting a link costs ~15 ms in the kernel (``unregister_netdevice`` waits for RCU grace
 periods), however small the link and whoever asks; deleting a hundred in one request costs
 little more. An unplug or a network stop need not wait for it: :meth:`Netlink.retire
 <virtnet.services.netlink.Netlink.retire>` takes the link out of service in ~1 ms (down, off
 its bridge, renamed out of the way, in a link group) and the reaper deletes the group. A burst
-of unplugs is one deletion: whatever is retired while a deletion runs goes in the next.
+of unplugs is one deletion: whatever is retired while a deletion runs goes in the next, and
+so do the link groups of networks stopped meanwhile (moved into one group first:
+:func:`~virtnet.services.netlink.delete_groups`).
 
 One reaper thread per namespace, started on first use, with its own netlink socket (a
 foreground request waits for the kernel's lock only, never for the deletion's grace periods).
@@ -110,7 +112,7 @@ class Reaper:
                 self._cond.notify_all()
 
     def _serve(self, netlink: Rtnl) -> None:
-        from virtnet.services.netlink import delete_group
+        from virtnet.services.netlink import delete_groups
 
         while True:
             with self._cond:
@@ -118,11 +120,10 @@ class Reaper:
                 if not self._pending:
                     return
                 work, self._pending, self._busy = self._pending, {}, True
-            for group, (owner, checked) in work.items():
-                try:
-                    delete_group(netlink, group, owner, checked=checked)
-                except Exception as exc:  # gc finds what is left: labelled, unowned
-                    log.warning("cannot delete link group %#x: %s", group, exc)
+            try:  # what piled up while the last batch was deleted goes in one request
+                delete_groups(netlink, work)
+            except Exception as exc:  # gc finds what is left: labelled, retired
+                log.warning("cannot delete link groups %s: %s", [f"{g:#x}" for g in work], exc)
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()

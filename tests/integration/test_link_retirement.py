@@ -308,3 +308,48 @@ os._exit(0)
     assert virtnet_cli("net-check", "back").returncode == 0
     virtnet_cli("net-destroy", "back", check=True)
     virtnet_cli("net-undefine", "back", check=True)
+
+
+def test_stopped_networks_piled_up_go_in_one_deletion_and_a_foreign_link_stays(
+    host_ns: Namespace, services: Services
+) -> None:
+    """Three networks' bridges and ports, retired while the reaper is busy, are deleted by
+    one request (their groups merged); a link someone else put in one of the port groups
+    leaves it and stays, as with a single group."""
+    from virtnet.services.netlink import PORT_GROUP_BASE, delete_groups
+
+    nl = services.netlink
+    owners = [Owner(str(uuid.uuid4())).label for _ in range(3)]
+    groups: dict[int, tuple[str | None, bool]] = {}
+    for n, owner in enumerate(owners):
+        bridge = f"vrgb{n}"
+        services.call(nl.create_bridge, bridge, mac=None, mtu=None, stp=False, delay=0,
+                      label=owner)  # fmt: skip
+        index = int((link(host_ns, bridge) or {})["ifindex"])  # type: ignore[call-overload]
+        services.call(nl.set_group, bridge, PORT_GROUP_BASE + index)  # as a start does
+        for p in range(2):
+            services.call(nl.create_tap, f"vrgt{n}{p}", master=bridge, mac=None, owner_uid=None,
+                          label=owner, group=PORT_GROUP_BASE + index)  # fmt: skip
+        group = services.call(nl.retire_bridge, bridge, owner)
+        assert group == PORT_GROUP_BASE + index
+        groups[group] = (owner, False)
+    foreign_group = next(iter(groups))
+    host_ns.ip("link", "add", "vrgforeign", "type", "bridge")
+    host_ns.ip("link", "set", "vrgforeign", "group", str(foreign_group))
+    deletions: list[int] = []
+    real = services.netlink.rtnl.__class__.delete_group
+
+    def counted(self, group: int) -> None:  # type: ignore[no-untyped-def]
+        deletions.append(group)
+        real(self, group)
+
+    services.netlink.rtnl.__class__.delete_group = counted  # type: ignore[method-assign]
+    try:
+        services.call(delete_groups, services.netlink.rtnl, groups)
+    finally:
+        services.netlink.rtnl.__class__.delete_group = real  # type: ignore[method-assign]
+    assert deletions == [RETIRED_GROUP]
+    left = host_ns.links()
+    assert not [n for n in left if n.startswith(("vrgb", "vrgt", "vnr"))], left
+    assert "vrgforeign" in left
+    assert str((link(host_ns, "vrgforeign") or {}).get("group")) in ("0", "default")
