@@ -389,7 +389,8 @@ static struct jval *read_value(struct reader *r)
 	} else {
 		char number[64];
 		size_t n = 0;
-		while (r->s + n < r->end && n < sizeof number - 1 && strchr("+-.0123456789eE", r->s[n]))
+		while (r->s + n < r->end && n < sizeof number - 1 && r->s[n] &&
+		       strchr("+-.0123456789eE", r->s[n]))
 			n++;
 		memcpy(number, r->s, n);
 		number[n] = 0;

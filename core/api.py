@@ -341,6 +341,7 @@ class Virtnet:
             )
         except BaseException:
             self._rollback(journal)
+            self.settle()  # a failure leaves the host as it was, retired links deleted
             raise
         if shared:
             journal.remove()
@@ -522,6 +523,7 @@ class Virtnet:
                 self.store.put_port(port.uuid, network, data)
             except BaseException:
                 self._rollback(journal)
+                self.settle()
                 raise
         self.hooks.emit(Event(EventKind.PORT_PLUGGED, network, port.uuid, _port_detail(port)))
         return port

@@ -135,6 +135,7 @@ def apply_plan(ctx: ApplyContext, plan: Plan, journal: Journal) -> None:
     except BaseException as exc:
         _settle(ctx)  # e.g. let a daemon being started finish, so its undo finds it
         problems = rollback(ctx, journal)
+        _wait_for_retired_links(ctx)
         if isinstance(exc, VirtnetError):
             if problems:
                 exc.add_note("rollback: " + "; ".join(problems))
@@ -189,6 +190,15 @@ def _settle(ctx: ApplyContext) -> None:
             ctx.completions.pop(0)()
         except Exception as exc:
             log.debug("completion during rollback: %s", exc)
+
+
+def _wait_for_retired_links(ctx: ApplyContext) -> None:
+    """A failed plan's undo retires the links it made (:mod:`virtnet.services.reaper`): wait
+    until they are deleted, so the host is exactly as before when the failure is reported.
+    A success never waits for its deletions."""
+    reaper = getattr(ctx.services, "__dict__", {}).get("reaper")  # only if one was made
+    if reaper is not None:
+        reaper.settle()
 
 
 def rollback(ctx: ApplyContext, journal: Journal) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from virtnet.host import enter_netns
@@ -35,12 +34,6 @@ log = logging.getLogger(__name__)
 #: How long :meth:`Reaper.settle` waits at most: a kernel deletion of thousands of links
 #: takes about a second.
 SETTLE_TIMEOUT = 30.0
-#: The reaper starts deleting once no link was retired for this long (or the oldest waited
-#: :data:`PATIENCE`): a deletion holds the kernel's RTNL lock through its RCU grace period
-#: (~20 ms), and the command that follows a stop (a start, often of the same network) would
-#: otherwise wait that long for its first link. Waiting also gathers a burst into one request.
-QUIET = 0.1
-PATIENCE = 1.0
 
 
 class Reaper:
@@ -61,16 +54,11 @@ class Reaper:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._at_exit = False
-        self._last = self._first = 0.0  # when a group was last handed over; the oldest's
-        self._hurry = 0  # callers of settle(): no waiting for a quiet moment
 
     def reap(self, group: int, owner: str | None = None, *, checked: bool = False) -> None:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the reaper is closed")
-            self._last = time.monotonic()
-            if not self._pending:
-                self._first = self._last
             self._pending[group] = (owner, checked)
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -90,12 +78,7 @@ class Reaper:
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> bool:
         """Wait until every group handed over so far is deleted; False on timeout."""
         with self._cond:
-            self._hurry += 1
-            self._cond.notify_all()
-            try:
-                return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
-            finally:
-                self._hurry -= 1
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
 
     def close(self) -> None:
         if not self.settle():
@@ -128,16 +111,6 @@ class Reaper:
                 self._pending.clear()
                 self._cond.notify_all()
 
-    def _wait_for_quiet(self) -> None:
-        """(Holding the lock.) Until nothing was retired for :data:`QUIET`, the oldest group
-        waited :data:`PATIENCE`, or someone settles or closes."""
-        while not self._closed and not self._hurry:
-            wake = min(self._last + QUIET, self._first + PATIENCE)
-            now = time.monotonic()
-            if now >= wake:
-                return
-            self._cond.wait(wake - now)
-
     def _serve(self, netlink: Rtnl) -> None:
         from virtnet.services.netlink import delete_groups
 
@@ -146,7 +119,6 @@ class Reaper:
                 self._cond.wait_for(lambda: self._pending or self._closed)
                 if not self._pending:
                     return
-                self._wait_for_quiet()
                 work, self._pending, self._busy = self._pending, {}, True
             try:  # what piled up while the last batch was deleted goes in one request
                 delete_groups(netlink, work)

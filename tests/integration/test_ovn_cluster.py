@@ -428,6 +428,7 @@ def test_reconcile_puts_back_a_lost_logical_port_and_removes_one_left_behind(
     try:
         assert dhcp_lease(g1) == "10.70.0.10" and dhcp_lease(g2) == "10.70.0.11"
         central.nbctl("lsp-del", p1)
+        central.nbctl("--timeout=60", "--wait=hv", "sync")  # every chassis dropped its flows
         assert not can_ping(g1, "10.70.0.11")
         u = json.loads(world.mgmt.cli("net-info", name, "--json").stdout)["uuid"]
         label = Owner(u, str(uuid.uuid4()), scope_of(hv1.dir / "state")).label

@@ -325,4 +325,5 @@ def test_a_link_made_by_a_process_killed_before_labelling_it_is_still_undone(
     ctx = ApplyContext(h, actions, services=services, owner=OWNER.label)
     problems = services.call(rollback, ctx, Journal(journal))
     assert problems == []
+    assert services.reaper.settle()  # what the undo retired is deleted in the background
     assert (ns.links(), guest.links()) == before
