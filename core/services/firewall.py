@@ -47,7 +47,7 @@ class Firewall:
                 self.nft.run("\n".join(guard_rules.bridge_base()), "the guard table")
             return
         script = "\n".join(rules.add_network(r))
-        if guard_ready and self.nft.run_raw(script):
+        if guard_ready and self.nft.try_run(script):  # raw; libnftables if raw cannot
             return
         # its own transaction: nftables 1.0.6 cannot add an interval element to a map created
         # in the same batch (ENOENT); the bases are idempotent (flush and refill)
