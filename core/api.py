@@ -35,15 +35,15 @@ from virtnet.model import (
     format_network,
     parse_network,
     random_mac,
-    validate_against,
     validate_network,
 )
+from virtnet.model.clashes import ClashIndex
 from virtnet.model.codec import from_dict, to_dict
 from virtnet.model.names import check_mac, check_uuid
 from virtnet.model.network import ForwardMode
 from virtnet.model.port import AttachmentKind
 from virtnet.model.update import RELOADABLE, apply_update
-from virtnet.model.validate import Footprint, footprint, validate_port_addresses
+from virtnet.model.validate import validate_port_addresses
 from virtnet.ownership import Owner
 from virtnet.plan import Plan, Undo
 from virtnet.plugin_loading import BrokenPlugin
@@ -138,7 +138,10 @@ class Virtnet:
         self._catalog: Catalog | None = None
         self._services: Services | None = None
         self._xml_cache: dict[str, Network] = {}
-        self._footprints: dict[str, Footprint] = {}
+        #: the other networks a new one is checked against, kept between calls: every
+        #: definition (and transient network), and the running ones (virtnet.model.clashes)
+        self._defined = ClashIndex(self._parsed)
+        self._running = ClashIndex(self._parsed)
         if self.host.run_path("journal").is_dir():  # undo a killed process's half-done work
             _ = self.store  # now, as construction always did; a fresh host creates nothing
 
@@ -322,7 +325,7 @@ class Virtnet:
         if self.catalog.active_network(net.name) is not None:
             raise Conflict(f"network {net.name!r} is already active")
         validate_network(net)
-        validate_against(net, [self._footprint(xml) for xml in self.catalog.active_xml().values()])
+        self._running.sync(self.catalog.active_xml().values()).check(net)
         self.hooks.validate(net)
         backend, reason = self._resolve_backend(net)
         plan = self.hooks.plan_start(backend, net)
@@ -807,11 +810,9 @@ class Virtnet:
             for name, xml in self.catalog.active_xml().items()
             if name != net.name and name not in defined
         ]
-        others = [self._parsed(xml) for xml in xmls]
-        bridges = {o.bridge.name for o in others if o.bridge and o.bridge.name}
-        macs = {o.mac for o in others if o.mac}
-        complete_network(net, bridges, macs)  # adds only values valid by construction
-        validate_against(net, [self._footprint(xml) for xml in xmls])
+        others = self._defined.sync(xmls)
+        complete_network(net, others.bridges, others.macs)  # only values valid by construction
+        others.check(net)
         self.hooks.validate(net)
 
     def _claim_for_storage(self, net: Network) -> str | None:
@@ -930,15 +931,6 @@ class Virtnet:
         if self.catalog.active_network(name) is not None:
             return Conflict(f"network {name!r} is transient: {why}")
         return NotFound(f"network {name!r} does not exist")
-
-    def _footprint(self, xml: str) -> Footprint:
-        """What another network may clash with (:func:`footprint`), kept with its parse."""
-        found = self._footprints.get(xml)
-        if found is None:
-            if len(self._footprints) > 8192:
-                self._footprints.clear()
-            found = self._footprints[xml] = footprint(self._parsed(xml))
-        return found
 
     def _parsed(self, xml: str) -> Network:
         """Other networks, parsed once per process: a long-lived embedder (or the daemon)

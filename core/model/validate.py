@@ -144,8 +144,13 @@ def validate_against(net: Network, others: Iterable[Network | Footprint]) -> Non
                     raise InvalidInput(
                         f"subnet {mine.subnets[index - 1]} overlaps {theirs} of network "
                         f"{other.name!r}",
-                        subject="network/" + _path("ip", index, len(mine.spans)) + "/@address",
+                        subject="network/" + subnet_field(index, len(mine.spans)),
                     )
+
+
+def subnet_field(index: int, count: int) -> str:
+    """The field an overlap names: the address of the network's ``index``-th ``<ip>``."""
+    return _path("ip", index, count) + "/@address"
 
 
 def _check_mode_fits(net: Network) -> None:
