@@ -185,7 +185,7 @@ class Virtnet:
         (:mod:`virtnet.services.reaper`). Nothing needs to wait for it; this is for who wants
         the host exactly as before (a test's snapshot). :meth:`close` settles too."""
         if self._services is not None:
-            self._services.call(self._services.reaper.settle)
+            self._services.settle()
 
     def close(self) -> None:
         if self._services is not None:

@@ -15,10 +15,13 @@ import bisect
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from virtnet.errors import Conflict, InvalidInput
 from virtnet.model.network import Network
 from virtnet.model.validate import Footprint, footprint, subnet_field
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,9 @@ class ClashIndex:
         if known.print.bridge:
             _drop(self._own_bridges, known.print.bridge, name)
         if known.bridge:
-            self._bridges[known.bridge] -= 1
-            if not self._bridges[known.bridge]:
-                del self._bridges[known.bridge]
+            _uncount(self._bridges, known.bridge)
         if known.mac:
-            self._macs[known.mac] -= 1
-            if not self._macs[known.mac]:
-                del self._macs[known.mac]
+            _uncount(self._macs, known.mac)
         for subnet, (version, first, last) in zip(
             known.print.subnets, known.print.spans, strict=True
         ):
@@ -96,10 +95,7 @@ class ClashIndex:
             at = bisect.bisect_left(spans, entry)
             if at < len(spans) and spans[at] == entry:
                 del spans[at]
-            sizes = self._sizes[version]
-            sizes[last - first] -= 1
-            if not sizes[last - first]:
-                del sizes[last - first]
+            _uncount(self._sizes[version], last - first)
 
     # questions --------------------------------------------------------------------------
     @property
@@ -121,7 +117,7 @@ class ClashIndex:
                     f"uuid {net.uuid} is already used by network {other!r}",
                     subject="network/uuid",
                 )
-        for other in self._own_bridges.get(mine.bridge or "", []) if mine.bridge else []:
+        for other in self._own_bridges.get(mine.bridge or "", []):
             if other != mine.name:
                 raise Conflict(
                     f"bridge {mine.bridge!r} is already used by network {other!r}",
@@ -150,6 +146,13 @@ class ClashIndex:
                 return other, subnet
             at += 1
         return None
+
+
+def _uncount(counter: Counter[K], key: K) -> None:
+    """One fewer ``key``; gone when none is left (a Counter keeps zeros)."""
+    counter[key] -= 1
+    if not counter[key]:
+        del counter[key]
 
 
 def _drop(index: dict[str, list[str]], key: str, name: str) -> None:

@@ -132,6 +132,12 @@ class Services:
         finally:
             services.close()
 
+    def settle(self) -> None:
+        """Wait until the links retired so far are deleted (nothing to wait for when this
+        host never retired one: no reaper is made for the asking)."""
+        if "reaper" in self.__dict__:
+            self.reaper.settle()
+
     def close(self) -> None:
         if Services._shared.get(_key(self.host)) is self:
             del Services._shared[_key(self.host)]
