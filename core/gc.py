@@ -27,14 +27,15 @@ if TYPE_CHECKING:
     from virtnet.services import Services
 
 log = logging.getLogger(__name__)
-_CHAIN = re.compile(r"n([0-9a-f]{32})_[a-z0-9]+")
+_CHAIN = re.compile(r"n([0-9a-f]{32})_([a-z0-9]+)")
+_COMMENT = re.compile(r"n([0-9a-f]{32})")  # a network's elements (firewall_rules.add_network)
 
 
 @dataclass(frozen=True)
 class Orphan:
     """One object the collector would remove (``virtnet gc --dry-run`` prints these)."""
 
-    kind: str  # link | ovs-bridge | ovs-port | nft-chain | dnsmasq
+    kind: str  # link | ovs-bridge | ovs-port | nft-chain | nft-element | dnsmasq
     name: str
     owner: str  # the label, or the network uuid the object is keyed by
     where: str = ""  # the OVS bridge of a port; the nftables family of a chain
@@ -77,7 +78,7 @@ def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
     ]
     found += _ovs(services, records)
     if not _shared(labelled, records):  # virtnet's tables are one per namespace
-        found += _chains(services, records)
+        found += _chains(services, records) + _network_elements(services, records)
         links = set(services.netlink.names()) - {o.name for o in found if o.kind == "link"}
         for family in ("bridge", "inet"):
             found += _stale_elements(services, family, links, records.macs)
@@ -159,6 +160,11 @@ def _ovs(services: Services, records: Records) -> list[Orphan]:
     return [o for o in found if not (o.kind == "ovs-port" and o.where in gone)]
 
 
+#: Chains of each network that virtnet made before its networks became set elements:
+#: nothing jumps to them any more (the shared chains were refilled), so they are orphans.
+_LEGACY_CHAINS = ("from", "to", "host", "in")
+
+
 def _chains(services: Services, records: Records) -> list[Orphan]:
     from virtnet.services.firewall_rules import TABLE
 
@@ -169,9 +175,39 @@ def _chains(services: Services, records: Records) -> list[Orphan]:
         if not chain:
             continue
         match = _CHAIN.fullmatch(str(chain.get("name", "")))
-        if match and match[1] not in keys:
+        if match and (match[1] not in keys or match[2] in _LEGACY_CHAINS):
             found.append(Orphan("nft-chain", str(chain["name"]), match[1], "inet"))
     return found
+
+
+def _network_elements(services: Services, records: Records) -> list[Orphan]:
+    """Elements of the network sets whose comment names a network no record has."""
+    from virtnet.services.firewall_rules import SET_TYPES, TABLE
+
+    keys = {uuid.replace("-", "") for uuid in records.networks}
+    found = []
+    for item in services.nft.query(f"list table inet {TABLE}"):
+        collection = item.get("set")
+        if not collection or collection.get("name") not in SET_TYPES:
+            continue
+        types = collection.get("type")
+        types = types if isinstance(types, list) else [types]
+        for elem in collection.get("elem", []):
+            comment = elem.get("elem", {}).get("comment", "") if isinstance(elem, dict) else ""
+            match = _COMMENT.fullmatch(str(comment))
+            if match and match[1] not in keys:
+                text = _element_text(element_parts(elem), types)
+                found.append(Orphan("nft-element", f"{collection['name']} {{ {text} }}",
+                                    match[1], "inet"))  # fmt: skip
+    return found
+
+
+def _element_text(parts: list[Any], types: list[str]) -> str:
+    """An element's key in nft's words (what ``delete element`` takes)."""
+    return " . ".join(
+        json.dumps(part) if kind == "ifname" and isinstance(part, str) else _key(part)
+        for part, kind in zip(parts, types, strict=False)
+    )
 
 
 def _remove_chains(services: Services, chains: list[Orphan]) -> None:
@@ -220,7 +256,7 @@ def _stale_elements(
             continue
         types = collection.get("type")
         types = types if isinstance(types, list) else [types]
-        if types[0] not in ("ifname", "ether_addr"):
+        if types[0] not in ("ifname", "ether_addr") or _by_network(family, collection["name"]):
             continue
         for elem in collection["elem"]:
             parts = element_parts(elem)
@@ -234,6 +270,14 @@ def _stale_elements(
                 found.append(Orphan("nft-element", f"{collection['name']} {{ {text} }}",
                                     str(first), family))  # fmt: skip
     return found
+
+
+def _by_network(family: str, name: str) -> bool:
+    """Sets whose elements are a network's, known by their comment (the links of a routed
+    network without a bridge are a port's too: a link gone leaves its element stale)."""
+    from virtnet.services.firewall_rules import SET_TYPES
+
+    return family == "inet" and name in SET_TYPES and name != "links"
 
 
 def _remove_elements(services: Services, family: str, elements: list[Orphan]) -> None:

@@ -2,8 +2,9 @@
 bytes the kernel sends): rtnetlink link changes, nftables deletions, inotify, pidfds.
 
 nftables messages carry the table's name as attribute 1 whatever their kind, and virtnet's
-network chains are named ``n<uuid hex>_...``; the entries of its dispatch maps jump to them,
-so the network a deletion hit is read from the message's bytes themselves.
+network elements carry ``comment "n<uuid hex>"`` (their user data, which a deletion's
+notification repeats), its rare chains of a network are named ``n<uuid hex>_...``: the
+network a deletion hit is read from the message's bytes themselves.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE = 0x2, 0x8, 0x80, 0x100
 IN_DELETE_SELF, IN_IGNORED, IN_MOVED_FROM, IN_DELETE = 0x400, 0x8000, 0x40, 0x200
 #: A directory's files replaced or rewritten (resolv.conf is often renamed over)
 DIR_CHANGES = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
-_NETWORK_CHAIN = re.compile(rb"n([0-9a-f]{32})_[a-z0-9]+\x00")
+_NETWORK_CHAIN = re.compile(rb"n([0-9a-f]{32})(?:_[a-z0-9]+)?\x00")  # a comment, a chain
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 
 

@@ -19,11 +19,12 @@ from virtnet.errors import OperationFailed
 from virtnet.services import firewall_rules as rules
 from virtnet.services import guard_rules
 from virtnet.services.nft import Nft
-from virtnet.services.nft_elements import ElementChange, NftElementError, ifname_key, merged
+from virtnet.services.nft_elements import ElementChange, NftElementError, merged
 from virtnet.services.nft_query import NftQuery
+from virtnet.services.nft_raw import element_key
 
-#: The base chains of virtnet's tables, which every network's rules hang from.
-SHARED_CHAINS = (("inet", "forward"), ("inet", "postrouting"), ("bridge", "prerouting"))
+#: The chains of virtnet's tables which every network's elements are looked up from.
+SHARED_CHAINS = (*(("inet", name) for name in rules.CHAINS), ("bridge", "prerouting"))
 
 
 class Firewall:
@@ -77,23 +78,23 @@ class Firewall:
         self.add_network(r)
 
     def network_drift(self, r: rules.NetworkRules) -> list[str]:
-        """What is missing of the network's rules (read only): a few raw netlink questions
-        (:mod:`~virtnet.services.nft_query`), O(1) in the number of networks."""
+        """What is missing of the network's rules (read only): the shared chains' rules (one
+        dump each), then each of its elements (a ``GETSETELEM``), O(1) in the number of
+        networks."""
         query = self.elements
         problems = [
             f"nftables chain inet {rules.TABLE} {chain} is missing or empty"
-            for chain in ["forward", "postrouting", *r.chains]
+            for chain in [*rules.CHAINS, *r.chains]
             if not query.rule_count("inet", rules.TABLE, chain)
         ]
         if not query.rule_count("bridge", rules.TABLE, "prerouting"):
             problems.append(f"nftables chain bridge {rules.TABLE} prerouting is missing or empty")
-        if not r.prefix:
-            key = ifname_key(r.bridge)
-            problems += [
-                f"nftables map {name} has no entry for {r.bridge}"
-                for name in ("fwd_in", "fwd_out")
-                if not query.has_element("inet", rules.TABLE, name, key)
-            ]
+        if problems:  # no table, or not this version's: its elements say no more
+            return problems
+        for name, fields in rules.network_elements(r):
+            bare = [field.strip('"') for field in fields]  # quoted names hold no quote
+            if not query.has("inet", rules.TABLE, name, element_key(name, bare)):
+                problems.append(f"nftables set {name} has no element {' . '.join(fields)}")
         return problems
 
     def shared_drift(self) -> list[str]:
@@ -203,7 +204,7 @@ class Firewall:
 
         Reads only the small dispatch sets, never the whole ruleset.
         """
-        no_networks = self._empty("inet", "fwd_in") and self._empty("inet", "nat4")
+        no_networks = self._empty("inet", "same")  # every network has its element there
         if no_networks:
             self.nft.try_run(f"delete table inet {rules.TABLE}")
         # the guard table stays while a network with rules remains: its drift check expects it

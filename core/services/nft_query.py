@@ -4,7 +4,7 @@ libnftables answers ``list chain`` only after loading every chain and set of the
 its cache (tens of milliseconds with a thousand networks), so a drift check that asks it is
 O(networks), and a daemon checking networks as events come was O(networks) per event. These
 ask the kernel directly: the rules of one chain (a dump filtered by table and chain) and
-whether one map holds a key (a ``GETSETELEM`` for that key).
+whether one set holds an element (a ``GETSETELEM`` for it).
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from collections.abc import Iterator
 from virtnet.services.nft_elements import (
     FAMILIES,
     NFNL_SUBSYS_NFTABLES,
-    NFTA_DATA_VALUE,
-    NFTA_LIST_ELEM,
-    NFTA_SET_ELEM_KEY,
     NFTA_SET_ELEM_LIST_ELEMENTS,
     NFTA_SET_ELEM_LIST_SET,
     NFTA_SET_ELEM_LIST_TABLE,
@@ -75,12 +72,10 @@ class NftQuery(NftElements):
                     found.append((names.get(family, str(family)), netlink_text(value)))
         return found
 
-    def has_element(self, family: str, table: str, set_name: str, key: bytes) -> bool:
-        """Whether ``set_name`` (a set or map) holds ``key`` (False if the set is missing)."""
-        element = _attr(
-            NFTA_LIST_ELEM | NLA_F_NESTED,
-            _attr(NFTA_SET_ELEM_KEY | NLA_F_NESTED, _attr(NFTA_DATA_VALUE, key)),
-        )
+    def has(self, family: str, table: str, set_name: str, element: bytes) -> bool:
+        """Whether ``set_name`` holds ``element``, an encoded element attribute (with its key
+        end for a range: :func:`virtnet.services.nft_raw.element_key`); False if the set is
+        missing."""
         body = (
             _attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
             + _attr(NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0")

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from virtnet.services.nft_elements import FAMILIES, IFNAMSIZ, NLA_F_NESTED, _attr
+from virtnet.services.nft_elements import FAMILIES, IFNAMSIZ, NLA_F_NESTED, _attr, concat
 
 NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 2, 3, 5
 TABLE_NAME = 1
@@ -35,7 +35,7 @@ RULE_TABLE, RULE_CHAIN, RULE_EXPRESSIONS = 1, 2, 4
 LIST_ELEM, EXPR_NAME, EXPR_DATA = 1, 1, 2
 DATA_VALUE, DATA_VERDICT, VERDICT_CODE, VERDICT_CHAIN = 1, 2, 1, 2
 ELEM_LIST_TABLE, ELEM_LIST_SET, ELEM_LIST_ELEMENTS = 1, 2, 3
-ELEM_KEY, ELEM_DATA, ELEM_FLAGS = 1, 2, 3
+ELEM_KEY, ELEM_DATA, ELEM_FLAGS, ELEM_USERDATA, ELEM_KEY_END = 1, 2, 3, 6, 10
 ELEM_INTERVAL_END = 1
 NF_ACCEPT, NFT_JUMP, NFT_RETURN = 1, -3, -5
 META = {"nfproto": 15, "l4proto": 16, "iifname": 6, "oifname": 7, "iiftype": 8}
@@ -54,9 +54,37 @@ FIELDS = {
 }
 REG_VERDICT = 0
 ARPHRD_ETHER = 1
-#: the key of each dispatch map a network's statements add to (firewall_rules.inet_base)
-KEYS = {"fwd_in": "ifname", "fwd_out": "ifname", "guest_in": "ifname", "local4": "ip",
-        "local6": "ip", "nat4": "prefix", "nat6": "prefix"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SetShape:
+    """A set or map of virtnet's inet table as its elements are encoded: ``fields``, each
+    ``ifname`` (an interface, or a prefix of names as ``"vnet*"``), ``addr`` (an address, or
+    a prefix in an interval set) or ``ether``; ``interval`` sets hold ranges (one field: an
+    rbtree, a start and an end element after it; several: pipapo, one element with a key and
+    an inclusive key end); ``verdict`` maps jump to a chain."""
+
+    fields: tuple[str, ...]
+    interval: bool = False
+    verdict: bool = False
+
+
+#: Every set a network's statements add to (:func:`virtnet.services.firewall_rules.inet_base`
+#: declares them; a unit test holds the two together).
+SETS = {
+    "links": SetShape(("ifname",)),
+    "same": SetShape(("ifname", "ifname"), interval=True),
+    "bridge_mac": SetShape(("ifname", "ether"), interval=True),
+    **{name: SetShape(("ifname", "addr"), interval=True)
+       for v in "46" for name in (f"from{v}", f"to{v}", f"to{v}_ct", f"host{v}")},
+    **{name: SetShape(("ifname", "ifname", "addr"), interval=True)
+       for v in "46" for name in (f"from{v}_dev", f"to{v}_dev", f"to{v}_ct_dev")},
+    **{f"isolated{v}": SetShape(("addr",)) for v in "46"},
+    **{f"masq{v}": SetShape(("addr",), interval=True) for v in "46"},
+    **{f"masq{v}_dev": SetShape(("addr", "ifname"), interval=True) for v in "46"},
+    **{f"nat{v}_skip": SetShape(("addr", "addr"), interval=True) for v in "46"},
+    **{f"nat{v}": SetShape(("addr",), interval=True, verdict=True) for v in "46"},
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -317,37 +345,80 @@ def _snat(words: list[str]) -> list[bytes]:
 def _elements(
     add: bool, family: int, table: str, set_name: str, words: list[str]
 ) -> list[RawMessage] | None:
-    """``{ KEY : jump CHAIN }`` (add) or ``{ KEY }`` (delete): an interface name, an address,
-    or a prefix (an interval map's start and end elements)."""
+    """``{ F1 . F2 [comment TEXT] }`` or ``{ KEY : jump CHAIN }`` (add), ``{ F1 . F2 }``
+    (delete): one element of a set in :data:`SETS`, its fields in the set's order."""
     if words[0] != "{" or words[-1] != "}":
         return None
     inner = words[1:-1]
-    target = None
-    if add:
-        if len(inner) != 4 or inner[1:3] != [":", "jump"]:
+    shape = SETS[set_name]
+    target = comment = None
+    if add and shape.verdict:
+        if len(inner) < 3 or inner[-3:-1] != [":", "jump"]:
             return None
-        target = inner[3]
-    elif len(inner) != 1:
+        target, inner = inner[-1], inner[:-3]
+    elif add and len(inner) > 2 and inner[-2] == "comment":
+        comment, inner = inner[-1], inner[:-2]
+    if inner[1::2] != ["."] * (len(inner) // 2) or len(inner) != 2 * len(shape.fields) - 1:
         return None
-    elements = b"".join(_element_attrs(KEYS[set_name], inner[0], target))
+    elements = b"".join(_element_attrs(shape, inner[0::2], target, comment))
     body = (_attr(ELEM_LIST_TABLE, _str(table)) + _attr(ELEM_LIST_SET, _str(set_name))
             + _nested(ELEM_LIST_ELEMENTS, elements))  # fmt: skip
     kind = NFT_MSG_NEWSETELEM if add else NFT_MSG_DELSETELEM
     return [RawMessage(kind, NLM_F_CREATE if add else 0, family, body)]
 
 
-def _element_attrs(kind: str, key: str, target: str | None) -> Iterator[bytes]:
-    data = [_nested(ELEM_DATA, _verdict(NFT_JUMP, target))] if target else []
-    if kind == "prefix":  # an interval: its start, and the first address after it as its end
-        network = ipaddress.ip_network(key, strict=True)
-        after = int(network.broadcast_address) + 1
-        if after >= 2**network.max_prefixlen:
-            raise ValueError(key)
-        end = ipaddress.ip_address(after).packed
-        yield _nested(LIST_ELEM, _nested(ELEM_KEY, _value(network.network_address.packed)),
-                      *data)  # fmt: skip
-        yield _nested(LIST_ELEM, _nested(ELEM_KEY, _value(end)),
-                      _attr(ELEM_FLAGS, _u32(ELEM_INTERVAL_END)))  # fmt: skip
+def element_key(set_name: str, fields: list[str]) -> bytes:
+    """The first element attribute of ``fields`` in ``set_name`` without data: what a
+    ``GETSETELEM`` asks for (:meth:`virtnet.services.nft_query.NftQuery.has`)."""
+    return next(_element_attrs(SETS[set_name], fields, None, None))
+
+
+def _element_attrs(
+    shape: SetShape, fields: list[str], target: str | None, comment: str | None
+) -> Iterator[bytes]:
+    ranges = [_field(kind, text) for kind, text in zip(shape.fields, fields, strict=True)]
+    extra = [_nested(ELEM_DATA, _verdict(NFT_JUMP, target))] if target else []
+    if comment is not None:  # nft's element comment (libnftnl's NFTNL_UDATA_SET_ELEM_COMMENT)
+        text = _str(comment)
+        if len(text) > 128:
+            raise ValueError(comment)
+        extra.append(_attr(ELEM_USERDATA, bytes([0, len(text)]) + text))
+    starts, ends = [r[0] for r in ranges], [r[1] for r in ranges]
+    if len(ranges) > 1:  # concatenations: fields padded to 32 bits; pipapo's end inclusive
+        key = _nested(ELEM_KEY, _value(concat(*starts)))
+        if shape.interval:
+            key += _nested(ELEM_KEY_END, _value(concat(*ends)))
+        elif starts != ends:
+            raise ValueError(fields)
+        yield _nested(LIST_ELEM, key, *extra)
         return
-    raw = ipaddress.ip_address(key).packed if kind == "ip" else _ifname(key)
-    yield _nested(LIST_ELEM, _nested(ELEM_KEY, _value(raw)), *data)
+    (start,), (end,) = starts, ends
+    if not shape.interval:
+        if start != end:
+            raise ValueError(fields)
+        yield _nested(LIST_ELEM, _nested(ELEM_KEY, _value(start)), *extra)
+        return
+    # an rbtree interval: its start, and the first key after it as its end
+    after = int.from_bytes(end, "big") + 1
+    if after >= 2 ** (8 * len(end)):
+        raise ValueError(fields)
+    yield _nested(LIST_ELEM, _nested(ELEM_KEY, _value(start)), *extra)
+    yield _nested(LIST_ELEM, _nested(ELEM_KEY, _value(after.to_bytes(len(end), "big"))),
+                  _attr(ELEM_FLAGS, _u32(ELEM_INTERVAL_END)))  # fmt: skip
+
+
+def _field(kind: str, text: str) -> tuple[bytes, bytes]:
+    """A field's first and last key: the same for one value, a range for a prefix."""
+    if kind == "ifname":
+        if text.endswith("*"):  # a prefix of names: every name that starts with it
+            stem = text[:-1].encode()
+            if not stem or len(stem) >= IFNAMSIZ:
+                raise ValueError(text)
+            return stem.ljust(IFNAMSIZ, b"\0"), stem.ljust(IFNAMSIZ, b"\xff")
+        raw = _ifname(text)
+        return raw, raw
+    if kind == "ether":
+        raw = _mac(text)
+        return raw, raw
+    network = ipaddress.ip_network(text, strict=True)
+    return network.network_address.packed, network.broadcast_address.packed

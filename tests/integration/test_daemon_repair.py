@@ -70,7 +70,7 @@ def test_drift_is_reported_then_repaired_within_5_s(
     assert can_ping(guest, "10.82.1.1", count=3)
     assert dhcp_lease(guest, "eth0") == address
     forward = host_ns.exec("nft", "list", "chain", "inet", "virtnet", "forward").stdout
-    assert forward.count("oifname vmap @fwd_out") == 1  # the base rules once, not twice
+    assert forward.count("oifname @links jump to_net") == 1  # the base rules once, not twice
 
 
 @pytest.mark.parametrize("kind", ["bridge", "nftables", "dnsmasq"])

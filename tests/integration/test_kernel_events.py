@@ -36,26 +36,31 @@ def test_link_and_nftables_notifications_name_what_they_hit(
     ruleset = tmp_path / "ruleset.nft"
     ruleset.write_text(f"""
         table inet virtnet {{
-          map fwd_in {{ type ifname : verdict; }}
-          chain forward {{ type filter hook forward priority 0; iifname vmap @fwd_in; }}
-          chain n{key}_from {{ accept; }}
+          set same {{ type ifname . ifname; flags interval; }}
+          chain forward {{ type filter hook forward priority 0; iifname . oifname @same accept; }}
+          chain n{key}_nat4 {{ accept; }}
         }}
         table inet other {{ chain n{uuid.uuid4().hex}_x {{ accept; }}; }}
-        add element inet virtnet fwd_in {{ "evbr0" : jump n{key}_from }}
+        add element inet virtnet same {{ "evbr0" . "evbr0" comment "n{key}" }}
     """)  # fmt: skip
     host_ns.exec("nft", "-f", str(ruleset))
     ke.drain(nft)  # additions are not drift
     host_ns.ip("link", "del", "evbr0")
-    host_ns.exec("nft", "delete", "element", "inet", "virtnet", "fwd_in", "{", '"evbr0"', "}")
-    host_ns.exec("nft", "flush", "chain", "inet", "virtnet", f"n{key}_from")
-    host_ns.exec("nft", "delete", "table", "inet", "other")  # not virtnet's: ignored
     links = [n for d in ke.drain(rtnl)[0] for n in ke.link_changes(d)]  # type: ignore[arg-type]
     assert "evbr0" in links
-    datagrams, lost = ke.drain(nft)  # type: ignore[arg-type]
-    hits = [ke.nft_deletions(d, "virtnet") for d in datagrams]
-    assert not lost
-    assert {k for h in hits for k in h.networks} == {key}
-    assert not any(h.unattributed for h in hits)
+    # a network's element names it by its comment, a chain of its own by its name
+    for sabotage in (
+        ["delete", "element", "inet", "virtnet", "same", "{", '"evbr0" . "evbr0"', "}"],
+        ["flush", "chain", "inet", "virtnet", f"n{key}_nat4"],
+    ):
+        host_ns.exec("nft", *sabotage)
+        host_ns.exec("nft", "add", "table", "inet", "other")
+        host_ns.exec("nft", "delete", "table", "inet", "other")  # not virtnet's: ignored
+        datagrams, lost = ke.drain(nft)  # type: ignore[arg-type]
+        hits = [ke.nft_deletions(d, "virtnet") for d in datagrams]
+        assert not lost
+        assert {k for h in hits for k in h.networks} == {key}, sabotage
+        assert not any(h.unattributed for h in hits)
     host_ns.exec("nft", "flush", "chain", "inet", "virtnet", "forward")  # a base chain
     hits = [ke.nft_deletions(d, "virtnet") for d in ke.drain(nft)[0]]  # type: ignore[arg-type]
     assert any(h.unattributed for h in hits)

@@ -74,6 +74,19 @@ SHAPES = {
     "route, links by prefix": rules.NetworkRules(
         KEY, "vnr", ForwardMode.ROUTE, ("10.1.0.0/24",), addresses=("10.1.0.1",), prefix=True
     ),
+    "nat, dev": rules.NetworkRules(
+        KEY,
+        "vbr0",
+        ForwardMode.NAT,
+        ("10.1.0.0/24",),
+        ("fd00:1::/64",),
+        forward_dev="eth0",
+        nat_ipv6=True,
+        addresses=("10.1.0.1",),
+    ),
+    "isolated, links by prefix": rules.NetworkRules(
+        KEY, "vnr", ForwardMode.ISOLATED, ("10.1.0.0/24",), addresses=("10.1.0.1",), prefix=True
+    ),
     "isolated": rules.NetworkRules(
         KEY,
         "vbr0",
@@ -172,9 +185,9 @@ def test_raw_rules_are_the_rules_libnftables_makes(
 def test_neighbouring_subnets_share_an_interval_boundary(
     pair: tuple[Namespace, Namespace], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """10.1.0.0/24 ends where 10.1.1.0/24 starts (the same key, once as an interval's end,
-    once as a start): both ways list the same, and removing the first leaves the second
-    whole."""
+    """10.1.0.0/24 ends where 10.1.1.0/24 starts in the masquerading set (the same key, once
+    as an interval's end, once as a start): both ways list the same, and removing the first
+    leaves the second whole."""
     first = rules.NetworkRules("a" * 32, "vbra", ForwardMode.NAT, ("10.1.0.0/24",),
                                addresses=("10.1.0.1",))  # fmt: skip
     second = rules.NetworkRules("b" * 32, "vbrb", ForwardMode.NAT, ("10.1.1.0/24",),
@@ -204,8 +217,10 @@ def test_neighbouring_subnets_share_an_interval_boundary(
     monkeypatch.setenv("VIRTNET_NFT_RAW", "1")
     assert _in(raw, lambda: Nft().run_raw("\n".join(rules.remove_network(first))))
     assert _listing(text) == _listing(raw)
-    nat4 = [i["map"] for i in _listing(raw) if i.get("map", {}).get("name") == "nat4"]
-    assert [e[0] for e in nat4[0]["elem"]] == [{"prefix": {"addr": "10.1.1.0", "len": 24}}]
+    masq4 = [i["set"] for i in _listing(raw) if i.get("set", {}).get("name") == "masq4"]
+    assert masq4[0]["elem"] == [
+        {"elem": {"val": {"prefix": {"addr": "10.1.1.0", "len": 24}}, "comment": f"n{'b' * 32}"}}
+    ]
     for ns in pair:
         subprocess.run(["ip", "netns", "exec", ns.name, "nft", "delete", "table", "inet",
                         rules.TABLE], check=True)  # fmt: skip

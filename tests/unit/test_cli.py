@@ -191,11 +191,17 @@ def test_definitions_in_other_encodings(tmp_path: Path, data: bytes, accepted: b
         assert done.stderr.startswith("error: FILE: ") and "not UTF-8" in done.stderr
 
 
-def test_without_root_the_error_says_what_is_needed() -> None:
+def test_without_root_the_error_says_what_is_needed(tmp_path: Path) -> None:
+    """Against a state directory of root's, as ``make lab`` leaves /var/lib/virtnet (the
+    default one may not exist yet on a fresh machine, and there is nothing to refuse)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run a command as another user")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    env = {**os.environ, "VIRTNET_STATE_DIR": str(state), "VIRTNET_RUN_DIR": str(tmp_path / "r")}
     done = subprocess.run([sys.executable, "-m", "virtnet.cli", "net-list"], user="nobody",
-                          cwd="/", capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+                          cwd="/", env=env, capture_output=True, text=True, timeout=60,
+                          check=False)  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("error: permission denied") and "as root" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

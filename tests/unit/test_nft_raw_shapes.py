@@ -45,6 +45,16 @@ def test_every_statement_of_a_network_compiles(mode: ForwardMode) -> None:
         "add element inet virtnet unknown_map { 10.0.0.1 : jump c }",
         "add element inet virtnet nat4 { 255.255.255.0/24 : jump c }",  # no end after it
         'add element inet virtnet fwd_in { "x" : goto c }',
+        'add element inet virtnet same { "x" }',  # a field short
+        'add element inet virtnet same { "x" . "y" . "z" }',  # a field too many
+        'add element inet virtnet same { "x" , "y" }',
+        'add element inet virtnet same { "*" . "*" }',  # every name: nft refuses it too
+        'add element inet virtnet links { "x*" }',  # a hash set holds no range
+        "add element inet virtnet isolated4 { 10.0.0.0/24 }",
+        'add element inet virtnet host4 { "x" . "y" }',  # a name, not an address
+        "add element inet virtnet nat4 { 10.0.0.0/24 }",  # a verdict map's entry needs one
+        'add element inet virtnet masq4 { 10.0.0.0/24 comment "x" : jump c }',
+        'add element inet virtnet same { "x" . "x" comment "%s" }' % ("c" * 128),
     ],
 )
 def test_other_shapes_are_left_to_libnftables(statement: str) -> None:
@@ -58,3 +68,23 @@ def test_deleting_a_table_is_one_message_naming_it() -> None:
     assert (message.kind, message.family) == (NFT_MSG_DELTABLE, 7)
     assert message.body.endswith(b"virtnet\0\0") or message.body.endswith(b"virtnet\0")
     assert compile_script("delete table bridge virtnet extra") is None
+
+
+def test_a_networks_elements_are_ranges_where_the_set_has_them() -> None:
+    """pipapo (several fields): one element with a key and an inclusive key end; a prefix
+    of names is every name that starts with it; a single-field interval set (rbtree): a
+    start and an end after it; the comment rides as nft's element user data."""
+    (message,) = (
+        compile_script('add element inet virtnet same { "vn*" . "vbr0" comment "n1" }') or []
+    )
+    assert b"vn" + b"\0" * 14 + b"vbr0" + b"\0" * 12 in message.body  # the key
+    assert b"vn" + b"\xff" * 14 + b"vbr0" + b"\0" * 12 in message.body  # its end
+    assert b"\x00\x03n1\x00" in message.body
+    (masq,) = compile_script("add element inet virtnet masq4 { 10.1.0.0/24 }") or []
+    assert bytes([10, 1, 0, 0]) in masq.body and bytes([10, 1, 1, 0]) in masq.body
+    (skip,) = (
+        compile_script("delete element inet virtnet nat4_skip { 10.1.0.0/24 . 10.1.0.0/24 }") or []
+    )
+    assert (
+        bytes([10, 1, 0, 0, 10, 1, 0, 0]) in skip.body and bytes([10, 1, 0, 255] * 2) in skip.body
+    )
