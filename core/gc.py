@@ -205,7 +205,7 @@ def _network_elements(services: Services, records: Records) -> list[Orphan]:
 def _element_text(parts: list[Any], types: list[str]) -> str:
     """An element's key in nft's words (what ``delete element`` takes)."""
     return " . ".join(
-        json.dumps(part) if kind == "ifname" and isinstance(part, str) else _key(part)
+        (json.dumps(part) if kind == "ifname" else part) if isinstance(part, str) else _key(part)
         for part, kind in zip(parts, types, strict=False)
     )
 

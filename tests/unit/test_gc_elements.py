@@ -26,3 +26,16 @@ COUNTER = {"packets": 3, "bytes": 180}
 )  # fmt: skip
 def test_element_keys_of_every_shape(elem: object, parts: list[object]) -> None:
     assert element_parts(elem) == parts
+
+
+def test_a_networks_element_is_written_back_as_nft_deletes_it() -> None:
+    """The collector removes a network's elements by the text nft takes: names quoted (a
+    prefix of names keeps its star), prefixes as address/length, MACs bare."""
+    from virtnet.gc import _element_text
+
+    prefix = {"prefix": {"addr": "10.1.0.0", "len": 24}}
+    assert _element_text(["vnr*", prefix], ["ifname", "ipv4_addr"]) == '"vnr*" . 10.1.0.0/24'
+    assert _element_text([prefix, "eth0"], ["ipv4_addr", "ifname"]) == '10.1.0.0/24 . "eth0"'
+    assert _element_text(["vb1", "52:54:00:00:00:01"], ["ifname", "ether_addr"]) == (
+        '"vb1" . 52:54:00:00:00:01'
+    )
