@@ -91,7 +91,9 @@ def remove_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 
 def leave_network_firewall(ctx: ApplyContext, args: dict[str, Any]) -> None:
-    services(ctx).firewall.leave_link(args["ifname"])
+    known = args.get("rules")  # a journal of an older version has none
+    rules = from_dict(NetworkRules, known) if known else None
+    services(ctx).firewall.leave_link(args["ifname"], rules)
 
 
 def remove_port_guard(ctx: ApplyContext, args: dict[str, Any]) -> None:

@@ -105,12 +105,12 @@ class Firewall:
             if not self.elements.rule_count(family, rules.TABLE, chain)
         ]
 
-    def join_link(self, key: str, ifname: str) -> None:
-        """A guest link of a routed network (no bridge) joins the network's chains."""
-        self.nft.run("\n".join(rules.join_link(key, ifname)), f"the rules of link {ifname}")
+    def join_link(self, key: str, ifname: str, r: rules.NetworkRules | None = None) -> None:
+        """A guest link of a routed network (no bridge) joins the network's firewall."""
+        self.nft.run("\n".join(rules.join_link(key, ifname, r)), f"the rules of link {ifname}")
 
-    def leave_link(self, ifname: str) -> None:
-        self._remove(rules.leave_link(ifname))
+    def leave_link(self, ifname: str, r: rules.NetworkRules | None = None) -> None:
+        self._remove(rules.leave_link(r, ifname))
 
     # ports ----------------------------------------------------------------------------------
     def add_port_guard(self, g: guard_rules.PortGuard, leased: tuple[str, ...] = ()) -> None:

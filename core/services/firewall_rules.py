@@ -7,26 +7,34 @@ reach on the host)::
 
     forward     (hook forward)      oifname @links jump to_net ; iifname @links jump from_net
     postrouting (hook nat srcnat)   own NAT chains (vmap @nat4/@nat6) ; multicast and
-                                    broadcast alone ; @nat4_skip return ; @masq4 masquerade
+                                    broadcast alone ; within a network alone ; @masq4
     input       (hook input)        guarded DHCP clients ; iifname @links jump host_in ;
                                     ip daddr @isolated4 jump own_in
 
-The chains are fixed and every network is *elements* of shared sets keyed by its links
-(``iifname . ip saddr @from4``, ``oifname . ip daddr @to4_ct`` ...), concatenations with
-ranges (Linux 5.6+). A start or stop adds or removes a dozen elements in one raw netlink
-transaction and no rule or jump: a transaction that adds a jump makes nf_tables validate
-every chain of the table (1.9 ms at 10 networks, 6.5 ms at 1,000, and growing), elements do
-not. A packet costs a few set lookups however many networks exist. Only a network with NAT
-addresses or ports of its own gets a chain (``n<uuid>_nat4``) through the ``nat4`` map.
-Every element carries ``comment "n<uuid>"``: what the collector and virtnetd's nftables
-events know a network's elements by.
+The chains are fixed and every network is *elements* of shared sets keyed by its links:
+``oifname @in4_ct`` (NAT: replies in), ``iifname @out4`` (forwarded out), ``iifname .
+oifname @same``; ``ip saddr @masq4`` (masqueraded). A start or stop adds or removes a
+handful of elements in one raw netlink transaction and no rule or jump: a transaction that
+adds a jump makes nf_tables validate every chain of the table (1.9 ms at 10 networks, 6.5 ms
+at 1,000, and growing), elements are not validated; and the sets are hash tables, constant
+time per element, except the few that hold ranges (an interval set's elements cost time
+in proportion to the set: pipapo, a concatenation with ranges, takes ~10 ms to delete one
+of 1,000). Where the per-network chains matched subnets, the kernel's routing answers
+instead: a packet routed to a network's link is for the network; one forwarded out of it
+must have a source the kernel routes back to that link (``fib saddr . iif oif exists``,
+a reverse path check); the host's own addresses on a guest's link are what ``fib daddr .
+iif type local`` finds. A packet costs a few set lookups however many networks exist. Only
+a network with NAT addresses or ports of its own gets a chain (``n<uuid>_nat4``) through the
+``nat4`` map. Every element carries ``comment "n<uuid>"``: what the collector and virtnetd's
+nftables events know a network's elements by.
 
 Forwarding mirrors libvirt: traffic between a bridge and itself is accepted (except a routed
 hairpin from an *isolated* port, whose MAC is in ``isolated_mac``: sent to the bridge's MAC,
 since with ``br_netfilter`` loaded frames bridged between ports pass the forward hook too,
-as from the bridge to itself); from the bridge only the
-network's own source addresses are forwarded; towards the bridge NAT allows replies only and
-route allows the subnet; anything else is rejected; NAT leaves multicast and broadcast alone.
+as from the bridge to itself); from the bridge only the network's own source addresses are
+forwarded; towards the bridge NAT allows replies only and route allows what is routed to it;
+anything else is rejected; NAT leaves multicast, broadcast and traffic within the network
+alone.
 
 What guests reach on the host (``host_in``, every mode with firewall rules): the host's
 own addresses on that network (any service there), DHCP, DHCPv6 and ICMPv6 (neighbour and
@@ -147,24 +155,28 @@ def network_rules(net: Network, bridge: str, *, prefix: bool = False) -> Network
     )
 
 
-_V = (("4", "ip", "ipv4_addr"), ("6", "ip6", "ipv6_addr"))
+_V = (("4", "ipv4"), ("6", "ipv6"))
 
 #: The shared sets a network's elements go in, with their nft types (the kernel's encoding
 #: of their elements is :data:`virtnet.services.nft_raw.SETS`; a unit test holds the two
-#: together). All but ``links`` and ``isolated`` are keyed by ranges (``flags interval``).
+#: together). Keyed by links, exactly: hash tables, whose elements come and go in constant
+#: time. Only a subnet (``masq``) or a prefix of names (``same_p``, a routed network's
+#: links) needs a range: an interval set, whose elements cost time in proportion to the
+#: set (pipapo, several fields: ~10 us per element to delete one, 10 ms at 1,000).
 SET_TYPES: dict[str, str] = {
-    "links": "ifname",  # the bridges (or a routed network's guest links, one by one)
-    "same": "ifname . ifname",  # links of one network: forwarded between themselves
+    "links": "ifname",  # the bridges (and a routed network's guest links, one by one)
+    "same": "ifname . ifname",  # a link and itself: forwarded within one network
+    "same_p": "ifname . ifname",  # the same for a network of links by prefix ("vp*")
     "bridge_mac": "ifname . ether_addr",  # a bridge's own MAC: a routed hairpin's target
-    **{f"{kind}{v}{ct}": f"ifname . {t}" for v, _, t in _V
-       for kind, ct in (("from", ""), ("to", ""), ("to", "_ct"), ("host", ""))},
-    **{f"{kind}{v}{ct}_dev": f"ifname . ifname . {t}" for v, _, t in _V
-       for kind, ct in (("from", ""), ("to", ""), ("to", "_ct"))},
-    **{f"isolated{v}": t for v, _, t in _V},  # the host's addresses on isolated networks
-    **{f"masq{v}": t for v, _, t in _V},  # subnets masqueraded out of any link
-    **{f"masq{v}_dev": f"{t} . ifname" for v, _, t in _V},  # ... out of <forward dev> only
-    **{f"nat{v}_skip": f"{t} . {t}" for v, _, t in _V},  # within the network: not NATed
+    # what a link's mode forwards out of it (``out``) and into it (``in``; ``_ct``: replies
+    # only, NAT), per IP version; ``_dev``: with <forward dev>, to or from that device only
+    **{f"{kind}{v}{ct}{dev}": "ifname" + (" . ifname" if dev else "") for v, _ in _V
+       for kind, ct in (("out", ""), ("in", ""), ("in", "_ct")) for dev in ("", "_dev")},
+    **{f"isolated{v}": f"{t}_addr" for v, t in _V},  # the host's addresses on isolated nets
+    **{f"masq{v}": f"{t}_addr" for v, t in _V},  # subnets masqueraded out of any link
+    **{f"masq{v}_dev": f"{t}_addr . ifname" for v, t in _V},  # ... out of <forward dev> only
 }  # fmt: skip
+_RANGES = {"same_p", "masq4", "masq6", "masq4_dev", "masq6_dev"}
 #: The chains of the inet table: base chains, then those they jump to (fixed: no network
 #: adds a chain, except the rare one with its own NAT addresses or ports).
 CHAINS = ("forward", "to_net", "from_net", "postrouting", "input", "host_in", "own_in")
@@ -174,7 +186,7 @@ def inet_base() -> list[str]:
     """The shared table, sets and chains; idempotent (flush and refill, atomically)."""
     out = [f"add table {INET}"]
     for name, kind in SET_TYPES.items():
-        flags = "" if name == "links" or name.startswith("isolated") else " flags interval ;"
+        flags = " flags interval ;" if name in _RANGES else ""
         out.append(f"add set {INET} {name} {{ type {kind} ;{flags} }}")
     out += [
         # networks with NAT addresses or ports of their own: a chain each, through these
@@ -197,24 +209,35 @@ def inet_base() -> list[str]:
         f"{rule} forward iifname @links jump from_net",
         # towards a network: from itself (but no routed hairpin for isolated ports: to the
         # bridge's MAC; with br_netfilter on, frames bridged between ports pass this hook
-        # too, and must not be caught here), then what its mode lets in, and nothing else
+        # too, and must not be caught here), then what its mode lets in, nothing else. The
+        # kernel routed the packet to this link: its destination is the network's.
         f"{rule} to_net iifname . oifname @same oifname . ether daddr @bridge_mac "
         "ether saddr @isolated_mac reject",
         f"{rule} to_net iifname . oifname @same accept",
+        f"{rule} to_net iifname . oifname @same_p accept",
     ]
-    for v, ip, _ in _V:
-        established = "ct state established,related"
+    established = "ct state established,related"
+    for v, family in _V:
         out += [
-            f"{rule} to_net oifname . {ip} daddr @to{v} accept",
-            f"{rule} to_net oifname . iifname . {ip} daddr @to{v}_dev accept",
-            f"{rule} to_net {established} oifname . {ip} daddr @to{v}_ct accept",
-            f"{rule} to_net {established} oifname . iifname . {ip} daddr @to{v}_ct_dev accept",
+            f"{rule} to_net meta nfproto {family} oifname @in{v} accept",
+            f"{rule} to_net meta nfproto {family} oifname . iifname @in{v}_dev accept",
+            f"{rule} to_net meta nfproto {family} {established} oifname @in{v}_ct accept",
+            f"{rule} to_net meta nfproto {family} {established} "
+            f"oifname . iifname @in{v}_ct_dev accept",
         ]
-    out += [f"{rule} to_net reject", f"{rule} from_net iifname . oifname @same accept"]
-    for v, ip, _ in _V:  # out of a network: its own addresses only
+    out += [
+        f"{rule} to_net reject",
+        f"{rule} from_net iifname . oifname @same accept",
+        f"{rule} from_net iifname . oifname @same_p accept",
+    ]
+    # out of a network: from its own addresses only, those the kernel routes back to the
+    # link the packet came in on (a reverse path check: a guest spoofing another network's
+    # address, or any other, is rejected), without an element per subnet
+    back = "fib saddr . iif oif exists"
+    for v, family in _V:
         out += [
-            f"{rule} from_net iifname . {ip} saddr @from{v} accept",
-            f"{rule} from_net iifname . oifname . {ip} saddr @from{v}_dev accept",
+            f"{rule} from_net meta nfproto {family} iifname @out{v} {back} accept",
+            f"{rule} from_net meta nfproto {family} iifname . oifname @out{v}_dev {back} accept",
         ]
     out.append(f"{rule} from_net reject")
     out += [  # NAT: libvirt leaves local multicast and broadcast alone
@@ -223,10 +246,15 @@ def inet_base() -> list[str]:
         f"{rule} postrouting ip daddr 224.0.0.0/24 return",
         f"{rule} postrouting ip daddr 255.255.255.255 return",
         f"{rule} postrouting ip6 daddr ff00::/8 return",
+        # within a network (guest to guest, or the host's own address on it to a guest,
+        # as dnsmasq's DHCP replies): not NATed
+        f"{rule} postrouting iifname . oifname @same return",
+        f"{rule} postrouting iifname . oifname @same_p return",
     ]
     low, high = DEFAULT_NAT_PORTS
-    for v, ip, _ in _V:
-        out.append(f"{rule} postrouting {ip} saddr . {ip} daddr @nat{v}_skip return")
+    for v, _family in _V:
+        ip = "ip" if v == "4" else "ip6"
+        out.append(f"{rule} postrouting {ip} saddr @masq{v} fib saddr . oif type local return")
         for match in (f"{ip} saddr @masq{v}", f"{ip} saddr . oifname @masq{v}_dev"):
             out += [
                 *(f"{rule} postrouting {match} meta l4proto {proto} masquerade to :{low}-{high}"
@@ -244,18 +272,17 @@ def inet_base() -> list[str]:
         f"{rule} input iifname @links jump host_in",
         f"{rule} input ip daddr @isolated4 jump own_in",
         f"{rule} input ip6 daddr @isolated6 jump own_in",
-        # what a guest reaches on the host: its network's own addresses, DHCP, DHCPv6,
-        # neighbour and router discovery; nothing else (the uplink, other networks)
-        f"{rule} host_in iifname . ip daddr @host4 accept",
-        f"{rule} host_in iifname . ip6 daddr @host6 accept",
+        # what a guest reaches on the host: the host's addresses on its own link (any
+        # service there), DHCP, DHCPv6, neighbour and router discovery; nothing else (the
+        # uplink, other networks)
+        f"{rule} host_in fib daddr . iif type local accept",
         f"{rule} host_in ip daddr 255.255.255.255 udp dport 67 accept",
         f"{rule} host_in ip6 daddr ff02::1:2 udp dport 547 accept",
         f"{rule} host_in ip6 daddr fe80::/10 meta l4proto ipv6-icmp accept",
         f"{rule} host_in ip6 daddr ff02::/16 meta l4proto ipv6-icmp accept",
         f"{rule} host_in reject",
         # the host's address on an isolated network: from that network (and itself) only
-        f"{rule} own_in iifname . ip daddr @host4 accept",
-        f"{rule} own_in iifname . ip6 daddr @host6 accept",
+        f"{rule} own_in fib daddr . iif type local accept",
         f'{rule} own_in iifname "lo" accept',
         f"{rule} own_in reject",
     ]
@@ -264,29 +291,40 @@ def inet_base() -> list[str]:
 
 def network_elements(r: NetworkRules) -> list[tuple[str, tuple[str, ...]]]:
     """The network as (set, fields) elements of the shared sets: its whole firewall, unless
-    it has NAT addresses or ports of its own (:attr:`NetworkRules.chains`)."""
+    it has NAT addresses or ports of its own (:attr:`NetworkRules.chains`). A network of
+    links by prefix is one range here; each link adds its own when it joins
+    (:func:`join_link`)."""
     br = r.links
-    out: list[tuple[str, tuple[str, ...]]] = [] if r.prefix else [("links", (br,))]
-    out.append(("same", (br, br)))
-    if r.mac:
-        out.append(("bridge_mac", (br, r.mac)))
+    out: list[tuple[str, tuple[str, ...]]]
+    if r.prefix:
+        out = [("same_p", (br, br))]
+    else:
+        out = [*link_elements(r, br), ("same", (br, br))]
+        if r.mac:
+            out.append(("bridge_mac", (br, r.mac)))
+    dev = quote(r.forward_dev, "network/forward/@dev") if r.forward_dev else None
+    for v, subnets in (("4", r.subnets4), ("6", r.subnets6)):
+        natted = r.mode is ForwardMode.NAT and (v == "4" or r.nat_ipv6)
+        if natted and not r.own_nat:
+            out += [(f"masq{v}_dev", (s, dev)) if dev else (f"masq{v}", (s,)) for s in subnets]
+    for address in r.addresses if r.guards_host else ():
+        out.append((f"isolated{ipaddress.ip_address(address).version}", (address,)))
+    return out
+
+
+def link_elements(r: NetworkRules, link: str) -> list[tuple[str, tuple[str, ...]]]:
+    """What one link of the network (``link`` quoted) is in: the dispatch, and what its
+    mode forwards in and out of it, per IP version it has subnets of."""
+    out: list[tuple[str, tuple[str, ...]]] = [("links", (link,))]
+    if r.mode is ForwardMode.ISOLATED:
+        return out
     dev = quote(r.forward_dev, "network/forward/@dev") if r.forward_dev else None
     suffix, via = ("_dev", (dev,)) if dev else ("", ())
     for v, subnets in (("4", r.subnets4), ("6", r.subnets6)):
-        natted = r.mode is ForwardMode.NAT and (v == "4" or r.nat_ipv6)
-        if r.mode is not ForwardMode.ISOLATED:
-            for subnet in subnets:
-                out.append((f"from{v}{suffix}", (br, *via, subnet)))
-                out.append((f"to{v}{'_ct' if natted else ''}{suffix}", (br, *via, subnet)))
-        if natted and not r.own_nat:
-            for subnet in subnets:
-                out.append((f"masq{v}{suffix}", (subnet, *via)))
-                out += [(f"nat{v}_skip", (subnet, other)) for other in subnets]
-    for address in r.addresses:
-        v = str(ipaddress.ip_address(address).version)
-        out.append((f"host{v}", (br, address)))
-        if r.guards_host:
-            out.append((f"isolated{v}", (address,)))
+        if subnets:
+            natted = r.mode is ForwardMode.NAT and (v == "4" or r.nat_ipv6)
+            out.append((f"out{v}{suffix}", (link, *via)))
+            out.append((f"in{v}{'_ct' if natted else ''}{suffix}", (link, *via)))
     return out
 
 
@@ -345,14 +383,24 @@ def _nat_chain(
     return out
 
 
-def join_link(key: str, ifname: str) -> list[str]:
-    """A guest link of a routed network without a bridge joins the dispatch: its traffic
-    goes through the shared chains, where the network's elements name it by prefix."""
-    return [f'add element {INET} links {{ {quote(ifname)} comment "n{key}" }}']
+def join_link(key: str, ifname: str, r: NetworkRules | None = None) -> list[str]:
+    """A guest link of a routed network without a bridge joins the shared chains with what
+    its network's mode allows (its network's elements name its links by prefix). Without
+    ``r`` (a backend that does not pass its network's rules) it only joins the dispatch:
+    its guests reach each other and the host, not beyond."""
+    label = f'comment "n{key}"'
+    elements = link_elements(r, quote(ifname)) if r else [("links", (quote(ifname),))]
+    return [
+        f"add element {INET} {name} {{ {' . '.join(fields)} {label} }}" for name, fields in elements
+    ]
 
 
-def leave_link(ifname: str) -> list[str]:
-    return [f"delete element {INET} links {{ {quote(ifname)} }}"]
+def leave_link(r: NetworkRules | None, ifname: str) -> list[str]:
+    """Removes what :func:`join_link` added (``r`` None: only the dispatch entry, as a
+    journal of an older version knows)."""
+    if r is None:
+        return [f"delete element {INET} links {{ {quote(ifname)} }}"]
+    return [f"delete element {INET} {_element(n, f)}" for n, f in link_elements(r, quote(ifname))]
 
 
 def remove_network(r: NetworkRules) -> list[str]:

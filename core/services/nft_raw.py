@@ -73,16 +73,16 @@ class SetShape:
 #: declares them; a unit test holds the two together).
 SETS = {
     "links": SetShape(("ifname",)),
-    "same": SetShape(("ifname", "ifname"), interval=True),
-    "bridge_mac": SetShape(("ifname", "ether"), interval=True),
-    **{name: SetShape(("ifname", "addr"), interval=True)
-       for v in "46" for name in (f"from{v}", f"to{v}", f"to{v}_ct", f"host{v}")},
-    **{name: SetShape(("ifname", "ifname", "addr"), interval=True)
-       for v in "46" for name in (f"from{v}_dev", f"to{v}_dev", f"to{v}_ct_dev")},
+    "same": SetShape(("ifname", "ifname")),
+    "same_p": SetShape(("ifname", "ifname"), interval=True),
+    "bridge_mac": SetShape(("ifname", "ether")),
+    **{f"{kind}{v}{ct}": SetShape(("ifname",))
+       for v in "46" for kind, ct in (("out", ""), ("in", ""), ("in", "_ct"))},
+    **{f"{kind}{v}{ct}_dev": SetShape(("ifname", "ifname"))
+       for v in "46" for kind, ct in (("out", ""), ("in", ""), ("in", "_ct"))},
     **{f"isolated{v}": SetShape(("addr",)) for v in "46"},
     **{f"masq{v}": SetShape(("addr",), interval=True) for v in "46"},
     **{f"masq{v}_dev": SetShape(("addr", "ifname"), interval=True) for v in "46"},
-    **{f"nat{v}_skip": SetShape(("addr", "addr"), interval=True) for v in "46"},
     **{f"nat{v}": SetShape(("addr",), interval=True, verdict=True) for v in "46"},
 }  # fmt: skip
 

@@ -519,24 +519,30 @@ class GuardPort(Step):
 @dataclass(frozen=True)
 class JoinNetworkFirewall(Step):
     """A guest link of a network without a bridge (a routed, point-to-point backend) joins
-    the network's firewall chains: what the bridge's entry in the dispatch maps does for a
-    bridged network. The network's rules come from ``network_rules(..., prefix=True)``."""
+    the network's firewall: what the bridge's elements do for a bridged network. ``rules``
+    are the network's (``network_rules(..., prefix=True)``, as its start added): what its
+    mode forwards in and out of the link; without them the link only joins the dispatch
+    (its guests reach each other and the host, nothing beyond)."""
 
     key: str  # NetworkRules.key: the network's uuid without dashes
     ifname: str
+    rules: NetworkRules | None = None
 
     def describe(self) -> str:
-        return f"route {self.ifname} through the network's firewall chains"
+        return f"route {self.ifname} through the network's firewall"
 
     def undo(self) -> Undo | None:
-        return Undo("core.firewall.link.leave", {"ifname": self.ifname})
+        return Undo(
+            "core.firewall.link.leave",
+            {"ifname": self.ifname, "rules": to_dict(self.rules) if self.rules else None},
+        )
 
     def repair(self, ctx: ApplyContext) -> None:
         with contextlib.suppress(OperationFailed):  # its entries are there already
             self.apply(ctx)
 
     def apply(self, ctx: ApplyContext) -> None:
-        services(ctx).firewall.join_link(self.key, self.ifname)
+        services(ctx).firewall.join_link(self.key, self.ifname, self.rules)
 
 
 @dataclass(frozen=True)

@@ -132,8 +132,9 @@ class PtpBackend:
         gateway = network.ips[0].address
         steps += [AddAddress(a.ifname, gateway, 32), RoutedLink(a.ifname)]
         steps += [RouteToGuest(address, a.ifname) for address in _declared(a.addresses)]
-        if "firewall" in status:
-            steps.append(JoinNetworkFirewall(str(status["firewall"]), a.ifname))
+        rules = network_rules(network, prefix, prefix=True)
+        if rules is not None:
+            steps.append(JoinNetworkFirewall(rules.key, a.ifname, rules))
         steps += host_guard_steps(network, port)
         steps.append(SetUp(a.ifname))  # last: nothing flows before the rules are in
         return Plan(steps, {"ifname": a.ifname})
