@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -62,6 +64,77 @@ def test_route_outside_reaches_guest_own_address(world: World) -> None:
     world.outside.ip("route", "add", "10.77.2.0/24", "via", UPLINK_HOST)
     assert can_tcp(world.outside, guest, address) == UPLINK_PEER  # in, unchanged
     assert can_tcp(guest, world.outside, UPLINK_PEER) == address  # out, no NAT
+
+
+def _seen_from(outside: Namespace, source: str) -> int:
+    """Packets from ``source`` that reached the outside namespace (its own counter)."""
+    listed = outside.exec("nft", "list", "chain", "inet", "seen", "input").stdout
+    found = re.search(rf"ip saddr {re.escape(source)} counter packets (\d+)", listed)
+    return int(found[1]) if found else 0
+
+
+@pytest.mark.parametrize("mode", ["route", "nat"])
+def test_a_guest_without_spoof_checks_forwards_only_its_networks_sources(
+    world: World, mode: str
+) -> None:
+    """The network's own check (not the port's): a source the kernel does not route back to
+    the guest's bridge (another network's subnet, anyone's) is not forwarded, whatever the
+    port allows."""
+    world.vn.create_network(network_xml("own", mode, "vtbr-own", "10.77.6"))
+    world.vn.create_network(network_xml("other", "route", "vtbr-oth", "10.77.7"))
+    guest, _ = world.plug("own", "g", spoof_check=False)
+    address = dhcp_lease(guest)
+    assert address
+    sources = [address, "10.77.7.66", "198.51.100.7"]  # its own, the other network's, anyone's
+    world.outside.exec("nft", "add", "table", "inet", "seen")
+    world.outside.exec("nft", "add", "chain", "inet", "seen", "input",
+                       "{ type filter hook input priority 0 ; }")  # fmt: skip
+    for source in sources[1:]:
+        guest.ip("addr", "add", f"{source}/32", "dev", "eth0")
+    seen = {}
+    for source in sources:
+        # what the outside sees: NAT shows the guest's own address as the host's
+        shown = UPLINK_HOST if mode == "nat" and source == address else source
+        world.outside.exec("nft", "add", "rule", "inet", "seen", "input", "ip", "saddr", shown,
+                           "counter")  # fmt: skip
+        guest.exec("ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", source, UPLINK_PEER,
+                   check=False)  # fmt: skip
+        seen[source] = _seen_from(world.outside, shown)
+    assert seen[address] > 0  # the measure works: its own address goes out (NAT: as the host)
+    assert seen["10.77.7.66"] == 0 and seen["198.51.100.7"] == 0, seen
+
+
+RECEIVE_ONE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9999))
+s.settimeout(10)
+print("%s:%d" % s.recvfrom(100)[1], flush=True)
+"""
+SEND_FROM_PORT_600 = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 600))
+s.sendto(b"x", (sys.argv[2], 9999))
+"""
+
+
+def test_the_host_talks_to_a_nat_networks_guests_as_itself(world: World) -> None:
+    """No masquerade within a network: a packet from the host's own address on it keeps its
+    source port, as a DHCP reply from port 67 must (masquerading remaps it above 1023)."""
+    world.vn.create_network(network_xml("natself", "nat", "vtbr-self", "10.77.8"))
+    guest, _ = world.plug("natself", "g")
+    address = dhcp_lease(guest)
+    assert address
+    receiver = guest.popen(sys.executable, "-c", RECEIVE_ONE, stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        world.host.exec(sys.executable, "-c", SEND_FROM_PORT_600, "10.77.8.1", address)
+        out, _ = receiver.communicate(timeout=15)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    assert out.strip() == "10.77.8.1:600"
 
 
 def test_isolated_reaches_bridge_and_guests_only(world: World) -> None:
