@@ -7,7 +7,8 @@ reach on the host)::
 
     forward     (hook forward)      oifname @links jump to_net ; iifname @links jump from_net
     postrouting (hook nat srcnat)   own NAT chains (vmap @nat4/@nat6) ; multicast and
-                                    broadcast alone ; within a network alone ; @masq4
+                                    broadcast alone ; NAT subnets among themselves
+                                    alone ; @masq4 masquerade
     input       (hook input)        guarded DHCP clients ; iifname @links jump host_in ;
                                     ip daddr @isolated4 jump own_in
 
@@ -246,15 +247,17 @@ def inet_base() -> list[str]:
         f"{rule} postrouting ip daddr 224.0.0.0/24 return",
         f"{rule} postrouting ip daddr 255.255.255.255 return",
         f"{rule} postrouting ip6 daddr ff00::/8 return",
-        # within a network (guest to guest, or the host's own address on it to a guest,
-        # as dnsmasq's DHCP replies): not NATed
-        f"{rule} postrouting iifname . oifname @same return",
-        f"{rule} postrouting iifname . oifname @same_p return",
     ]
     low, high = DEFAULT_NAT_PORTS
     for v, _family in _V:
         ip = "ip" if v == "4" else "ip6"
-        out.append(f"{rule} postrouting {ip} saddr @masq{v} fib saddr . oif type local return")
+        # between NAT networks' addresses: not NATed. Within a network that is guest to
+        # guest (bridged too: with br_netfilter a bridged frame passes this hook, with no
+        # input link) and the host's own address to a guest (dnsmasq's DHCP replies from
+        # port 67: a masquerade would move them above 1023). Across two NAT networks the
+        # forward chain lets no new connection through, and the host's own address on
+        # one reaches the other unchanged, routed back to it.
+        out.append(f"{rule} postrouting {ip} saddr @masq{v} {ip} daddr @masq{v} return")
         for match in (f"{ip} saddr @masq{v}", f"{ip} saddr . oifname @masq{v}_dev"):
             out += [
                 *(f"{rule} postrouting {match} meta l4proto {proto} masquerade to :{low}-{high}"

@@ -49,14 +49,14 @@ def test_a_network_is_elements_of_shared_sets_labelled_with_its_key() -> None:
     }
 
 
-def test_the_shared_chains_check_addresses_by_route_and_nat_within_a_network_alone() -> None:
+def test_the_shared_chains_check_addresses_by_route_and_leave_nat_subnets_alone() -> None:
     base = fw.inet_base()
     post = "add rule inet virtnet postrouting"
     assert f"{post} ip daddr 224.0.0.0/24 return" in base
     assert f"{post} ip daddr 255.255.255.255 return" in base
-    assert f"{post} iifname . oifname @same return" in base  # guest to guest
-    # the host's address on the network to its guests (dnsmasq's DHCP replies): not NATed
-    assert f"{post} ip saddr @masq4 fib saddr . oif type local return" in base
+    # guest to guest, bridged or routed, and the host's address on the network to its
+    # guests (dnsmasq's DHCP replies): not NATed
+    assert f"{post} ip saddr @masq4 ip daddr @masq4 return" in base
     for proto in ("tcp", "udp"):
         assert f"{post} ip saddr @masq4 meta l4proto {proto} masquerade to :1024-65535" in base
     assert f"{post} ip saddr @masq4 masquerade" in base
