@@ -204,7 +204,9 @@ class Firewall:
 
         Reads only the small dispatch sets, never the whole ruleset.
         """
-        no_networks = self._empty("inet", "same")  # every network has its element there
+        # every network has its element in one of these (a network of links by prefix:
+        # same_p; and only a bridged one in same)
+        no_networks = self._empty("inet", "same") and self._empty("inet", "same_p")
         if no_networks:
             self.nft.try_run(f"delete table inet {rules.TABLE}")
         # the guard table stays while a network with rules remains: its drift check expects it

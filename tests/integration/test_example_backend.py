@@ -58,3 +58,47 @@ def test_the_example_passes_the_conformance_suite(venv: Path) -> None:
     failed = [c for c in result["checks"] if c["outcome"] == "failed"]
     assert not failed, failed
     assert result["passed"] >= 25 and done.returncode == 0
+
+
+BESIDE = """
+import shutil
+from virtnet.api import Virtnet
+from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
+from virtnet.testing import Lab, can_ping
+from virtnet.testing.fixtures import run_dir_for_test
+
+run = run_dir_for_test()  # dnsmasq (its user) must reach it
+lab = Lab()
+try:
+    host, guest = lab.netns("both"), lab.netns("g")
+    with Virtnet(run / "state", run / "run", netns=host.name) as vn:
+        vn.create_network("<network><name>p</name><forward mode='nat'/>"
+                          "<ip address='10.88.1.1' prefix='24'/></network>", backend="ptp")
+        vn.create_network("<network><name>b</name><forward mode='nat'/><bridge name='vbb0'/>"
+                          "<ip address='10.88.2.1' prefix='24'/></network>")
+        link = Attachment(kind=AttachmentKind.VETH, netns=guest.name, addresses=["10.88.1.9"])
+        vn.create_port("p", NetworkPort(network="p", attachment=link))
+        guest.ip("addr", "add", "10.88.1.9/32", "dev", "eth0")
+        guest.ip("route", "add", "10.88.1.1", "dev", "eth0")
+        assert can_ping(guest, "10.88.1.1"), "before"
+        vn.destroy_network("b")  # the last bridged network: the ptp one still needs the table
+        assert vn.check_network("p") == [], vn.check_network("p")
+        kept = host.exec("nft", "list", "set", "inet", "virtnet", "same_p", check=False)
+        assert '"vp' in kept.stdout, kept.stdout + kept.stderr  # its range of links, still there
+        host.exec("nft", "delete", "table", "inet", "virtnet")  # and its check says when not
+        assert any("missing" in line for line in vn.check_network("p")), vn.check_network("p")
+        vn.repair_network("p")
+        assert vn.check_network("p") == [], vn.check_network("p")
+        assert can_ping(guest, "10.88.1.1"), "after"
+        print("ok")
+finally:
+    lab.cleanup()
+    shutil.rmtree(run, ignore_errors=True)
+"""
+
+
+def test_a_routed_network_keeps_its_firewall_when_the_last_bridged_one_stops(venv: Path) -> None:
+    """virtnet's tables go when no network uses them: a network of links by prefix (its
+    elements are ranges of names) counts as one."""
+    done = run(venv / "bin" / "python", "-c", BESIDE)
+    assert done.stdout.strip().endswith("ok")

@@ -16,8 +16,9 @@ from virtnet.hookspecs import API_VERSION, hookimpl
 from virtnet.model.network import ForwardMode, Network
 from virtnet.model.port import AttachmentKind, NetworkPort, Plug
 from virtnet.plan import Plan, Step
-from virtnet.services import dnsmasq_conf
+from virtnet.services import Services, dnsmasq_conf
 from virtnet.services.dnsmasq import lease_script, service_user
+from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import network_rules
 from virtnet.services.recipes import dnsmasq_files, host_guard_steps, host_side_mac, subnets
 from virtnet.services.steps import (
@@ -103,6 +104,14 @@ class PtpBackend:
         return Plan(steps, info)
 
     @hookimpl
+    def virtnet_network_check(
+        self, network: Network, host: Host, status: dict[str, Any]
+    ) -> list[str]:
+        """What is missing of the network on the host: its firewall elements (the core's
+        drift check of its journal covers the links) and its dnsmasq."""
+        return Services.once(host, _drift, network, status)
+
+    @hookimpl
     def virtnet_port_plan_plug(
         self, network: Network, port: NetworkPort, status: dict[str, Any]
     ) -> Plan:
@@ -131,13 +140,25 @@ class PtpBackend:
             raise Unsupported(f"ptp cannot make {a.kind.value} ports", subject="port/attachment")
         gateway = network.ips[0].address
         steps += [AddAddress(a.ifname, gateway, 32), RoutedLink(a.ifname)]
-        steps += [RouteToGuest(address, a.ifname) for address in _declared(a.addresses)]
         rules = network_rules(network, prefix, prefix=True)
         if rules is not None:
             steps.append(JoinNetworkFirewall(rules.key, a.ifname, rules))
         steps += host_guard_steps(network, port)
-        steps.append(SetUp(a.ifname))  # last: nothing flows before the rules are in
+        steps.append(SetUp(a.ifname))  # nothing flows before the rules are in
+        # then the routes to its declared addresses (the kernel routes over a link that is up)
+        steps += [RouteToGuest(address, a.ifname) for address in _declared(a.addresses)]
         return Plan(steps, {"ifname": a.ifname})
+
+
+def _drift(services: Services, network: Network, status: dict[str, Any]) -> list[str]:
+    rules = network_rules(network, str(status["links"]), prefix=True)
+    problems = services.firewall.network_drift(rules) if rules else []
+    files = status.get("dnsmasq")
+    if isinstance(files, dict):
+        dnsmasq = DnsmasqFiles.from_dict(files)
+        if services.dnsmasq.pid(dnsmasq) is None:
+            problems.append(f"dnsmasq ({dnsmasq.conf}) is not running")
+    return problems
 
 
 def _declared(addresses: list[str]) -> list[str]:
