@@ -118,14 +118,14 @@ def test_netns_that_does_not_exist_is_refused(tmp_path: Path) -> None:
 
 
 def test_twenty_processes_at_once_lose_nothing(tmp_path: Path) -> None:
-    def define(i: int) -> int:
-        return virtnet(
-            tmp_path, "net-define", "-", stdin=NAT.format(f"n{i}", f"10.{i}.0.1")
-        ).returncode
+    def define(i: int) -> subprocess.CompletedProcess[str]:
+        return virtnet(tmp_path, "net-define", "-", stdin=NAT.format(f"n{i}", f"10.{i}.0.1"))
 
     with ThreadPoolExecutor(20) as pool:
-        codes = list(pool.map(define, range(20)))
-    assert codes == [0] * 20
+        done = list(pool.map(define, range(20)))
+    # failed once in CI (2026-12-03, one exit 1 of 20; not reproduced in 40 runs since,
+    # loaded or not): the errors themselves, should it happen again
+    assert [d.returncode for d in done] == [0] * 20, [d.stderr for d in done if d.returncode]
     rows = json.loads(virtnet(tmp_path, "net-list", "--all", "--json").stdout)
     assert sorted(r["name"] for r in rows) == sorted(f"n{i}" for i in range(20))
     bridges = [r["bridge"] for r in rows]
