@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from virtnet.backend import Host
 from virtnet.errors import InvalidInput, OperationFailed, Unsupported
@@ -20,8 +20,12 @@ from virtnet.model.port import NetworkPort
 from virtnet.plan import Step
 from virtnet.services import dnsmasq_conf
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
-from virtnet.services.firewall_rules import has_firewall, network_rules
+from virtnet.services.firewall_rules import NetworkRules, has_firewall, network_rules
 from virtnet.services.guard_rules import PortGuard, eui64_address, eui64_link_local
+
+if TYPE_CHECKING:
+    from virtnet.services import Services
+
 from virtnet.services.steps import (
     AddAddress,
     AddNetworkFirewall,
@@ -112,6 +116,18 @@ def l3_steps(
     if rules is not None:
         info["firewall"] = rules.key
     return steps, info
+
+
+def l3_drift(services: Services, rules: NetworkRules | None, status: dict[str, Any]) -> list[str]:
+    """What is missing of the network's layer 3 on the host (read only): its firewall
+    elements and its dnsmasq, as its start recorded them in ``status``."""
+    problems = services.firewall.network_drift(rules) if rules is not None else []
+    files = status.get("dnsmasq")
+    if isinstance(files, dict):
+        dnsmasq = DnsmasqFiles.from_dict(files)
+        if services.dnsmasq.pid(dnsmasq) is None:
+            problems.append(f"dnsmasq ({dnsmasq.conf}) is not running")
+    return problems
 
 
 def _route_dst(address: str, prefixlen: int) -> str:

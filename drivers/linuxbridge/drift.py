@@ -7,8 +7,8 @@ from typing import Any
 from virtnet.backend import Host
 from virtnet.model.network import Network
 from virtnet.services import Services
-from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import network_rules
+from virtnet.services.recipes import l3_drift
 
 
 def check(net: Network, host: Host, status: dict[str, Any]) -> list[str]:
@@ -25,12 +25,5 @@ def _check(services: Services, net: Network, status: dict[str, Any]) -> list[str
     elif status.get("owned") and not up:
         problems.append(f"bridge {bridge} is down")
     if status.get("owned"):
-        rules = network_rules(net, bridge)
-        if rules is not None:
-            problems += services.firewall.network_drift(rules)
-        files = status.get("dnsmasq")
-        if isinstance(files, dict):
-            dnsmasq = DnsmasqFiles.from_dict(files)
-            if services.dnsmasq.pid(dnsmasq) is None:
-                problems.append(f"dnsmasq ({dnsmasq.conf}) is not running")
+        problems += l3_drift(services, network_rules(net, bridge), status)
     return problems

@@ -18,9 +18,14 @@ from virtnet.model.port import AttachmentKind, NetworkPort, Plug
 from virtnet.plan import Plan, Step
 from virtnet.services import Services, dnsmasq_conf
 from virtnet.services.dnsmasq import lease_script, service_user
-from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.firewall_rules import network_rules
-from virtnet.services.recipes import dnsmasq_files, host_guard_steps, host_side_mac, subnets
+from virtnet.services.recipes import (
+    dnsmasq_files,
+    host_guard_steps,
+    host_side_mac,
+    l3_drift,
+    subnets,
+)
 from virtnet.services.steps import (
     AddAddress,
     AddNetworkFirewall,
@@ -151,14 +156,7 @@ class PtpBackend:
 
 
 def _drift(services: Services, network: Network, status: dict[str, Any]) -> list[str]:
-    rules = network_rules(network, str(status["links"]), prefix=True)
-    problems = services.firewall.network_drift(rules) if rules else []
-    files = status.get("dnsmasq")
-    if isinstance(files, dict):
-        dnsmasq = DnsmasqFiles.from_dict(files)
-        if services.dnsmasq.pid(dnsmasq) is None:
-            problems.append(f"dnsmasq ({dnsmasq.conf}) is not running")
-    return problems
+    return l3_drift(services, network_rules(network, str(status["links"]), prefix=True), status)
 
 
 def _declared(addresses: list[str]) -> list[str]:
