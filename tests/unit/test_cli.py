@@ -123,8 +123,8 @@ def test_twenty_processes_at_once_lose_nothing(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(20) as pool:
         done = list(pool.map(define, range(20)))
-    # failed once in CI (2026-12-03, one exit 1 of 20; not reproduced in 40 runs since,
-    # loaded or not): the errors themselves, should it happen again
+    # all of them create the databases: once in CI one said "database is locked" (SQLite's
+    # switch of a new file to WAL while another opens it); they now open it under the lock
     assert [d.returncode for d in done] == [0] * 20, [d.stderr for d in done if d.returncode]
     rows = json.loads(virtnet(tmp_path, "net-list", "--all", "--json").stdout)
     assert sorted(r["name"] for r in rows) == sorted(f"n{i}" for i in range(20))

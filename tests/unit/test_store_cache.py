@@ -1,9 +1,15 @@
 """The store answers the clash checks' "every network" questions from a cache that any
-commit, by this store or by another process's, makes stale (``PRAGMA data_version``)."""
+commit, by this store or by another process's, makes stale (``PRAGMA data_version``); and
+processes opening it at once all succeed."""
 
 from __future__ import annotations
 
+import multiprocessing
+from multiprocessing import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
+
+import pytest
 
 from virtnet.backend import Host
 from virtnet.store import ActiveNetwork, Store
@@ -58,3 +64,39 @@ def test_a_write_patches_the_cache_only_if_no_one_wrote_before_it(tmp_path: Path
     finally:
         mine.close()
         theirs.close()
+
+
+def _open_store(state: str, run: str, results: Queue[str], start: Barrier) -> None:
+    from virtnet.api import Virtnet
+
+    start.wait(30)  # all at once: the race is in the first milliseconds
+    try:
+        with Virtnet(state_dir=state, run_dir=run) as vn:
+            vn.store.definitions()
+        results.put("ok")
+    except Exception as exc:  # reported to the test
+        results.put(repr(exc))
+
+
+@pytest.mark.slow  # ~20 s: 40 rounds, as the race hits about one round in ten
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """SQLite answers "database is locked" (busy timeout or not) to a connection switching
+    a new database to WAL while others open it: the store is opened under the host lock
+    (this failed test_twenty_processes_at_once_lose_nothing once in CI)."""
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(40):
+        results: Queue[str] = context.Queue()
+        start = context.Barrier(20)
+        state, run = tmp_path / f"s{round_}", tmp_path / f"r{round_}"
+        workers = [
+            context.Process(target=_open_store, args=(str(state), str(run), results, start))
+            for _ in range(20)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        outcomes = [results.get(timeout=5) for _ in workers]
+        failures += [o for o in outcomes if o != "ok"]
+    assert failures == []
