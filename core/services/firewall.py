@@ -110,7 +110,7 @@ class Firewall:
         self.nft.run("\n".join(rules.join_link(key, ifname, r)), f"the rules of link {ifname}")
 
     def leave_link(self, ifname: str, r: rules.NetworkRules | None = None) -> None:
-        self._remove(rules.leave_link(r, ifname))
+        self._remove(rules.leave_link(ifname, r))
 
     # ports ----------------------------------------------------------------------------------
     def add_port_guard(self, g: guard_rules.PortGuard, leased: tuple[str, ...] = ()) -> None:

@@ -398,8 +398,8 @@ def join_link(key: str, ifname: str, r: NetworkRules | None = None) -> list[str]
     ]
 
 
-def leave_link(r: NetworkRules | None, ifname: str) -> list[str]:
-    """Removes what :func:`join_link` added (``r`` None: only the dispatch entry, as a
+def leave_link(ifname: str, r: NetworkRules | None = None) -> list[str]:
+    """Removes what :func:`join_link` added (``r`` None: only the dispatch entry, all a
     journal of an older version knows)."""
     if r is None:
         return [f"delete element {INET} links {{ {quote(ifname)} }}"]

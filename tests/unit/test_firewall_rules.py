@@ -208,7 +208,7 @@ def test_a_network_of_links_matches_them_by_prefix_and_they_join_one_by_one() ->
         f'add element inet virtnet out4 {{ {link} comment "n{key}" }}',
         f'add element inet virtnet in4_ct {{ {link} comment "n{key}" }}',
     ]
-    assert fw.leave_link(r, "vp6f1c1abcd1234") == [
+    assert fw.leave_link("vp6f1c1abcd1234", r) == [
         f"delete element inet virtnet links {{ {link} }}",
         f"delete element inet virtnet out4 {{ {link} }}",
         f"delete element inet virtnet in4_ct {{ {link} }}",
@@ -217,9 +217,7 @@ def test_a_network_of_links_matches_them_by_prefix_and_they_join_one_by_one() ->
     assert fw.join_link(key, "vp6f1c1abcd1234") == [
         f'add element inet virtnet links {{ {link} comment "n{key}" }}'
     ]
-    assert fw.leave_link(None, "vp6f1c1abcd1234") == [
-        f"delete element inet virtnet links {{ {link} }}"
-    ]
+    assert fw.leave_link("vp6f1c1abcd1234") == [f"delete element inet virtnet links {{ {link} }}"]
     assert not any(" links " in line for line in fw.remove_network(r))
 
 
