@@ -109,6 +109,7 @@ import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", 9999))
 s.settimeout(10)
+print("ready", flush=True)
 print("%s:%d" % s.recvfrom(100)[1], flush=True)
 """
 SEND_FROM_PORT_600 = """
@@ -132,7 +133,8 @@ def test_no_masquerade_within_a_nat_network(world: World) -> None:
     assert can_tcp(guest, other, other_address) == address
     receiver = guest.popen(sys.executable, "-c", RECEIVE_ONE, stdout=subprocess.PIPE)
     try:
-        time.sleep(0.3)
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == "ready"  # bound: no datagram is lost
         world.host.exec(sys.executable, "-c", SEND_FROM_PORT_600, "10.77.8.1", address)
         out, _ = receiver.communicate(timeout=15)
     finally:
