@@ -78,10 +78,14 @@ def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
     ]
     found += _ovs(services, records)
     if not _shared(labelled, records):  # virtnet's tables are one per namespace
-        found += _chains(services, records) + _network_elements(services, records)
+        from virtnet.services.firewall_rules import TABLE
+
+        # each table listed once (libnftables loads the whole ruleset for every listing)
+        tables = {f: services.nft.query(f"list table {f} {TABLE}") for f in ("bridge", "inet")}
+        found += _chains(tables["inet"], records) + _network_elements(tables["inet"], records)
         links = set(services.netlink.names()) - {o.name for o in found if o.kind == "link"}
-        for family in ("bridge", "inet"):
-            found += _stale_elements(services, family, links, records.macs)
+        for family, items in tables.items():
+            found += _stale_elements(items, family, links, records.macs)
     keys = {uuid for uuid in records.networks}
     directory = run_dir / "dnsmasq"
     if directory.is_dir():
@@ -165,12 +169,12 @@ def _ovs(services: Services, records: Records) -> list[Orphan]:
 _LEGACY_CHAINS = ("from", "to", "host", "in")
 
 
-def _chains(services: Services, records: Records) -> list[Orphan]:
-    from virtnet.services.firewall_rules import TABLE
-
+def _chains(table: list[dict[str, Any]], records: Records) -> list[Orphan]:
+    """Chains of a network no record has (and the chains of before networks were
+    elements), from virtnet's inet table as libnftables' JSON lists it."""
     keys = {uuid.replace("-", "") for uuid in records.networks}
     found = []
-    for item in services.nft.query(f"list table inet {TABLE}"):
+    for item in table:
         chain = item.get("chain")
         if not chain:
             continue
@@ -180,13 +184,13 @@ def _chains(services: Services, records: Records) -> list[Orphan]:
     return found
 
 
-def _network_elements(services: Services, records: Records) -> list[Orphan]:
+def _network_elements(table: list[dict[str, Any]], records: Records) -> list[Orphan]:
     """Elements of the network sets whose comment names a network no record has."""
-    from virtnet.services.firewall_rules import SET_TYPES, TABLE
+    from virtnet.services.firewall_rules import SET_TYPES
 
     keys = {uuid.replace("-", "") for uuid in records.networks}
     found = []
-    for item in services.nft.query(f"list table inet {TABLE}"):
+    for item in table:
         collection = item.get("set")
         if not collection or collection.get("name") not in SET_TYPES:
             continue
@@ -242,15 +246,13 @@ def element_parts(elem: Any) -> list[Any]:
 
 
 def _stale_elements(
-    services: Services, family: str, links: set[str], macs: frozenset[str]
+    table: list[dict[str, Any]], family: str, links: set[str], macs: frozenset[str]
 ) -> list[Orphan]:
-    """Set and map entries of virtnet's tables keyed by a port that is gone: an interface
-    name no link has, or a MAC no live port has (a namesake link made later must not
-    inherit a dead port's guard)."""
-    from virtnet.services.firewall_rules import TABLE
-
+    """Set and map entries of virtnet's ``family`` table keyed by a port that is gone: an
+    interface name no link has, or a MAC no live port has (a namesake link made later must
+    not inherit a dead port's guard)."""
     found = []
-    for item in services.nft.query(f"list table {family} {TABLE}"):
+    for item in table:
         collection = item.get("set") or item.get("map")
         if not collection or not collection.get("elem"):
             continue

@@ -335,14 +335,16 @@ def _element(name: str, fields: tuple[str, ...]) -> str:
     return f"{name} {{ {' . '.join(fields)} }}"
 
 
+def _labelled(key: str, elements: list[tuple[str, tuple[str, ...]]]) -> list[str]:
+    """``add element`` statements, each with network ``key``'s comment."""
+    label = f'comment "n{key}"'
+    return [f"add element {INET} {n} {{ {' . '.join(f)} {label} }}" for n, f in elements]
+
+
 def add_network(r: NetworkRules) -> list[str]:
     """Statements adding one network: elements of the shared sets, each with the network's
     key as its comment (what the collector and the daemon's nftables events go by)."""
-    label = f'comment "n{r.key}"'
-    out = [
-        f"add element {INET} {name} {{ {' . '.join(fields)} {label} }}"
-        for name, fields in network_elements(r)
-    ]
+    out = _labelled(r.key, network_elements(r))
     if r.mode is ForwardMode.NAT and r.own_nat:
         dev = r.forward_dev
         dev_out = f"oifname {quote(dev, 'network/forward/@dev')} " if dev else ""
@@ -391,11 +393,8 @@ def join_link(key: str, ifname: str, r: NetworkRules | None = None) -> list[str]
     its network's mode allows (its network's elements name its links by prefix). Without
     ``r`` (a backend that does not pass its network's rules) it only joins the dispatch:
     its guests reach each other and the host, not beyond."""
-    label = f'comment "n{key}"'
-    elements = link_elements(r, quote(ifname)) if r else [("links", (quote(ifname),))]
-    return [
-        f"add element {INET} {name} {{ {' . '.join(fields)} {label} }}" for name, fields in elements
-    ]
+    only: list[tuple[str, tuple[str, ...]]] = [("links", (quote(ifname),))]
+    return _labelled(key, link_elements(r, quote(ifname)) if r else only)
 
 
 def leave_link(ifname: str, r: NetworkRules | None = None) -> list[str]:
