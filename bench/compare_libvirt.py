@@ -9,7 +9,7 @@ daemon and every dnsmasq, divided by N) and firewall rules; writes the figures a
 draws them as a PNG chart.
 
 Usage, as root:
-  .venv/bin/python bench/compare_libvirt.py [--sizes 1,10,100] [--solo 1000]
+  .venv/bin/python bench/compare_libvirt.py [--sizes 1,10,100] [--solo 1000] [--shared 32]
       [--png docs/img/compare-libvirt.png] [--json compare.json]
 """
 
@@ -44,12 +44,15 @@ def last_json(stdout: str, stderr: str, what: str) -> dict[str, Any]:
     raise RuntimeError(f"{what} gave no figures: {stderr[-1500:]}")
 
 
-def run_virtnet(networks: int, plugs: int) -> dict[str, Any]:
+def run_virtnet(networks: int, plugs: int, shared: int = 0) -> dict[str, Any]:
+    """``shared``: networks per dnsmasq (virtnetd's ``dnsmasq_shared``); the row's tool is
+    then ``virtnet+shared``."""
     lab = Lab()
     run = run_dir_for_test()
     try:
         host = lab.netns("host")
         daemon = Daemon(host.name, run / "state", run / "run", lab)
+        daemon.env["VIRTNET_DNSMASQ_SHARED"] = str(shared)
         daemon.start("--interval", "1")
         assert daemon.proc is not None
         cli = shlex.join([str(BIN / "virtnet"), *daemon.host_args])
@@ -64,7 +67,10 @@ def run_virtnet(networks: int, plugs: int) -> dict[str, Any]:
             env={**os.environ, "VIRTNET_DAEMON": "require"},
         )  # fmt: skip
         daemon.stop()
-        return last_json(done.stdout, done.stderr, f"virtnet at N={networks}")
+        row = last_json(done.stdout, done.stderr, f"virtnet at N={networks}")
+        if shared:
+            row["tool"] = "virtnet+shared"
+        return row
     finally:
         lab.cleanup()
         shutil.rmtree(run, ignore_errors=True)
@@ -122,6 +128,9 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+TOOLS = (("virtnet", "tab:blue"), ("virtnet+shared", "tab:green"), ("libvirt", "tab:red"))
+
+
 def chart(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -132,7 +141,7 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     panels += [("rss", "memory per network (MB RSS)"), ("firewall_rules", "firewall rules")]
     fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
     for ax, (key, title) in zip(axes.flat, panels, strict=False):
-        for tool, colour in (("virtnet", "tab:blue"), ("libvirt", "tab:red")):
+        for tool, colour in TOOLS:
             mine = sorted((r for r in rows if r["tool"] == tool), key=lambda r: r["networks"])
             if not mine:
                 continue
@@ -166,11 +175,14 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=Path("compare-libvirt.png"))
     parser.add_argument("--json", type=Path, default=Path("compare-libvirt.json"))
     parser.add_argument("--no-libvirt", action="store_true")
+    parser.add_argument("--shared", type=int, default=0,
+                        help="also virtnet with N networks per dnsmasq, at --solo sizes")  # fmt: skip
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     solo = [int(s) for s in args.solo.split(",") if s]
     rows: list[dict[str, Any]] = []
     runs = len(sizes + solo) + (0 if args.no_libvirt else len(sizes))
+    runs += len(solo) if args.shared else 0
     with Progress("compare", total=runs) as progress:  # on a terminal only
         for n in sizes + solo:
             progress.step(f"virtnet, {n} networks")
@@ -178,6 +190,9 @@ def main() -> int:
             if n in sizes and not args.no_libvirt:
                 progress.step(f"libvirt, {n} networks")
                 rows.append(run_libvirt(n, args.plugs))
+            if n in solo and args.shared:
+                progress.step(f"virtnet, {n} networks, {args.shared} per dnsmasq")
+                rows.append(run_virtnet(n, args.plugs, args.shared))
     print(f"# virtnet vs libvirt, {time.strftime('%Y-%m-%d %H:%M')}, {os.uname().nodename}, "
           f"{os.cpu_count()} CPUs, kernel {os.uname().release}")  # fmt: skip
     print(table(rows))

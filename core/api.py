@@ -49,9 +49,9 @@ from virtnet.plan import Plan, Undo
 from virtnet.plugin_loading import BrokenPlugin
 from virtnet.plugins import Hooks, make_plugin_manager, set_backend_override
 from virtnet.services import Services
-from virtnet.services.dnsmasq import DhcpLease, Dnsmasq
+from virtnet.services.dnsmasq import DhcpLease, Dnsmasq, within
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
-from virtnet.services.recipes import refresh_dnsmasq
+from virtnet.services.recipes import refresh_dnsmasq, subnets
 from virtnet.store import ActiveNetwork, Definition, Store
 
 if TYPE_CHECKING:
@@ -769,7 +769,10 @@ class Virtnet:
         files = active.info.get("dnsmasq")
         if not isinstance(files, dict):
             return []
-        leases = Dnsmasq().leases(DnsmasqFiles.from_dict(files))
+        found = DnsmasqFiles.from_dict(files)
+        leases = Dnsmasq().leases(found)
+        if found.member is not None:  # a shared dnsmasq's file: its group's leases
+            leases = within(leases, subnets(self._parsed(active.xml)))
         if mac is not None:
             wanted = check_mac(mac, "--mac")
             leases = [lease for lease in leases if lease.mac == wanted]

@@ -82,6 +82,9 @@ class Host:
     #: (``VIRTNET_DNSMASQ_OPTIONS=allow``, or ``dnsmasq_options = yes`` in virtnetd.conf):
     #: they are raw configuration lines, around every check virtnet makes
     allow_dnsmasq_options: bool = False
+    #: networks one dnsmasq may serve (``VIRTNET_DNSMASQ_SHARED=N``, ``dnsmasq_shared = N``
+    #: in virtnetd.conf; :mod:`virtnet.services.dnsmasq_group`); 0 or 1: one per network
+    dnsmasq_shared: int = 0
 
     def run_path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)

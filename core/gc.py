@@ -35,7 +35,8 @@ _COMMENT = re.compile(r"n([0-9a-f]{32})")  # a network's elements (firewall_rule
 class Orphan:
     """One object the collector would remove (``virtnet gc --dry-run`` prints these)."""
 
-    kind: str  # link | ovs-bridge | ovs-port | nft-chain | nft-element | dnsmasq
+    #: link | ovs-bridge | ovs-port | nft-chain | nft-element | dnsmasq | dnsmasq-member
+    kind: str
     name: str
     owner: str  # the label, or the network uuid the object is keyed by
     where: str = ""  # the OVS bridge of a port; the nftables family of a chain
@@ -94,6 +95,19 @@ def find(services: Services, records: Records, run_dir: Path) -> list[Orphan]:
             for path in sorted(directory.iterdir())
             if path.is_dir() and path.name not in keys
         ]
+    return found + _dnsmasq_members(run_dir, keys)
+
+
+def _dnsmasq_members(run_dir: Path, keys: set[str]) -> list[Orphan]:
+    """Parts of shared dnsmasqs (:mod:`virtnet.services.dnsmasq_group`) whose network is not
+    running: a process killed after its network's records went, before the group's restart."""
+    from virtnet.services.dnsmasq_group import GROUPS
+
+    found = []
+    for group in sorted((run_dir / GROUPS).glob("g*/")):
+        for part in sorted((group / "nets").glob("*.conf")):
+            if part.stem not in keys:
+                found.append(Orphan("dnsmasq-member", part.stem, part.stem, str(group)))
     return found
 
 
@@ -142,6 +156,11 @@ def remove(services: Services, orphans: list[Orphan]) -> list[str]:
                 services.ovsdb.delete_port(orphan.where, orphan.name, orphan.owner)
             elif orphan.kind == "dnsmasq":
                 _remove_dnsmasq(services, Path(orphan.name))
+            elif orphan.kind == "dnsmasq-member":
+                from virtnet.services.dnsmasq_group import DnsmasqGroup
+
+                files = DnsmasqFiles(Path(orphan.where), orphan.name)
+                services.dnsmasq.wait(DnsmasqGroup(services.dnsmasq).leave(files))
         except Exception as exc:
             problems.append(f"{orphan.line()}: {exc}")
     return problems

@@ -38,6 +38,7 @@ CONFIG_KEYS = {
     "repair": bool,
     "autostart": bool,
     "dnsmasq_options": bool,  # allow libvirt's raw <dnsmasq:options> (docs/security.md)
+    "dnsmasq_shared": int,  # networks one dnsmasq may serve (services/dnsmasq_group.py)
     "metrics": str,  # Prometheus metrics at HOST:PORT or unix:PATH (daemon/metrics.py)
     "plug_acl": str,  # who may plug VMs without root (plug_acl.py); the plug socket's switch
     "plug_socket": str,  # where the bridge helper connects [RUN_DIR/virtnetd-plug.sock]
@@ -81,6 +82,12 @@ def read_config(path: Path) -> dict[str, object]:
                 settings[key] = float(raw)
                 if float(raw) <= 0:
                     raise ValueError("must be positive")
+            elif kind is int:  # dnsmasq_shared, a number of networks
+                from virtnet.host import MAX_DNSMASQ_SHARED
+
+                settings[key] = int(raw)
+                if not 0 <= int(raw) <= MAX_DNSMASQ_SHARED:
+                    raise ValueError(f"expected 0 to {MAX_DNSMASQ_SHARED}")
             else:
                 settings[key] = raw
         except ValueError as exc:
@@ -223,6 +230,8 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
     os.environ.update(driver_environment(given))  # and the command line over both
     if settings.get("dnsmasq_options"):
         os.environ["VIRTNET_DNSMASQ_OPTIONS"] = "allow"  # read where the host is made
+    if "dnsmasq_shared" in settings:
+        os.environ.setdefault("VIRTNET_DNSMASQ_SHARED", str(settings["dnsmasq_shared"]))
     if args.metrics:
         from virtnet.daemon.metrics import parse_address
 

@@ -26,8 +26,9 @@ from virtnet.errors import VirtnetError
 from virtnet.events import Event, EventKind
 from virtnet.host import netns_path
 from virtnet.model import parse_network
-from virtnet.services.dnsmasq import parse_leases
+from virtnet.services.dnsmasq import parse_leases, within
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
+from virtnet.services.recipes import subnets
 
 T = TypeVar("T")
 
@@ -331,7 +332,8 @@ class Monitor:
         files = active.info.get("dnsmasq") if active else None
         if not isinstance(files, dict):
             return
-        path = DnsmasqFiles.from_dict(files).leases
+        found = DnsmasqFiles.from_dict(files)
+        path = found.leases
         try:
             st = path.stat()
             stamp = (st.st_mtime_ns, st.st_size)
@@ -341,10 +343,12 @@ class Monitor:
         if known is not None and known.stamp == stamp:
             return
         try:
-            text = path.read_text()
-            current = {(lease.mac, lease.ip): lease.as_dict() for lease in parse_leases(text)}
+            leases = parse_leases(path.read_text())
         except OSError:
             return
+        if found.member is not None and active is not None:  # its group's file: its own
+            leases = within(leases, subnets(parse_network(active.xml)))
+        current = {(lease.mac, lease.ip): lease.as_dict() for lease in leases}
         self._leases[name] = _LeaseFile(stamp, current)
         if known is None:
             if active is None or active.started < self._since:

@@ -76,7 +76,7 @@ class Watch:
         self.entries: dict[str, _Entry] = {}
         self._by_link: dict[str, str] = {}
         self._by_key: dict[str, str] = {}
-        self._by_leases: dict[str, str] = {}
+        self._by_leases: dict[str, set[str]] = {}
         self._by_pidfd: dict[int, str] = {}
         self._changed: set[str] = set()
         self._guard = threading.Lock()  # _changed is filled from the API's threads
@@ -155,9 +155,9 @@ class Watch:
         self._by_key[entry.key] = name
         for link in entry.links:
             self._by_link[link] = name
-        if entry.leases:
+        if entry.leases:  # a shared dnsmasq's leases file is its networks' (one watch)
             entry.wd = self.inotify.add(entry.leases)
-            self._by_leases[entry.leases] = name
+            self._by_leases.setdefault(entry.leases, set()).add(name)
         if entry.pidfd is not None:
             self._by_pidfd[entry.pidfd] = name
 
@@ -169,10 +169,12 @@ class Watch:
         for link in entry.links:
             if self._by_link.get(link) == name:
                 del self._by_link[link]
-        if entry.leases:
+        sharing = self._by_leases.get(entry.leases or "", set())
+        sharing.discard(name)
+        if entry.leases and not sharing:
             self._by_leases.pop(entry.leases, None)
-        if entry.wd is not None:
-            self.inotify.remove(entry.wd)
+            if entry.wd is not None:  # (the same inode has the same watch)
+                self.inotify.remove(entry.wd)
         if entry.pidfd is not None:
             self._by_pidfd.pop(entry.pidfd, None)
             os.close(entry.pidfd)
@@ -205,7 +207,7 @@ class Watch:
             due.shared |= hit.unattributed
             due.checks |= {self._by_key[k] for k in hit.networks if k in self._by_key}
         paths = self.inotify.read()
-        due.leases = {self._by_leases[p] for p in paths if p in self._by_leases}
+        due.leases = {n for p in paths for n in self._by_leases.get(p, ())}
         due.upstream = self.resolv_conf in paths
         due.host = self.host_path in paths
         for fd in ke.readable(list(self._by_pidfd), 0):

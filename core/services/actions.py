@@ -158,6 +158,12 @@ def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
 def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
     files = DnsmasqFiles.from_dict(args)
     dnsmasq = services(ctx).dnsmasq
+    if files.member is not None:  # a shared dnsmasq: goes on without this network
+        from virtnet.services.dnsmasq_group import DnsmasqGroup
+
+        gone = DnsmasqGroup(dnsmasq).leave(files)
+        ctx.finally_.append(lambda: dnsmasq.wait(gone))
+        return
     pid = dnsmasq.signal_stop(files)
     ctx.finally_.append(lambda: dnsmasq.wait(pid))  # overlaps with the rest of the teardown
     for path in (files.conf, files.hosts, files.addn_hosts, files.leases, files.pid, files.script):
@@ -165,7 +171,8 @@ def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):  # only once empty: the last network's
         files.directory.rmdir()
         files.directory.parent.rmdir()
-        files.servers.unlink(missing_ok=True)  # no dnsmasq left to read it
+        if not (files.servers.parent / "dnsmasq-shared").exists():  # (dnsmasq_group)
+            files.servers.unlink(missing_ok=True)  # no dnsmasq left to read it
 
 
 def remove_shaping(ctx: ApplyContext, args: dict[str, Any]) -> None:

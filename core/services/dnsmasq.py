@@ -13,6 +13,7 @@ network's configuration file, so a recycled pid never hits a stranger.
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 import pwd
 import shutil
@@ -185,6 +186,12 @@ def parse_leases(text: str) -> list[DhcpLease]:
         else:
             leases.append(DhcpLease(int(fields[0]), fields[1], fields[2], name, client))
     return leases
+
+
+def within(leases: list[DhcpLease], subnets: tuple[str, ...]) -> list[DhcpLease]:
+    """The leases on ``subnets``: a shared dnsmasq's lease file holds its group's."""
+    nets = [ipaddress.ip_network(s) for s in subnets]
+    return [x for x in leases if any(ipaddress.ip_address(x.ip) in n for n in nets)]
 
 
 def service_user() -> tuple[str, str]:

@@ -25,9 +25,13 @@ from virtnet.model.network import IP, DhcpHost, ForwardMode, Lease, Network
 
 @dataclass(frozen=True)
 class DnsmasqFiles:
-    """Where one network's dnsmasq keeps its files (a directory of its own)."""
+    """Where one network's dnsmasq keeps its files: a directory of its own, or, for a
+    ``member`` of a shared dnsmasq (:mod:`virtnet.services.dnsmasq_group`), the group's
+    directory, where the process's files (configuration, pid, leases, lease script) are the
+    group's and the network's own are under ``nets/``."""
 
     directory: Path
+    member: str | None = None
 
     @property
     def script(self) -> Path:
@@ -40,11 +44,25 @@ class DnsmasqFiles:
 
     @property
     def hosts(self) -> Path:
-        return self.directory / "dhcp-hosts"
+        return self._own("dhcp-hosts", "hosts")
 
     @property
     def addn_hosts(self) -> Path:
-        return self.directory / "addn-hosts"
+        return self._own("addn-hosts", "addn")
+
+    @property
+    def fragment(self) -> Path:
+        """A member's part of the shared configuration (``conf-dir`` reads ``nets/*.conf``)."""
+        return self._own("dnsmasq.conf", "conf")
+
+    @property
+    def members(self) -> Path:
+        return self.directory / "nets"
+
+    def _own(self, alone: str, suffix: str) -> Path:
+        if self.member is None:
+            return self.directory / alone
+        return self.members / f"{self.member}.{suffix}"
 
     @property
     def leases(self) -> Path:
@@ -61,11 +79,13 @@ class DnsmasqFiles:
         return self.directory.parent.parent / "dnsmasq-servers.conf"
 
     def as_dict(self) -> dict[str, str]:
-        return {"directory": str(self.directory)}
+        if self.member is None:
+            return {"directory": str(self.directory)}
+        return {"directory": str(self.directory), "member": self.member}
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> DnsmasqFiles:
-        return cls(Path(data["directory"]))
+        return cls(Path(data["directory"]), data.get("member"))
 
 
 def upstream(resolv_conf: str) -> str:
@@ -99,6 +119,93 @@ def needs_dnsmasq(net: Network) -> bool:
         return False
     dns_on = not (net.dns and net.dns.enable is False)
     return dns_on or any(ip.dhcp for ip in net.ips) or any(ip.version == 6 for ip in net.ips)
+
+
+def shareable(net: Network) -> bool:
+    """The network's dnsmasq configuration is only per-interface lines (listening, DHCP
+    ranges, reservations, options by tag), so a shared dnsmasq can serve it beside others
+    without changing what any of them answers. Not shareable: anything DNS of its own
+    (dnsmasq has no per-interface views: a shared one would answer every network with it),
+    an isolated network (``no-resolv`` is process-wide), IPv6 (router advertisement
+    parameters), TFTP and raw dnsmasq options."""
+    return (
+        net.mode in (ForwardMode.NAT, ForwardMode.ROUTE, ForwardMode.OPEN)
+        and net.dns is None
+        and net.domain is None
+        and not net.dnsmasq_options
+        and bool(net.ips)
+        and all(ip.version == 4 and not ip.local_ptr and not ip.tftp_root for ip in net.ips)
+    )
+
+
+def tag(files: DnsmasqFiles) -> str:
+    """The DHCP tag of a shared dnsmasq's member: its ranges set it, its options need it."""
+    assert files.member is not None
+    return "v" + files.member.replace("-", "")[:15]
+
+
+def render_member(net: Network, bridge: str, files: DnsmasqFiles) -> str:
+    """A shareable network's part of a shared dnsmasq's configuration (:func:`shareable`):
+    its interface and addresses, its ranges setting its tag and its options taking it. The
+    first lines say how many leases it may hold (the group's ``dhcp-lease-max`` is the sum)."""
+    t = tag(files)
+    lines = [
+        f"# network uuid {net.uuid}",
+        f"# lease-max {lease_max(net)}",
+        f"interface={_line_safe(bridge, 'network/bridge/@name')}",
+    ]
+    lines += [f"listen-address={ip.address}" for ip in net.ips]
+    for ip in net.ips:
+        subnet = ipaddress.ip_network(f"{ip.address}/{ip.prefixlen}", strict=False)
+        ranges = ip.dhcp.ranges if ip.dhcp else []
+        for r in ranges:
+            lines.append(f"dhcp-range=set:{t},{r.start},{r.end},{subnet.netmask}{_lease(r.lease)}")
+        if ip.dhcp and ip.dhcp.hosts and not ranges:
+            lines.append(f"dhcp-range=set:{t},{ip.address},static")
+        if ip.dhcp and ip.dhcp.bootp:
+            bootp = ip.dhcp.bootp
+            file = _line_safe(bootp.file, "network/ip/dhcp/bootp/@file")
+            server = f",,{bootp.server}" if bootp.server else ""
+            lines.append(f"dhcp-boot=tag:{t},{file}{server}")
+    if net.mtu and any(ip.dhcp for ip in net.ips):
+        lines.append(f"dhcp-option=tag:{t},option:mtu,{net.mtu}")
+    lines.append(f"dhcp-hostsfile={files.hosts}")
+    return "\n".join(lines) + "\n"
+
+
+def lease_max(net: Network) -> int:
+    """Leases the network's ranges and reservations can hold (``dhcp-lease-max``); unlike
+    libvirt, reservations count: each holds a lease in dnsmasq's database."""
+    total = 0
+    for ip in net.ips:
+        for r in ip.dhcp.ranges if ip.dhcp else []:
+            total += int(ipaddress.ip_address(r.end)) - int(ipaddress.ip_address(r.start)) + 1
+        total += len(ip.dhcp.hosts) if ip.dhcp else 0
+    return min(total, 1 << 24)
+
+
+def render_group_conf(files: DnsmasqFiles, user: str, group: str, leases: int) -> str:
+    """A shared dnsmasq's own configuration: what :func:`render_conf` writes for any
+    shareable network, once, and its members' parts (``nets/*.conf``)."""
+    return "\n".join([
+        "# Written by virtnet: a dnsmasq shared by the networks under nets/.",
+        "strict-order",
+        "bind-interfaces",
+        "except-interface=lo",
+        "no-resolv",
+        f"servers-file={files.servers}",
+        "dhcp-no-override",
+        "dhcp-authoritative",
+        "no-ping",
+        "dhcp-ignore-clid",
+        f"dhcp-lease-max={max(leases, 1)}",
+        f"dhcp-leasefile={files.leases}",
+        f"dhcp-script={files.script}",
+        f"pid-file={files.pid}",
+        f"user={user}",
+        f"group={group}",
+        f"conf-dir={files.members},*.conf",
+    ]) + "\n"  # fmt: skip
 
 
 def _line_safe(value: str, subject: str) -> str:
@@ -201,7 +308,7 @@ def _dns_lines(net: Network) -> list[str]:
 
 def _dhcp_lines(net: Network) -> list[str]:
     out: list[str] = []
-    lease_max = 0
+    leases = lease_max(net)
     has_v6 = False
     for ip in net.ips:
         subnet = ipaddress.ip_network(f"{ip.address}/{ip.prefixlen}", strict=False)
@@ -214,13 +321,10 @@ def _dhcp_lines(net: Network) -> list[str]:
                 out.append(f"dhcp-range={r.start},{r.end},{mask}{_lease(r.lease)}")
             else:
                 out.append(f"dhcp-range={r.start},{r.end},{ip.prefixlen}{_lease(r.lease)}")
-            lease_max += int(ipaddress.ip_address(r.end)) - int(ipaddress.ip_address(r.start)) + 1
-        if ip.dhcp and ip.dhcp.hosts:
-            if not ranges:  # reservations only: dnsmasq needs a static range to serve them
-                static = f"dhcp-range={ip.address},static"
-                out.append(static if ip.version == 4 else f"{static},{ip.prefixlen}")
-            # unlike libvirt, reservations count: each holds a lease in dnsmasq's database
-            lease_max += len(ip.dhcp.hosts)
+        if ip.dhcp and ip.dhcp.hosts and not ranges:
+            # reservations only: dnsmasq needs a static range to serve them
+            static = f"dhcp-range={ip.address},static"
+            out.append(static if ip.version == 4 else f"{static},{ip.prefixlen}")
         if ip.version == 6 and not (ip.dhcp and (ranges or ip.dhcp.hosts)):
             out.append(f"dhcp-range={ip.address},ra-only")
         if ip.dhcp and ip.dhcp.bootp:
@@ -232,7 +336,7 @@ def _dhcp_lines(net: Network) -> list[str]:
             out += ["enable-tftp", f"tftp-root={root}"]
     if net.mtu and any(ip.version == 4 and ip.dhcp for ip in net.ips):
         out.append(f"dhcp-option=option:mtu,{net.mtu}")  # guests take the bridge's MTU
-    if lease_max:
+    if leases:
         dhcp4 = any(ip.version == 4 and ip.dhcp for ip in net.ips)
         # authoritative: DHCPv4 requests for unknown leases are answered, not ignored (as
         # libvirt), and DHCPv6 replies carry preference 255 (libvirt: 0 on IPv6-only
@@ -243,11 +347,11 @@ def _dhcp_lines(net: Network) -> list[str]:
             # makes that MAC the sender's: no guest can take, renew or release a lease in
             # another's name by its client id
             out += ["no-ping", "dhcp-ignore-clid"]
-        out.append(f"dhcp-lease-max={min(lease_max, 1 << 24)}")
+        out.append(f"dhcp-lease-max={leases}")
     if has_v6:
         out.append("enable-ra")
     if net.mode is ForwardMode.ISOLATED:
-        if lease_max:
+        if leases:
             out.append("dhcp-option=3")  # no router: nothing is reachable through the host
         # router lifetime 0: never a default router (as libvirt, with or without IPv6 now:
         # an address added later must not turn the host into the guests' way out)

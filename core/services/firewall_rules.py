@@ -265,6 +265,9 @@ def inet_base() -> list[str]:
                 f"{rule} postrouting {match} masquerade",
             ]  # fmt: skip
     out += [
+        # no relayed requests (giaddr set): guests are no DHCP relays, and a shared dnsmasq
+        # (dnsmasq_group) would serve one from another network's range
+        f"{rule} input iifname @links udp dport 67 @th,256,32 != 0 drop",
         # BOOTREQUEST over Ethernet whose chaddr is the sender's own MAC (see above)
         f"{rule} input udp dport 67 ether saddr @guest_mac @th,64,24 != 0x010106 drop",
         f"{rule} input udp dport 67 ether saddr @guest_mac "

@@ -43,8 +43,15 @@ from virtnet.services.steps import (
 )
 
 
-def dnsmasq_files(host: Host, net: Network) -> DnsmasqFiles:
+def dnsmasq_files(host: Host, net: Network, *, shared: bool = False) -> DnsmasqFiles:
+    """The network's own dnsmasq's files; with ``shared`` (its guard takes the same lease
+    script as every other's: nftables sets), a shared dnsmasq's where the host allows one
+    and the network can be served by one (:mod:`virtnet.services.dnsmasq_group`)."""
     assert net.uuid is not None
+    if shared and host.dnsmasq_shared > 1 and dnsmasq_conf.shareable(net):
+        from virtnet.services.dnsmasq_group import pick
+
+        return DnsmasqFiles(pick(host.run_dir, host.dnsmasq_shared), net.uuid)
     return DnsmasqFiles(host.run_path("dnsmasq", net.uuid))
 
 
@@ -99,12 +106,15 @@ def l3_steps(
     if dnsmasq_conf.needs_dnsmasq(net):
         from virtnet.services.dnsmasq import lease_script, service_user
 
-        files = dnsmasq_files(host, net)
-        user, group = service_user()
+        files = dnsmasq_files(host, net, shared=openflow_target is None)
+        if files.member is not None:
+            conf = dnsmasq_conf.render_member(net, bridge, files)
+        else:
+            conf = dnsmasq_conf.render_conf(net, bridge, files, *service_user())
         steps.append(
             StartDnsmasq(
                 files,
-                dnsmasq_conf.render_conf(net, bridge, files, user, group),
+                conf,
                 dnsmasq_conf.render_dhcp_hosts(net),
                 dnsmasq_conf.render_addn_hosts(net),
                 lease_script(openflow_target),
@@ -153,7 +163,7 @@ def port_extras(
     guarded = guards(net, port)
     if guarded:
         guard = PortGuard(ifname, port.mac, tuple(static_ips(net, port)))
-        steps.append(GuardPort(guard, lease_file(status), tuple(leased_ips(port, status))))
+        steps.append(GuardPort(guard, lease_file(status), tuple(leased_ips(port, status, net))))
         steps.append(PinGuestMac(ifname, port.mac))
     steps += host_guard_steps(net, port)
     steps += bandwidth_steps(ifname, ifb_name(port.uuid), port.bandwidth, "port")
@@ -188,21 +198,22 @@ def static_ips(net: Network, port: NetworkPort) -> list[str]:
     return sorted(set(known))
 
 
-def leased_ips(port: NetworkPort, status: dict[str, object]) -> list[str]:
-    """Leases the port's MAC already holds (a re-plug, a repair)."""
+def leased_ips(port: NetworkPort, status: dict[str, object], net: Network) -> list[str]:
+    """Leases the port's MAC already holds on this network (a re-plug, a repair)."""
     path = lease_file(status)
     if path is None:
         return []
-    from virtnet.services.dnsmasq import parse_leases
+    from virtnet.services.dnsmasq import parse_leases, within
 
     with contextlib.suppress(OSError):
-        return sorted({x.ip for x in parse_leases(Path(path).read_text()) if x.mac == port.mac})
+        leases = within(parse_leases(Path(path).read_text()), subnets(net))
+        return sorted({x.ip for x in leases if x.mac == port.mac})
     return []
 
 
 def known_ips(net: Network, port: NetworkPort, status: dict[str, object]) -> list[str]:
     """Every address the port may send from now: static ones and current leases."""
-    return sorted(set(static_ips(net, port)) | set(leased_ips(port, status)))
+    return sorted(set(static_ips(net, port)) | set(leased_ips(port, status, net)))
 
 
 def _slaac_addresses(net: Network, mac: str) -> list[str]:
@@ -244,6 +255,9 @@ def refresh_dnsmasq(
     if not isinstance(data, dict):
         return
     files = DnsmasqFiles.from_dict(data)
+    if files.member is not None:
+        _refresh_member(services, net, str(status["bridge"]), files, reload_only)
+        return
     user, group = service_user()
     conf = dnsmasq_conf.render_conf(net, str(status["bridge"]), files, user, group)
     hosts = dnsmasq_conf.render_dhcp_hosts(net)
@@ -266,3 +280,35 @@ def refresh_dnsmasq(
                             files.script.read_text())  # fmt: skip
         dnsmasq.start(files)
         raise
+
+
+def _refresh_member(
+    services: Services, net: Network, bridge: str, files: DnsmasqFiles, reload_only: bool
+) -> None:
+    """:func:`refresh_dnsmasq` for a network served by a shared dnsmasq: reservations by
+    SIGHUP, the rest by the group's restart (its part put back if dnsmasq refuses it). What
+    would no longer be shareable (DNS records of its own) waits for the network's restart:
+    the shared dnsmasq would answer every network of its group with them."""
+    from virtnet.services.dnsmasq_group import DnsmasqGroup
+
+    if not dnsmasq_conf.shareable(net):
+        raise Unsupported(
+            "this network shares its dnsmasq with others (VIRTNET_DNSMASQ_SHARED), which "
+            "would answer them all with this change; apply it to the definition and "
+            "restart the network (it then gets a dnsmasq of its own)",
+            subject="network/dns",
+        )
+    fragment = dnsmasq_conf.render_member(net, bridge, files)
+    hosts = dnsmasq_conf.render_dhcp_hosts(net)
+    group = DnsmasqGroup(services.dnsmasq)
+    if reload_only and _same_member(fragment, files.fragment.read_text()):
+        group.update_hosts(files, fragment, hosts)  # (its lease-max counts at next restart)
+        return
+    group.join(files, fragment, hosts, files.script.read_text())
+
+
+def _same_member(new: str, old: str) -> bool:
+    """Two parts of a shared dnsmasq's configuration that differ at most in lease-max."""
+    return [x for x in new.splitlines() if not x.startswith("# lease-max")] == [
+        x for x in old.splitlines() if not x.startswith("# lease-max")
+    ]

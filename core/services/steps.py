@@ -605,6 +605,13 @@ class StartDnsmasq(Step):
 
     def repair(self, ctx: ApplyContext) -> None:
         dnsmasq = services(ctx).dnsmasq
+        if self.files.member is not None:  # a shared dnsmasq: restarted with its members
+            from virtnet.services.dnsmasq_group import DnsmasqGroup
+
+            recreated = bool(ctx.scratch.get(RECREATED))
+            group = DnsmasqGroup(dnsmasq)
+            group.ensure(self.files, self.conf, self.hosts, self.script, force=recreated)
+            return
         if ctx.scratch.get(RECREATED):
             dnsmasq.stop(self.files)  # its DHCP socket knew the old link (by ifindex)
         if dnsmasq.pid(self.files) is None:
@@ -612,6 +619,11 @@ class StartDnsmasq(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         dnsmasq = services(ctx).dnsmasq
+        if self.files.member is not None:
+            from virtnet.services.dnsmasq_group import DnsmasqGroup
+
+            DnsmasqGroup(dnsmasq).join(self.files, self.conf, self.hosts, self.script)
+            return
         dnsmasq.write_files(self.files, self.conf, self.hosts, self.addn_hosts, self.script)
         proc = dnsmasq.spawn(self.files)
         # dnsmasq starts up while the plan goes on (the firewall); the plan waits at its end

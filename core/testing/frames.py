@@ -62,10 +62,12 @@ def ipv6(src: str, dst: str, next_header: int, payload: bytes, hop_limit: int = 
 
 def dhcp_request(chaddr: str, message_type: int, ciaddr: str = "0.0.0.0",
                  server: str | None = None, requested: str | None = None,
-                 client_id: bytes | None = None, xid: int = 0x5EC0DE) -> bytes:  # fmt: skip
-    """A BOOTREQUEST (1 discover, 3 request, 7 release) for ``chaddr``."""
-    ci = ipaddress.IPv4Address(ciaddr).packed
-    body = struct.pack("!BBBBIHH4s4s4s4s", 1, 1, 6, 0, xid, 0, 0x8000, ci, *[bytes(4)] * 3)
+                 client_id: bytes | None = None, xid: int = 0x5EC0DE,
+                 giaddr: str = "0.0.0.0") -> bytes:  # fmt: skip
+    """A BOOTREQUEST (1 discover, 3 request, 7 release) for ``chaddr``; ``giaddr``: as
+    relayed by a DHCP relay agent with that address."""
+    ci, gi = ipaddress.IPv4Address(ciaddr).packed, ipaddress.IPv4Address(giaddr).packed
+    body = struct.pack("!BBBBIHH4s4s4s4s", 1, 1, 6, 0, xid, 0, 0x8000, ci, bytes(4), bytes(4), gi)
     body += mac_bytes(chaddr).ljust(16, b"\0") + bytes(192) + b"\x63\x82\x53\x63"
     body += bytes([53, 1, message_type])
     if server:

@@ -147,6 +147,9 @@ def test_the_daemon_config_file_is_read_and_checked(tmp_path: Path) -> None:
     good = tmp_path / "good.conf"
     good.write_text("[virtnetd]\ngroup = virtnet\ninterval = 2.5\nrepair = no\n")
     assert read_config(good) == {"group": "virtnet", "interval": 2.5, "repair": False}
+    good.write_text("[virtnetd]\ndnsmasq_shared = 32\n")
+    assert read_config(good) == {"dnsmasq_shared": 32}
+    good.write_text("[virtnetd]\ngroup = virtnet\ninterval = 2.5\nrepair = no\n")
     args = settle(_parser().parse_args(["--config", str(good), "--interval", "1"]))
     assert (args.group, args.interval, args.repair, args.autostart) == ("virtnet", 1.0, False, True)
     for text, subject in (
@@ -154,6 +157,8 @@ def test_the_daemon_config_file_is_read_and_checked(tmp_path: Path) -> None:
         ("[virtnetd]\ninterval = soon\n", "interval"),
         ("[virtnetd]\ninterval = -1\n", "interval"),
         ("[virtnetd]\nrepair = perhaps\n", "repair"),
+        ("[virtnetd]\ndnsmasq_shared = lots\n", "dnsmasq_shared"),
+        ("[virtnetd]\ndnsmasq_shared = 1000\n", "dnsmasq_shared"),
         ("[other]\n", str(tmp_path / "bad.conf")),
     ):
         bad = tmp_path / "bad.conf"

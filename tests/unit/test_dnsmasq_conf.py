@@ -291,3 +291,81 @@ def test_dhcpv4_only_options_stay_off_an_ipv6_only_network() -> None:
     for v4_only in ("dhcp-no-override", "no-ping", "dhcp-ignore-clid"):
         assert v4_only not in lines
     assert {"dhcp-no-override", "no-ping", "dhcp-ignore-clid"} <= set(conf_lines(NAT))
+
+
+SHAREABLE = """<network><name>s</name><uuid>11111111-2222-3333-4444-555555555555</uuid>
+  <forward mode='nat'/><bridge name='vbs'/><mtu size='1400'/>
+  <ip address='10.9.0.1' prefix='24'><dhcp><range start='10.9.0.10' end='10.9.0.19'/>
+  <host mac='52:54:00:00:00:09' ip='10.9.0.9'/><bootp file='pxe.0' server='10.9.0.2'/>
+  </dhcp></ip></network>"""
+
+
+def test_a_shared_dnsmasqs_member_is_only_lines_by_interface_and_tag() -> None:
+    from virtnet.services.dnsmasq_conf import lease_max, render_group_conf, render_member
+
+    net = parse_network(SHAREABLE)
+    member = DnsmasqFiles(Path("/run/vn/dnsmasq-shared/g0"), net.uuid)
+    lines = render_member(net, "vbs", member).splitlines()
+    tag = "v111111112222333"
+    assert lines == [
+        f"# network uuid {net.uuid}",
+        "# lease-max 11",  # ten in the range and the reservation
+        "interface=vbs",
+        "listen-address=10.9.0.1",
+        f"dhcp-range=set:{tag},10.9.0.10,10.9.0.19,255.255.255.0",
+        f"dhcp-boot=tag:{tag},pxe.0,,10.9.0.2",
+        f"dhcp-option=tag:{tag},option:mtu,1400",
+        f"dhcp-hostsfile=/run/vn/dnsmasq-shared/g0/nets/{net.uuid}.hosts",
+    ]
+    assert lease_max(net) == 11
+    group = render_group_conf(member, "dnsmasq", "nogroup", 11).splitlines()
+    assert "conf-dir=/run/vn/dnsmasq-shared/g0/nets,*.conf" in group
+    assert "servers-file=/run/vn/dnsmasq-servers.conf" in group
+    assert {"dhcp-lease-max=11", "dhcp-authoritative", "no-ping", "bind-interfaces"} <= set(group)
+    # what the member's status records brings it back
+    assert DnsmasqFiles.from_dict(member.as_dict()) == member
+    assert member.leases == Path("/run/vn/dnsmasq-shared/g0/leases")
+
+
+@pytest.mark.parametrize(
+    ("change", "shareable"),
+    [
+        ("", True),
+        ("<dns><host ip='10.9.0.5'><hostname>h</hostname></host></dns>", False),
+        ("<domain name='lab.test'/>", False),
+        ("<dns enable='no'/>", False),
+        ("<ip family='ipv6' address='fd00:9::1' prefix='64'/>", False),
+    ],
+)
+def test_only_a_network_without_dns_of_its_own_may_share(change: str, shareable: bool) -> None:
+    from virtnet.services.dnsmasq_conf import shareable as can_share
+
+    net = parse_network(SHAREABLE.replace("<mtu size='1400'/>", change))
+    assert can_share(net) is shareable
+    isolated = parse_network(SHAREABLE.replace("<forward mode='nat'/>", ""))
+    assert not can_share(isolated)  # its no-resolv would be everyone's
+
+
+def test_the_sharing_setting_is_a_number_of_networks() -> None:
+    from virtnet.host import dnsmasq_shared
+
+    assert dnsmasq_shared("32") == 32 and dnsmasq_shared("") == 0
+    for bad in ("many", "-1", "100000"):
+        with pytest.raises(InvalidInput) as caught:
+            dnsmasq_shared(bad)
+        assert caught.value.subject == "VIRTNET_DNSMASQ_SHARED"
+
+
+def test_a_starting_network_joins_the_first_group_with_room(tmp_path: Path) -> None:
+    from virtnet.services.dnsmasq_group import GROUPS, pick
+
+    assert pick(tmp_path, 2) == tmp_path / GROUPS / "g0"
+    for name in ("a", "b", "c"):
+        nets = tmp_path / GROUPS / "g0" / "nets"
+        if name == "c":
+            nets = tmp_path / GROUPS / "g1" / "nets"
+        nets.mkdir(parents=True, exist_ok=True)
+        (nets / f"{name}.conf").write_text("")
+        (nets / f"{name}.hosts").write_text("")  # (only the parts count)
+    assert pick(tmp_path, 2) == tmp_path / GROUPS / "g1"
+    assert pick(tmp_path, 1) == tmp_path / GROUPS / "g2"
