@@ -175,8 +175,9 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=Path("compare-libvirt.png"))
     parser.add_argument("--json", type=Path, default=Path("compare-libvirt.json"))
     parser.add_argument("--no-libvirt", action="store_true")
-    parser.add_argument("--shared", type=int, default=0,
-                        help="also virtnet with N networks per dnsmasq, at --solo sizes")  # fmt: skip
+    parser.add_argument(
+        "--shared", type=int, default=0, help="also virtnet, N networks per dnsmasq, at --solo"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     solo = [int(s) for s in args.solo.split(",") if s]

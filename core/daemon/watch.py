@@ -10,7 +10,10 @@ or not. The kernel and the processes say when something happened
   names; one that names none (a base chain flushed, a table dropped; also every network
   start, which refills the base chains) -> the base chains are checked, and if they are
   gone, every network;
-- **dnsmasq** (a pidfd per process): it exited -> its network;
+- **dnsmasq** (a pidfd per process): it exited -> its network; a dnsmasq shared by networks
+  (:mod:`virtnet.services.dnsmasq_group`) has one pidfd for its group: restarted (a network
+  joined or left) -> the next one is watched, no check; gone -> one member is checked, whose
+  repair brings the group's dnsmasq back for all;
 - **leases** (inotify on each leases file): a lease came or went -> its lease events;
 - **/etc/resolv.conf** (inotify on /etc): the host's name servers changed -> the dnsmasqs'
   shared servers file is rewritten and they re-read it.
@@ -28,6 +31,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from virtnet.api import Virtnet
 from virtnet.daemon import kernel_events as ke
@@ -49,6 +53,15 @@ class _Entry:
     pidfd: int | None  # dnsmasq's
     polled: bool  # has Open vSwitch objects: checked on the timer
     last_poll: float = 0.0
+    group: str | None = None  # the directory of the shared dnsmasq that serves it
+
+
+@dataclass
+class _Group:
+    """A shared dnsmasq's networks, and the pidfd of its process."""
+
+    members: set[str] = field(default_factory=set)
+    pidfd: int | None = None
 
 
 @dataclass
@@ -78,6 +91,8 @@ class Watch:
         self._by_key: dict[str, str] = {}
         self._by_leases: dict[str, set[str]] = {}
         self._by_pidfd: dict[int, str] = {}
+        self._groups: dict[str, _Group] = {}
+        self._by_group_fd: dict[int, str] = {}
         self._changed: set[str] = set()
         self._guard = threading.Lock()  # _changed is filled from the API's threads
         api.subscribe(self._on_event)
@@ -140,15 +155,34 @@ class Watch:
             ifname = port.get("attachment", {}).get("ifname")
             if ifname:
                 links.add(str(ifname))
-        leases, pid = None, None
+        leases, pid, group = None, None, None
         files = active.info.get("dnsmasq")
         if isinstance(files, dict):
             found = DnsmasqFiles.from_dict(files)
             leases = str(found.leases)
-            pid = self.api.services.call(lambda s: s.dnsmasq.pid(found), self.api.services)
+            if found.member is not None:
+                group = str(found.directory)  # one pidfd for the group (_watch_group)
+            else:
+                pid = self._dnsmasq_pid(found)
         polled = any(r.action.startswith("core.ovs.") for r in records)
         key = active.uuid.replace("-", "")
-        return _Entry(key, links, leases, None, ke.pidfd(pid) if pid else None, polled)
+        pidfd = ke.pidfd(pid) if pid else None
+        return _Entry(key, links, leases, None, pidfd, polled, group=group)
+
+    def _dnsmasq_pid(self, files: DnsmasqFiles) -> int | None:
+        return self.api.services.call(lambda s: s.dnsmasq.pid(files), self.api.services)
+
+    def _watch_group(self, directory: str) -> None:
+        """A pidfd on the group's current dnsmasq (none while it is not running)."""
+        group = self._groups[directory]
+        if group.pidfd is not None:
+            self._by_group_fd.pop(group.pidfd, None)
+            os.close(group.pidfd)
+            group.pidfd = None
+        pid = self._dnsmasq_pid(DnsmasqFiles(Path(directory)))
+        group.pidfd = ke.pidfd(pid) if pid else None
+        if group.pidfd is not None:
+            self._by_group_fd[group.pidfd] = directory
 
     def _add(self, name: str, entry: _Entry) -> None:
         self.entries[name] = entry
@@ -160,6 +194,11 @@ class Watch:
             self._by_leases.setdefault(entry.leases, set()).add(name)
         if entry.pidfd is not None:
             self._by_pidfd[entry.pidfd] = name
+        if entry.group is not None:
+            group = self._groups.setdefault(entry.group, _Group())
+            group.members.add(name)
+            if group.pidfd is None:
+                self._watch_group(entry.group)
 
     def _drop(self, name: str) -> None:
         entry = self.entries.pop(name, None)
@@ -178,6 +217,14 @@ class Watch:
         if entry.pidfd is not None:
             self._by_pidfd.pop(entry.pidfd, None)
             os.close(entry.pidfd)
+        group = self._groups.get(entry.group or "")
+        if group is not None:
+            group.members.discard(name)
+            if not group.members:
+                if group.pidfd is not None:
+                    self._by_group_fd.pop(group.pidfd, None)
+                    os.close(group.pidfd)
+                del self._groups[entry.group or ""]
 
     def polled(self, interval: float) -> set[str]:
         """Networks with OVS objects whose last check is ``interval`` old."""
@@ -192,6 +239,7 @@ class Watch:
     def wait(self, timeout: float, stop: threading.Event) -> Due:
         """Block until events arrive (or ``timeout``); what they make due."""
         fds = [self.rtnl.fileno(), self.nft.fileno(), self.inotify.fd, *self._by_pidfd]
+        fds += self._by_group_fd
         if not ke.readable(fds, timeout):
             return Due()
         stop.wait(SETTLE)
@@ -214,6 +262,11 @@ class Watch:
             name = self._by_pidfd[fd]
             due.checks.add(name)
             self.changed(name)  # its next dnsmasq has another pid
+        for fd in ke.readable(list(self._by_group_fd), 0):
+            directory = self._by_group_fd[fd]
+            self._watch_group(directory)  # a join or leave restarted it: the next one
+            if self._groups[directory].pidfd is None:  # gone: one check repairs the group
+                due.checks.add(min(self._groups[directory].members))
         if everything:
             due.checks = set(self.entries)
         return due

@@ -190,7 +190,9 @@ def render_group_conf(files: DnsmasqFiles, user: str, group: str, leases: int) -
     return "\n".join([
         "# Written by virtnet: a dnsmasq shared by the networks under nets/.",
         "strict-order",
-        "bind-interfaces",
+        # not bind-interfaces: a member whose bridge or address is missing (drift, or a
+        # repair under way) would stop the group's dnsmasq from starting at all
+        "bind-dynamic",
         "except-interface=lo",
         "no-resolv",
         f"servers-file={files.servers}",

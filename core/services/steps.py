@@ -598,6 +598,8 @@ class StartDnsmasq(Step):
     script: str  # the lease script (virtnet.services.dnsmasq.lease_script)
 
     def describe(self) -> str:
+        if self.files.member is not None:
+            return f"join the dnsmasq shared under {self.files.directory}"
         return f"start dnsmasq with {self.files.conf}"
 
     def undo(self) -> Undo | None:

@@ -18,6 +18,7 @@ from virtnet.services.dnsmasq import Dnsmasq
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.dnsmasq_group import DnsmasqGroup
 from virtnet.testing import Lab, dhcp_lease, frames
+from virtnet.testing.daemon import Daemon
 from virtnet.testing.fixtures import needs_root, run_dir_for_test
 from virtnet.testing.world import World, make_world
 
@@ -126,6 +127,16 @@ def test_a_killed_shared_dnsmasq_is_every_members_drift_and_comes_back(shared: W
     assert vn.check_network("sh0") == [] and vn.check_network("sh1") == []
     assert dhcp_lease(guest) == leased
 
+    # one member's bridge gone (drift): the group still restarts for a newcomer
+    shared.host.ip("link", "del", "vtbr-sh0")
+    vn.create_network(xml(2))
+    assert dhcp_lease(guest) == leased
+    assert vn.check_network("sh1") == [] and vn.check_network("sh0") != []
+    vn.repair_network("sh0")
+    assert vn.check_network("sh0") == []
+    newcomer, _ = shared.plug("sh0", "newcomer")
+    assert (dhcp_lease(newcomer) or "").startswith("10.91.0.")
+
 
 def test_a_relayed_request_cannot_take_another_networks_address(shared: World) -> None:
     vn = shared.vn
@@ -184,3 +195,33 @@ def test_gc_takes_a_member_whose_network_is_gone_and_leaves_the_others(shared: W
     assert list(servers(shared)) != [before]  # restarted without it
     assert vn.check_network("sh0") == [] and vn.check_network("sh1") == []
     assert vn.collect_garbage(dry_run=True) == ([], [])
+
+
+def test_virtnetd_restarts_a_killed_shared_dnsmasq_and_ignores_its_planned_restarts(
+    virtnetd: Daemon, lab: Lab
+) -> None:
+    """One pidfd per group: a join or leave restarts the group's dnsmasq without anyone's
+    check; a killed one is repaired at once (checks 60 s apart: the pidfd said so)."""
+    virtnetd.stop()
+    virtnetd.env["VIRTNET_DNSMASQ_SHARED"] = "4"
+    virtnetd.start("--interval", "60", "--full-interval", "600")
+    for i in range(2):
+        assert virtnetd.cli("net-create", "-", input=xml(i)).returncode == 0
+    guest = lab.netns("guest")
+    assert virtnetd.cli("net-port-create", "sh1", "--netns", guest.name).returncode == 0
+    leased = dhcp_lease(guest)
+    time.sleep(0.3)
+    before = virtnetd.log_text()
+    assert virtnetd.cli("net-create", "-", input=xml(2)).returncode == 0  # a join: a restart
+    assert virtnetd.cli("net-destroy", "sh2").returncode == 0  # a leave: another
+    time.sleep(0.5)
+    assert "drifted" not in virtnetd.log_text()[len(before) :], virtnetd.log_text()
+    [pidfile] = virtnetd.run_dir.glob("dnsmasq-shared/g0/dnsmasq.pid")
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    began = time.monotonic()
+    while "repaired" not in virtnetd.log_text()[len(before) :]:
+        assert time.monotonic() - began < 5, virtnetd.log_text()
+        time.sleep(0.05)
+    for name in ("sh0", "sh1"):
+        assert virtnetd.cli("net-check", name).returncode == 0
+    assert dhcp_lease(guest) == leased

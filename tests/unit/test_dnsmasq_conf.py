@@ -321,7 +321,7 @@ def test_a_shared_dnsmasqs_member_is_only_lines_by_interface_and_tag() -> None:
     group = render_group_conf(member, "dnsmasq", "nogroup", 11).splitlines()
     assert "conf-dir=/run/vn/dnsmasq-shared/g0/nets,*.conf" in group
     assert "servers-file=/run/vn/dnsmasq-servers.conf" in group
-    assert {"dhcp-lease-max=11", "dhcp-authoritative", "no-ping", "bind-interfaces"} <= set(group)
+    assert {"dhcp-lease-max=11", "dhcp-authoritative", "no-ping", "bind-dynamic"} <= set(group)
     # what the member's status records brings it back
     assert DnsmasqFiles.from_dict(member.as_dict()) == member
     assert member.leases == Path("/run/vn/dnsmasq-shared/g0/leases")
