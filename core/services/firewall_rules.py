@@ -11,6 +11,7 @@ reach on the host)::
                                     alone ; @masq4 masquerade
     input       (hook input)        guarded DHCP clients ; iifname @links jump host_in ;
                                     ip daddr @isolated4 jump own_in
+    prerouting  (hook raw)          guests' unicast DHCP to the host becomes broadcast
 
 The chains are fixed and every network is *elements* of shared sets keyed by its links:
 ``oifname @in4_ct`` (NAT: replies in), ``iifname @out4`` (forwarded out), ``iifname .
@@ -180,7 +181,9 @@ SET_TYPES: dict[str, str] = {
 _RANGES = {"same_p", "masq4", "masq6", "masq4_dev", "masq6_dev"}
 #: The chains of the inet table: base chains, then those they jump to (fixed: no network
 #: adds a chain, except the rare one with its own NAT addresses or ports).
-CHAINS = ("forward", "to_net", "from_net", "postrouting", "input", "host_in", "own_in")
+CHAINS = (
+    "forward", "to_net", "from_net", "postrouting", "input", "host_in", "own_in", "prerouting",
+)  # fmt: skip
 
 
 def inet_base() -> list[str]:
@@ -201,11 +204,20 @@ def inet_base() -> list[str]:
         f"add chain {INET} postrouting "
         "{ type nat hook postrouting priority srcnat ; policy accept ; }",
         f"add chain {INET} input {{ type filter hook input priority filter ; policy accept ; }}",
+        f"add chain {INET} prerouting "
+        "{ type filter hook prerouting priority raw ; policy accept ; }",
         *(f"add chain {INET} {name}" for name in ("to_net", "from_net", "host_in", "own_in")),
         *(f"flush chain {INET} {name}" for name in CHAINS),  # one transaction: idempotent
     ]
     rule = f"add rule {INET}"
     out += [
+        # DHCP from guests to the host's own address (a renewal, a release) is delivered as
+        # a broadcast: every dnsmasq bound to port 67 sees it and the one serving the link
+        # answers. Unicast goes to one socket only, and dnsmasq's (SO_REUSEPORT) are picked
+        # last-bound-first, ignoring their devices: with a dnsmasq serving several bridges
+        # (dnsmasq_group, no device to bind to) a renewal went to whichever started last
+        f"{rule} prerouting udp dport 67 iifname @links fib daddr type local "
+        "ip daddr set 255.255.255.255",
         f"{rule} forward oifname @links jump to_net",
         f"{rule} forward iifname @links jump from_net",
         # towards a network: from itself (but no routed hairpin for isolated ports: to the

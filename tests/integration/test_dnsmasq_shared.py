@@ -17,7 +17,7 @@ from virtnet.errors import OperationFailed, Unsupported
 from virtnet.services.dnsmasq import Dnsmasq
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.dnsmasq_group import DnsmasqGroup
-from virtnet.testing import Lab, dhcp_lease, frames
+from virtnet.testing import Lab, Namespace, dhcp_lease, frames
 from virtnet.testing.daemon import Daemon
 from virtnet.testing.fixtures import needs_root, run_dir_for_test
 from virtnet.testing.world import World, make_world
@@ -63,6 +63,14 @@ def member(world: World, name: str) -> DnsmasqFiles:
     return DnsmasqFiles.from_dict(active.info["dnsmasq"])  # type: ignore[arg-type]
 
 
+def renew(guest: Namespace, mac: str, lease: str, server: str) -> None:
+    """A DHCPREQUEST in RENEWING state: from the leased address, unicast to the server."""
+    body = frames.dhcp_request(mac, 3, ciaddr=lease, xid=0x7E7E)
+    udp = frames.ipv4_udp(lease, server, 68, 67, body)
+    frames.send(guest, "eth0", [frames.ethernet("ff:ff:ff:ff:ff:ff", mac, 0x0800, udp)])
+    time.sleep(0.3)
+
+
 def test_networks_share_a_dnsmasq_and_each_guest_leases_from_its_own_range(
     shared: World,
 ) -> None:
@@ -75,7 +83,7 @@ def test_networks_share_a_dnsmasq_and_each_guest_leases_from_its_own_range(
     assert member(shared, "sh2").member is None
     assert len(servers(shared)) == 2
 
-    g0, _ = shared.plug("sh0", "g0")
+    g0, port0 = shared.plug("sh0", "g0")
     g1, _ = shared.plug("sh1", "g1")
     lease0, lease1 = dhcp_lease(g0), dhcp_lease(g1)
     assert lease0 and lease0.startswith("10.91.0.") and lease1 and lease1.startswith("10.91.1.")
@@ -84,6 +92,17 @@ def test_networks_share_a_dnsmasq_and_each_guest_leases_from_its_own_range(
 
     vn.create_network(xml(3))  # joins: the group's dnsmasq restarts with it
     assert len(servers(shared)) == 2
+    # both bind DHCP's port (the group's to no device): its own dnsmasq serves the network
+    g2, port2 = shared.plug("sh2", "g2")
+    lease2 = dhcp_lease(g2)
+    assert lease2 and lease2.startswith("10.91.2.") and dhcp_lease(g2) == lease2
+    assert [x.ip for x in vn.dhcp_leases("sh2")] == [lease2]
+    # renewals are unicast to the server: each reaches the dnsmasq that serves its network
+    time.sleep(1.1)  # (a renewal moves the expiry on by the seconds since)
+    for name, guest, port, lease in (("sh0", g0, port0, lease0), ("sh2", g2, port2, lease2)):
+        before = vn.dhcp_leases(name)[0].expiry
+        renew(guest, port.mac or "", lease, lease.rsplit(".", 1)[0] + ".1")
+        assert vn.dhcp_leases(name)[0].expiry > before, name
     assert [x.ip for x in vn.dhcp_leases("sh0")] == [lease0]  # read back from the lease file
     assert dhcp_lease(g0) == lease0  # and renewed as the same address
     vn.create_network(xml(4))  # the group is full (3): a second one
@@ -92,8 +111,16 @@ def test_networks_share_a_dnsmasq_and_each_guest_leases_from_its_own_range(
     assert vn.check_network("sh0") == [] and vn.check_network("sh4") == []
 
     vn.destroy_network("sh0")  # leaves: the others go on
-    g3, _ = shared.plug("sh3", "g3")
-    assert (dhcp_lease(g3) or "").startswith("10.91.3.")
+    g3, port3 = shared.plug("sh3", "g3")
+    lease3 = dhcp_lease(g3) or ""
+    assert lease3.startswith("10.91.3.")
+    g4, port4 = shared.plug("sh4", "g4")
+    lease4 = dhcp_lease(g4) or ""
+    time.sleep(1.1)
+    for name, guest, port, lease in (("sh3", g3, port3, lease3), ("sh4", g4, port4, lease4)):
+        before = vn.dhcp_leases(name)[0].expiry  # (one group's renewal, then the other's)
+        renew(guest, port.mac or "", lease, lease.rsplit(".", 1)[0] + ".1")
+        assert vn.dhcp_leases(name)[0].expiry > before, name
     assert [x.ip for x in vn.dhcp_leases("sh1")] == [lease1]
     for name in ("sh1", "sh2", "sh3", "sh4"):
         vn.destroy_network(name)
