@@ -261,7 +261,8 @@ class Monitor:
         it (SIGHUP: leases, sockets and the cache's local names stay)."""
         with self.lock:
             every = [a.info.get("dnsmasq") for a in self.api.store.active()]
-            files = [DnsmasqFiles.from_dict(f) for f in every if isinstance(f, dict)]
+            found = [DnsmasqFiles.from_dict(f) for f in every if isinstance(f, dict)]
+            files = list({f.conf: f for f in found}.values())  # a shared one: once
             dnsmasq = self.api.services.call(lambda s: s.dnsmasq, self.api.services)
             if not files or not dnsmasq.write_upstream(files[0]):
                 return

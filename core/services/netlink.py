@@ -237,13 +237,14 @@ class Netlink:
         from virtnet.host import open_netns
 
         fd = open_netns(peer_netns, "port/netns") if peer_netns else None
+        master_index = self.require(master, "bridge") if master else None
         try:
             self.rtnl.create_veth(
                 ifname,
                 peer_ifname=peer_ifname,
                 peer_netns_fd=fd,
                 peer_mac=peer_mac,
-                master=self.require(master, "bridge") if master else None,
+                master=master_index if fd is None else None,  # (else below, with the label)
                 mtu=mtu,
                 group=BIRTH_GROUP if label else group,
             )
@@ -252,7 +253,14 @@ class Netlink:
         finally:
             if fd is not None:
                 os.close(fd)
-        if label:
+        if fd is not None and master_index is not None:  # our end was the pair's peer
+            self.rtnl.set_link(
+                self.require(ifname),
+                master=master_index,
+                alias=label or None,
+                group=(group or 0) if label else None,
+            )
+        elif label:
             self.set_label(ifname, label, group)
 
     def create_macvtap(

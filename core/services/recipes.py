@@ -206,8 +206,8 @@ def leased_ips(port: NetworkPort, status: dict[str, object], net: Network) -> li
     from virtnet.services.dnsmasq import parse_leases, within
 
     with contextlib.suppress(OSError):
-        leases = within(parse_leases(Path(path).read_text()), subnets(net))
-        return sorted({x.ip for x in leases if x.mac == port.mac})
+        mine = [x for x in parse_leases(Path(path).read_text()) if x.mac == port.mac]
+        return sorted({x.ip for x in within(mine, subnets(net))})
     return []
 
 

@@ -198,19 +198,35 @@ class Rtnl:
         group: int | None = None,
     ) -> None:
         """A veth pair in one request: ``ifname`` here (down), the peer in the namespace
-        ``peer_netns_fd`` refers to, with its final name and MAC (and down: the kernel
-        cannot open a veth end before the pair is complete, ENOTCONN)."""
-        peer = _link_attrs(peer_ifname, peer_mac, mtu)
-        if peer_netns_fd is not None:
-            peer += _u32(IFLA_NET_NS_FD, peer_netns_fd)
-        peer_info = _IFINFO.pack(0, 0, 0, 0, 0) + peer
+        ``peer_netns_fd`` refers to, with its final name and MAC, and up.
+
+        Up at birth, without a request from inside that namespace (a thread that enters it:
+        ~0.3 ms): the guest's end is the pair's *first* device, made in its namespace, and
+        ours the peer, made here. The kernel opens the first device after both exist, while
+        a peer brought up at birth would have no other end yet (ENOTCONN). ``master``
+        then takes a second request (a peer's IFLA_MASTER is not honoured at creation)."""
+        if peer_netns_fd is None:  # both ends here, both down
+            peer = _IFINFO.pack(0, 0, 0, 0, 0) + _link_attrs(peer_ifname, peer_mac, mtu)
+            linkinfo = _string(IFLA_INFO_KIND, "veth") + _attr(
+                IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER, peer)
+            )
+            attrs = _link_attrs(ifname, None, mtu, None, group, master)
+            attrs += _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+            body = _IFINFO.pack(0, 0, 0, 0, 0) + attrs
+            self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+            return
+        ours = _IFINFO.pack(0, 0, 0, 0, 0) + _link_attrs(ifname, None, mtu, None, group)
         linkinfo = _string(IFLA_INFO_KIND, "veth") + _attr(
-            IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER, peer_info)
+            IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER, ours)
         )
-        attrs = _link_attrs(ifname, None, mtu, None, group, master)
+        attrs = _link_attrs(peer_ifname, peer_mac, mtu) + _u32(IFLA_NET_NS_FD, peer_netns_fd)
         attrs += _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + attrs
+        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attrs
         self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+        if master is not None:
+            facts = self.link(ifname)
+            if facts is not None:
+                self.set_link(facts.index, master=master)
 
     def add_fdb(self, index: int, mac: str) -> None:
         """``bridge fdb add MAC dev IF master static``."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -416,7 +415,6 @@ class CreateVeth(Step):
 
     def apply(self, ctx: ApplyContext) -> None:
         from virtnet.services.netlink import in_namespace_raw, set_tx_checksum
-        from virtnet.services.rtnl import Rtnl
 
         nl = services(ctx).netlink
         nl.create_veth(
@@ -430,13 +428,10 @@ class CreateVeth(Step):
             label=ctx.owner,
         )
 
-        def guest_side(guest: Rtnl) -> None:
-            if not self.peer_tx_checksum:
-                set_tx_checksum(self.peer_ifname, False)
-            guest.set_link(socket.if_nametoindex(self.peer_ifname), up=True)
-
-        in_namespace_raw(self.peer_netns, guest_side)
-        # our end stays down (no frame reaches the bridge) until the plan's last step
+        # the guest's end was born up (Rtnl.create_veth); ours stays down (no frame reaches
+        # the bridge) until the plan's last step
+        if not self.peer_tx_checksum:
+            in_namespace_raw(self.peer_netns, lambda _: set_tx_checksum(self.peer_ifname, False))
 
 
 @dataclass(frozen=True)

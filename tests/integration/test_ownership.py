@@ -344,3 +344,29 @@ def test_a_link_made_by_a_process_killed_before_labelling_it_is_still_undone(
     assert problems == []
     assert services.reaper.settle()  # what the undo retired is deleted in the background
     assert (ns.links(), guest.links()) == before
+
+
+def test_a_veths_guest_end_is_born_up_and_ours_waits_down_on_the_bridge(
+    host: tuple[Namespace, Services, Host], lab: Lab, tmp_path: Path
+) -> None:
+    """One request makes the pair: the guest's end in its namespace, named, with its MAC and
+    up; ours enslaved, labelled and down (no frame reaches the bridge before the guards)."""
+    host_ns, services, h = host
+    guest = lab.netns("vguest")
+    host_ns.ip("link", "add", "vtbr-born", "type", "bridge")
+    seen: dict[str, Any] = {}
+
+    def look(ctx: ApplyContext) -> None:
+        seen["guest"] = json.loads(guest.ip("-j", "-d", "link", "show", "eth0").stdout)[0]
+        seen["ours"] = json.loads(host_ns.ip("-j", "-d", "link", "show", "vtvb0").stdout)[0]
+
+    veth = CreateVeth("vtvb0", "vtbr-born", "eth0", guest.name, peer_mac="52:54:00:b0:00:01")
+    failed = run(services, h, [veth, CallStep("look", look)], tmp_path / "journal")
+    assert "injected" in str(failed)
+    assert "UP" in seen["guest"]["flags"] and seen["guest"]["address"] == "52:54:00:b0:00:01"
+    assert "UP" not in seen["ours"]["flags"]
+    assert seen["ours"]["master"] == "vtbr-born"
+    assert seen["ours"]["ifalias"] == OWNER.label
+    # rolled back: both ends gone (the guest's with ours), the bridge (not ours) kept
+    assert "vtvb0" not in host_ns.links() and "eth0" not in guest.links()
+    assert "vtbr-born" in host_ns.links()
