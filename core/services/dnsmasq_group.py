@@ -129,10 +129,6 @@ class DnsmasqGroup:
                 files.directory.rmdir()
             return pid
 
-    def restart(self, files: DnsmasqFiles) -> int:
-        with _locked(files):
-            return self._restart(files)
-
     def _restart(self, files: DnsmasqFiles) -> int:
         if self.dnsmasq.pid(files) is not None or files.conf.exists():
             self.dnsmasq.stop(files)  # (a new group has nothing to stop: no scan of /proc)
