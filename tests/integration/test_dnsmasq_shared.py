@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from virtnet.errors import OperationFailed, Unsupported
+from virtnet.pids import running
 from virtnet.services.dnsmasq import Dnsmasq
 from virtnet.services.dnsmasq_conf import DnsmasqFiles
 from virtnet.services.dnsmasq_group import DnsmasqGroup
@@ -41,20 +42,38 @@ def shared(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 def servers(world: World) -> dict[int, str]:
-    """The dnsmasqs in the host namespace (not their lease helpers): pid -> configuration."""
+    """The running dnsmasqs of the host's networks (their pid files, checked against /proc):
+    pid -> configuration."""
     found = {}
-    for pid in world.host.pids():
+    for pidfile in [*world.run_dir.glob("dnsmasq/*/dnsmasq.pid"),
+                    *world.run_dir.glob("dnsmasq-shared/g*/dnsmasq.pid")]:  # fmt: skip
         try:
+            pid = int(pidfile.read_text())
             args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            parent = int(Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[1])
-            if Path(f"/proc/{pid}/comm").read_text().strip() != "dnsmasq":
-                continue
-            if Path(f"/proc/{parent}/comm").read_text().strip() == "dnsmasq":
-                continue  # the lease helper dnsmasq forks for its script
-        except (OSError, IndexError, ValueError):
+        except (OSError, ValueError):
             continue
-        found[pid] = next(a for a in args if a.startswith("--conf-file="))
+        conf = f"--conf-file={pidfile.with_name('dnsmasq.conf')}"
+        if running(pid) and conf in args and pid in world.host.pids():
+            found[pid] = conf
     return found
+
+
+def no_dnsmasq_left(world: World) -> bool:
+    """No dnsmasq runs in the host's namespace (a stopped one's lease helper exits a moment
+    after it: waited for, up to 2 s)."""
+    deadline = time.monotonic() + 2
+    while True:
+        left = [pid for pid in world.host.pids() if running(pid) and _comm(pid) == "dnsmasq"]
+        if not left or time.monotonic() > deadline:
+            return not left
+        time.sleep(0.05)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def member(world: World, name: str) -> DnsmasqFiles:
@@ -124,7 +143,7 @@ def test_networks_share_a_dnsmasq_and_each_guest_leases_from_its_own_range(
     assert [x.ip for x in vn.dhcp_leases("sh1")] == [lease1]
     for name in ("sh1", "sh2", "sh3", "sh4"):
         vn.destroy_network(name)
-    assert servers(shared) == {}
+    assert servers(shared) == {} and no_dnsmasq_left(shared)
     assert not list((shared.run_dir / "dnsmasq-shared").glob("g*/"))
 
 
