@@ -203,30 +203,26 @@ class Rtnl:
         Up at birth, without a request from inside that namespace (a thread that enters it:
         ~0.3 ms): the guest's end is the pair's *first* device, made in its namespace, and
         ours the peer, made here. The kernel opens the first device after both exist, while
-        a peer brought up at birth would have no other end yet (ENOTCONN). ``master``
-        then takes a second request (a peer's IFLA_MASTER is not honoured at creation)."""
-        if peer_netns_fd is None:  # both ends here, both down
-            peer = _IFINFO.pack(0, 0, 0, 0, 0) + _link_attrs(peer_ifname, peer_mac, mtu)
-            linkinfo = _string(IFLA_INFO_KIND, "veth") + _attr(
-                IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER, peer)
-            )
-            attrs = _link_attrs(ifname, None, mtu, None, group, master)
-            attrs += _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
-            body = _IFINFO.pack(0, 0, 0, 0, 0) + attrs
-            self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
-            return
-        ours = _IFINFO.pack(0, 0, 0, 0, 0) + _link_attrs(ifname, None, mtu, None, group)
+        a peer brought up at birth would have no other end yet (ENOTCONN). ``master`` only
+        with both ends here: a peer's IFLA_MASTER is not honoured at creation (the caller
+        enslaves ours afterwards). Without ``peer_netns_fd`` both ends are here, down."""
+        if peer_netns_fd is None:
+            first = _link_attrs(ifname, None, mtu, None, group, master)
+            second = _link_attrs(peer_ifname, peer_mac, mtu)
+            flags = 0
+        else:
+            if master is not None:
+                raise ValueError("a veth whose peer is in another namespace is enslaved after")
+            first = _link_attrs(peer_ifname, peer_mac, mtu) + _u32(IFLA_NET_NS_FD, peer_netns_fd)
+            second = _link_attrs(ifname, None, mtu, None, group)
+            flags = IFF_UP
         linkinfo = _string(IFLA_INFO_KIND, "veth") + _attr(
-            IFLA_INFO_DATA | NLA_F_NESTED, _attr(VETH_INFO_PEER, ours)
+            IFLA_INFO_DATA | NLA_F_NESTED,
+            _attr(VETH_INFO_PEER, _IFINFO.pack(0, 0, 0, 0, 0) + second),
         )
-        attrs = _link_attrs(peer_ifname, peer_mac, mtu) + _u32(IFLA_NET_NS_FD, peer_netns_fd)
-        attrs += _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
-        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attrs
+        body = _IFINFO.pack(0, 0, 0, flags, flags) + first
+        body += _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
         self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
-        if master is not None:
-            facts = self.link(ifname)
-            if facts is not None:
-                self.set_link(facts.index, master=master)
 
     def add_fdb(self, index: int, mac: str) -> None:
         """``bridge fdb add MAC dev IF master static``."""
