@@ -24,6 +24,7 @@ from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
 from virtnet.progress import Progress
 from virtnet.testing import Lab
 from virtnet.testing.fixtures import run_dir_for_test
+from virtnet.testing.netns import filesystem_type
 
 #: Where the benchmark is, on a terminal (stderr); the figures go to stdout above it.
 PROGRESS = Progress("bench")
@@ -170,6 +171,7 @@ def main() -> None:
         args.networks, args.ports, args.repeat = 50, 200, 10
     lab = Lab()
     run = run_dir_for_test()
+    PROGRESS.say(f"run dir {run} ({filesystem_type(run)}, as a host's /run)")
     try:
         host = lab.netns("bench")
         with Virtnet(run / "state", run / "run", netns=host.name) as vn:

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from virtnet.errors import Conflict, NotFound, OperationFailed
@@ -34,6 +35,12 @@ BIRTH_GROUP = 0x766E0001
 #: The link group of retired links (:meth:`Netlink.retire`): down, detached, renamed, waiting
 #: for :class:`~virtnet.services.reaper.Reaper` to delete the whole group in one request.
 RETIRED_GROUP = 0x766E0002
+#: A chunk of a larger group a reaper is deleting (:func:`delete_groups`): its links were
+#: checked, and go with the next request; a process killed meanwhile leaves them labelled,
+#: for ``virtnet gc``.
+REAPING_GROUP = 0x766E0003
+#: Links per deletion request, for a group of more (:func:`delete_groups`).
+REAP_CHUNK = 64
 RETIRED_PREFIX = "vnr"  # a retired link's name: this and its ifindex in hex
 #: Kinds of link a port can retire: nothing of theirs is visible elsewhere under its name (a
 #: veth's other end is in the guest's namespace, and must be gone when the unplug returns).
@@ -382,9 +389,6 @@ class Netlink:
     def set_group(self, ifname: str, group: int) -> None:
         self.rtnl.set_link(self.require(ifname), group=group)
 
-    def delete_group(self, group: int, owner: str | None, *, checked: bool = False) -> None:
-        delete_group(self.rtnl, group, owner, checked=checked)
-
     def delete(self, ifname: str, owner: str | None) -> bool:
         """Delete a link labelled ``owner``'s; False if it was already gone (undo must be
         idempotent). A link of that name without the label is someone else's: it stays, and
@@ -538,52 +542,86 @@ class Netlink:
         return [str(m.get_attr("TCA_KIND")) for m in self.ipr.get_qdiscs(index=idx)]
 
 
-def delete_group(rtnl: Rtnl, group: int, owner: str | None, *, checked: bool = False) -> None:
-    """Delete every link in ``group`` with one request (one RCU grace period for all).
+@dataclass(frozen=True)
+class Reap:
+    """A link group waiting for a reaper (:mod:`virtnet.services.reaper`).
 
-    Only links labelled as ``owner``'s (or its ports') go: a link someone else put in the
-    group leaves it first and stays (one dump of every link; ``checked``: the caller checked
-    each link's label as it put it in the group)."""
-    for link in [] if checked else rtnl.links():
-        if link.group == group and not owns(owner, link.alias):
-            log.warning("keeping %s: not virtnet's", link.name)
-            rtnl.set_link(link.index, group=0)
-    try:
-        rtnl.delete_group(group)
-    except OSError as exc:
-        if _code(exc) not in (errno.ENODEV, errno.ENOENT):
-            raise
+    ``owner``: only links labelled as its (or its ports') go; a link someone else put in the
+    group leaves it and stays. ``checked``: the caller checked each link's label as it put it
+    in the group (the retired group, which only :meth:`Netlink.retire` fills), so no dump of
+    the links is needed for that; ``links``: how many it put there, a dump is needed to
+    delete more than :data:`REAP_CHUNK` of them a chunk at a time."""
+
+    owner: str | None = None
+    checked: bool = False
+    links: int = 0
+
+    def needs_dump(self) -> bool:
+        return not self.checked or self.links > REAP_CHUNK
 
 
-def delete_groups(rtnl: Rtnl, groups: dict[int, tuple[str | None, bool]]) -> None:
-    """Delete the links of several groups (group -> ``owner, checked`` as for
-    :func:`delete_group`) after one dump of the links for all of them (1,000 stopped
-    networks took ~20 s when each group's deletion checked every link of the host).
+def delete_groups(rtnl: Rtnl, groups: dict[int, Reap]) -> None:
+    """Delete the links of several groups after one dump of the links for all of them (1,000
+    stopped networks took ~20 s when each group's deletion checked every link of the host).
 
-    Then one deletion request per group, not one for all: deleting a bridge holds the
-    kernel's RTNL lock ~16 ms whether alone or with others (measured: 5 bridges in one
-    request held it 82 ms, 10 held it 154 ms), and every foreground request (a start, a
-    stop, a plug) waits for it; one request for a burst of stops made those waits as long
-    as the burst (a stop's p90 went from 31 to 80 ms at 100 networks once stops got faster
-    and bursts longer)."""
-    unchecked = {group for group, (_owner, checked) in groups.items() if not checked}
-    for link in rtnl.links() if unchecked else []:
-        if link.group in unchecked and not owns(groups[link.group][0], link.alias):
-            log.warning("keeping %s: not virtnet's", link.name)
-            try:
-                rtnl.set_link(link.index, group=0)
-            except OSError as exc:
-                if _code(exc) != errno.ENODEV:  # gone meanwhile: nothing to do
-                    raise
+    The kernel holds its RTNL lock while it unregisters a request's links, and every
+    foreground request (a start, a stop, a plug) waits for it: a bridge ~16 ms whether alone
+    or with others (5 bridges in one request held it 82 ms, 10 held it 154 ms), a tap
+    ~0.12 ms, more than linearly past a few hundred (100 taps held it 12 ms, 1,000 taps
+    171 ms, a bridge with its 1,000 ports 367 ms; measured). So each group goes in its own
+    requests, a group's links :data:`REAP_CHUNK` at a time with its bridge last: a
+    foreground request waits for one chunk at most. The grace periods a deletion also waits
+    for (~13 ms) are outside the lock: more requests cost the reaper time, not the host."""
+    dumped = {group for group, reap in groups.items() if reap.needs_dump()}
+    if dumped:  # a killed reaper's chunk goes first; another's link there leaves it
+        groups = {REAPING_GROUP: Reap(), **groups}
+        dumped.add(REAPING_GROUP)
+    members: dict[int, list[LinkFacts]] = {group: [] for group in groups}
+    for link in rtnl.links(dumped) if dumped else []:
+        reap = groups[link.group]
+        if reap.checked or owns(reap.owner, link.alias):
+            members[link.group].append(link)
+            continue
+        log.warning("keeping %s: not virtnet's", link.name)
+        _set_group(rtnl, link.index, 0)
     failure: OSError | None = None
-    for group in groups:
+    for group, links in members.items():
         try:
-            rtnl.delete_group(group)
+            _delete_in_chunks(rtnl, group, links)
         except OSError as exc:
-            if _code(exc) not in (errno.ENODEV, errno.ENOENT) and failure is None:
+            if failure is None:
                 failure = exc
     if failure is not None:
         raise failure
+
+
+def _delete_in_chunks(rtnl: Rtnl, group: int, links: list[LinkFacts]) -> None:
+    """Delete ``group``, whose members are ``links``, a chunk at a time: each chunk moved to
+    :data:`REAPING_GROUP` and deleted with it, the bridge and the last chunk with the group
+    (a bridge's ports leave it as they go)."""
+    ports = sorted(links, key=lambda link: link.kind == "bridge")
+    spare = ports[: max(len(ports) - REAP_CHUNK, 0)]
+    for start in range(0, len(spare), REAP_CHUNK):
+        for link in spare[start : start + REAP_CHUNK]:
+            _set_group(rtnl, link.index, REAPING_GROUP)
+        _delete_group(rtnl, REAPING_GROUP)
+    _delete_group(rtnl, group)
+
+
+def _set_group(rtnl: Rtnl, index: int, group: int) -> None:
+    try:
+        rtnl.set_link(index, group=group)
+    except OSError as exc:
+        if _code(exc) != errno.ENODEV:  # gone meanwhile: nothing to do
+            raise
+
+
+def _delete_group(rtnl: Rtnl, group: int) -> None:
+    try:
+        rtnl.delete_group(group)
+    except OSError as exc:
+        if _code(exc) not in (errno.ENODEV, errno.ENOENT):  # none left in it
+            raise
 
 
 def _unlabelled_birth(link: LinkFacts) -> bool:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from virtnet.host import enter_netns
 
 if TYPE_CHECKING:
+    from virtnet.services.netlink import Reap
     from virtnet.services.rtnl import Rtnl
 
 log = logging.getLogger(__name__)
@@ -41,25 +42,30 @@ class Reaper:
 
     ``owner`` of :meth:`reap`: a group anyone could put a link in (a bridge's port group) is
     checked link by link first, and a link not labelled ``owner``'s leaves the group and
-    stays (:meth:`Netlink.delete_group <virtnet.services.netlink.Netlink.delete_group>`).
-    ``checked=True`` skips that (one dump of every link) for the retired group, which only
-    :meth:`~virtnet.services.netlink.Netlink.retire` fills, after checking the label.
+    stays (:func:`~virtnet.services.netlink.delete_groups`). ``checked=True`` skips that
+    (one dump of every link) for the retired group, which only
+    :meth:`~virtnet.services.netlink.Netlink.retire` fills after checking the label, one
+    link per call: the reaper counts them, a burst of more than a deletion request should
+    take is dumped and deleted in chunks.
     """
 
     def __init__(self, netns: str | None) -> None:
         self._netns = netns
         self._cond = threading.Condition()
-        self._pending: dict[int, tuple[str | None, bool]] = {}
+        self._pending: dict[int, Reap] = {}
         self._busy = False
         self._closed = False
         self._thread: threading.Thread | None = None
         self._at_exit = False
 
     def reap(self, group: int, owner: str | None = None, *, checked: bool = False) -> None:
+        from virtnet.services.netlink import Reap
+
         with self._cond:
             if self._closed:
                 raise RuntimeError("the reaper is closed")
-            self._pending[group] = (owner, checked)
+            before = self._pending.get(group)
+            self._pending[group] = Reap(owner, checked, (before.links if before else 0) + 1)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name=f"virtnet-reaper-{self._netns or 'host'}", daemon=True

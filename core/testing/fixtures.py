@@ -115,12 +115,13 @@ def virtnetd(lab: Lab, host_ns: Namespace, tmp_path: Path) -> Iterator[Daemon]:
 
 
 def run_dir_for_test() -> Path:
-    """A fresh run dir under /run: dnsmasq, after dropping privileges, must be able to reach
-    its files there (pytest's tmp_path is private to root). Its maker is written in it, so
+    """A fresh run dir on a tmpfs, as a host's (:func:`~virtnet.testing.netns.run_base`):
+    dnsmasq, after dropping privileges, must be able to reach its files there (pytest's
+    tmp_path is private to root). Its maker is written in it, so
     :func:`virtnet.testing.netns.reap_stale` removes it once that process is gone."""
-    from virtnet.testing.netns import mark_owner
+    from virtnet.testing.netns import mark_owner, run_base
 
-    made = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir="/run"))
+    made = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir=run_base()))
     made.chmod(0o711)
     mark_owner(made)
     return made

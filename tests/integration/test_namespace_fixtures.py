@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from virtnet import pids
 from virtnet.testing import Lab, Namespace, can_ping, can_tcp
 from virtnet.testing.fixtures import needs_root, run_dir_for_test
+from virtnet.testing.netns import filesystem_type
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -103,6 +105,8 @@ def test_a_killed_runs_namespaces_and_processes_are_reaped_by_the_next() -> None
         assert not any(pids.running(pid) for pid in sleepers)
         assert os.path.exists(f"/run/netns/{ours.name}")
         assert not os.path.exists(its_run_dir) and our_run_dir.is_dir()  # its test's run dir
+        assert filesystem_type(our_run_dir) == "tmpfs"  # as a host's /run: see run_base
+        assert filesystem_type(Path("/proc/self")) == "proc"
     finally:
         mine.cleanup()
         shutil.rmtree(our_run_dir, ignore_errors=True)
