@@ -179,16 +179,16 @@ class Virtnet:
             self._services.share()  # backends' drift checks reuse them (Services.once)
         return self._services
 
-    def settle(self) -> None:
-        """Wait until the links retired by unplugs and stops are deleted.
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until the links retired by unplugs and stops are deleted; False if they are
+        not after ``timeout`` seconds (default 30).
 
         An unplug or a stop returns once its links are out of service (down, detached,
         renamed ``vnr<ifindex>``: names free, no frame forwarded) and leaves their deletion,
         ~15 ms of kernel time each, to a background thread that deletes many per request
         (:mod:`virtnet.services.reaper`). Nothing needs to wait for it; this is for who wants
         the host exactly as before (a test's snapshot). :meth:`close` settles too."""
-        if self._services is not None:
-            self._services.settle()
+        return self._services is None or self._services.settle(timeout)
 
     def close(self) -> None:
         if self._services is not None:

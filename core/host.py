@@ -24,6 +24,22 @@ if TYPE_CHECKING:  # the model behind it costs ~30 ms: not for who only enters a
     from virtnet.backend import Host
 
 NETNS_DIR = Path("/run/netns")
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem ``path`` is on (the longest mount point above it)."""
+    best, kind = "", ""
+    target = str(path.resolve())
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            inside = target == point or target.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, fields[2]
+    return kind
+
+
 _CLONE_NEWNET = 0x40000000
 
 

@@ -250,7 +250,7 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from virtnet.host import enter_netns
+    from virtnet.host import enter_netns, filesystem_type
     from virtnet.paths import resolve_dirs, socket_path
 
     if args.netns:
@@ -323,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
     monitor.start()
     watching = _start_watchers(api, stop)
     log.info("serving %s on %s (pid %d)", args.netns or "the current namespace", path, os.getpid())
+    if (kind := filesystem_type(run_dir)) != "tmpfs":  # each plug makes and removes a file
+        log.warning("run dir %s is on %s, not a tmpfs: plugs and unplugs are slower", run_dir, kind)
     _notify_systemd()
     # Python runs signal handlers in the main thread only, between bytecodes; a main thread
     # blocked in one untimed wait did not always run them (under load, 1 SIGHUP in 5 went

@@ -132,11 +132,12 @@ class Services:
         finally:
             services.close()
 
-    def settle(self) -> None:
+    def settle(self, timeout: float | None = None) -> bool:
         """Wait until the links retired so far are deleted (nothing to wait for when this
-        host never retired one: no reaper is made for the asking)."""
-        if "reaper" in self.__dict__:
-            self.reaper.settle()
+        host never retired one: no reaper is made for the asking); False on timeout."""
+        if "reaper" not in self.__dict__:
+            return True
+        return self.reaper.settle() if timeout is None else self.reaper.settle(timeout)
 
     def close(self) -> None:
         if Services._shared.get(_key(self.host)) is self:

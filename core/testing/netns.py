@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from virtnet.host import filesystem_type
+
 #: One file per lab that made a namespace: ``{"pid", "start", "namespaces"}``.
 RECORDS = Path("/run/virtnet-test-labs")
 
@@ -139,20 +141,6 @@ def mark_owner(directory: Path) -> None:
 #: virtnet's run dir with it; where /run is on a disk, /dev/shm stands in (see
 #: :func:`run_base`).
 RUN_BASES = (Path("/run"), Path("/dev/shm"))
-
-
-def filesystem_type(path: Path) -> str:
-    """The type of the filesystem ``path`` is on (the longest mount point above it)."""
-    best, kind = "", ""
-    target = str(path.resolve())
-    with open("/proc/self/mounts") as mounts:
-        for line in mounts:
-            fields = line.split()
-            point = fields[1].replace("\\040", " ")
-            inside = target == point or target.startswith(point.rstrip("/") + "/")
-            if inside and len(point) >= len(best):
-                best, kind = point, fields[2]
-    return kind
 
 
 def run_base() -> Path:

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -519,3 +520,27 @@ def test_prometheus_scrapes_networks_ports_leases_drops_and_operation_times(
     missing = host_ns.exec(sys.executable, "-c", scrape.replace("/metrics", "/other"), check=False)
     assert "404" in missing.stderr
     assert spare.cli("net-destroy", "metered").returncode == 0
+
+
+def test_a_run_dir_off_a_tmpfs_is_named_at_start(
+    spare: Daemon, lab: Lab, host_ns: Namespace, tmp_path: Path
+) -> None:
+    """A plug makes and removes a journal file in the run dir: on a disk that is slower (on
+    ext4 without a journal, a plug grew 1.3 -> 2.9 ms over 1,000 ports), so virtnetd says
+    where its run dir is when it is not a tmpfs, and says nothing when it is."""
+    from virtnet.host import filesystem_type
+
+    spare.start()
+    spare.stop()
+    assert filesystem_type(spare.run_dir) == "tmpfs"
+    assert "not a tmpfs" not in spare.log.read_text()
+    disk = Path(tempfile.mkdtemp(prefix="virtnet-test-", dir="/var/tmp"))
+    try:
+        if filesystem_type(disk) == "tmpfs":
+            pytest.skip("/var/tmp is a tmpfs here: no disk to try")
+        daemon = Daemon(host_ns.name, tmp_path / "state2", disk / "run", lab).start()
+        daemon.stop()
+        line = [x for x in daemon.log.read_text().splitlines() if "not a tmpfs" in x]
+        assert line and str(disk / "run") in line[0] and filesystem_type(disk) in line[0]
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)

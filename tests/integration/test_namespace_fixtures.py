@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from virtnet import pids
+from virtnet.host import filesystem_type
 from virtnet.testing import Lab, Namespace, can_ping, can_tcp
 from virtnet.testing.fixtures import needs_root, run_dir_for_test
-from virtnet.testing.netns import filesystem_type
 
 pytestmark = [needs_root, pytest.mark.root]
 
