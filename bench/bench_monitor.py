@@ -6,7 +6,7 @@ measures the daemon's own CPU time while nothing happens (utime + stime from /pr
 (drift noticed and repaired), and the memory of virtnetd and the dnsmasqs per network (RSS,
 as issue 15 counts it, and PSS, which counts shared pages once). Usage, as root:
 
-    .venv/bin/python bench/bench_monitor.py [--networks 1000] [--idle 20] [--drifts 5]
+    .venv/bin/python bench/bench_monitor.py [--networks 1000] [--idle 20] [--drifts 5] [--shared N]
 """
 
 from __future__ import annotations
@@ -50,12 +50,20 @@ def main() -> int:
     parser.add_argument("--networks", type=int, default=1000)
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle measurement")
     parser.add_argument("--drifts", type=int, default=5)
+    parser.add_argument(
+        "--shared", type=int, default=0, help="networks per dnsmasq (virtnetd.conf dnsmasq_shared)"
+    )
     args = parser.parse_args()
     lab = Lab()
     run = run_dir_for_test()
     try:
         host = lab.netns("host")
-        daemon = Daemon(host.name, run / "state", run / "run", lab).start()
+        options = []
+        if args.shared:
+            config = run / "virtnetd.conf"
+            config.write_text(f"[virtnetd]\ndnsmasq_shared = {args.shared}\n")
+            options = ["--config", str(config)]
+        daemon = Daemon(host.name, run / "state", run / "run", lab).start(*options)
         assert daemon.proc is not None
         began = time.monotonic()
         with Client.connect(daemon.socket) as client:
@@ -105,10 +113,15 @@ def main() -> int:
         PROGRESS.say(f"{'bridge deleted -> re-made by virtnetd':<52} median {med:7.0f} ms  "
                      f"max {max(delays):6.0f} ms  (target <= 1000 ms) {verdict}")  # fmt: skip
         PROGRESS.step(f"destroying {args.networks} networks")
+        began = time.monotonic()
         with Client.connect(daemon.socket) as client:
             for i in range(args.networks):
                 client.call("destroy_network", name=f"n{i}")
-        daemon.stop()
+        destroyed = time.monotonic()
+        daemon.stop(timeout=60)
+        PROGRESS.say(f"{args.networks} networks destroyed through virtnetd in "
+                     f"{destroyed - began:.1f} s; the daemon stopped {time.monotonic() - destroyed:.1f} s "
+                     "later (it deletes the retired links first, up to 30 s)")  # fmt: skip
     finally:
         PROGRESS.close()
         lab.cleanup()

@@ -74,10 +74,13 @@ class Daemon:
                 time.sleep(0.05)
         raise RuntimeError(f"virtnetd did not answer in {timeout} s: {self.log_text()}")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, and wait for the daemon to exit (it waits up to 30 s for the links its
+        stops retired to be deleted: a benchmark that just stopped 1,000 networks gives it
+        that)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=timeout)
 
     def kill(self) -> None:
         """``kill -9``: nothing of the daemon's gets a chance to clean up."""
