@@ -119,9 +119,10 @@ def main() -> int:
                 client.call("destroy_network", name=f"n{i}")
         destroyed = time.monotonic()
         daemon.stop(timeout=60)
+        stopped = time.monotonic() - destroyed
         PROGRESS.say(f"{args.networks} networks destroyed through virtnetd in "
-                     f"{destroyed - began:.1f} s; the daemon stopped {time.monotonic() - destroyed:.1f} s "
-                     "later (it deletes the retired links first, up to 30 s)")  # fmt: skip
+                     f"{destroyed - began:.1f} s; the daemon stopped {stopped:.1f} s later "
+                     "(it deletes the retired links first, up to 30 s)")  # fmt: skip
     finally:
         PROGRESS.close()
         lab.cleanup()
