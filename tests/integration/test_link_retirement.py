@@ -318,7 +318,7 @@ def test_stopped_networks_piled_up_cost_one_dump_and_a_foreign_link_stays(
     kernel's lock ~16 ms however many go together: one request for all made every
     foreground request wait for all); a link someone else put in one of the port groups
     leaves it and stays, as with a single group."""
-    from virtnet.services.netlink import PORT_GROUP_BASE, REAPING_GROUP, Reap, delete_groups
+    from virtnet.services.netlink import PORT_GROUP_BASE, Reap, delete_groups
 
     nl = services.netlink
     owners = [Owner(str(uuid.uuid4())).label for _ in range(3)]
@@ -356,7 +356,7 @@ def test_stopped_networks_piled_up_cost_one_dump_and_a_foreign_link_stays(
         services.call(delete_groups, services.netlink.rtnl, groups)
     finally:
         kind.delete_group, kind.links = real, real_links  # type: ignore[method-assign]
-    assert deletions == [REAPING_GROUP, *groups] and len(dumps) == 1
+    assert deletions == list(groups) and len(dumps) == 1
     left = host_ns.links()
     assert not [n for n in left if n.startswith(("vrgb", "vrgt", "vnr"))], left
     assert "vrgforeign" in left
@@ -419,3 +419,36 @@ def test_a_big_group_goes_a_chunk_per_request_and_foreign_links_stay(
     for name in ("vrcforeign", "vrcforeign2"):
         assert name in left
         assert str((link(host_ns, name) or {}).get("group")) in ("0", "default")
+
+
+def test_a_burst_of_retired_links_goes_a_chunk_per_request(
+    host_ns: Namespace, services: Services
+) -> None:
+    """Unplugs retire their links into one group without a dump (each checked its label);
+    the reaper counts them, and a burst of more than a chunk is dumped and deleted a chunk
+    at a time like a stopped network's ports."""
+    from virtnet.services.netlink import REAP_CHUNK, REAPING_GROUP, Reap, delete_groups
+
+    nl, rtnl = services.netlink, services.netlink.rtnl
+    owner = Owner(str(uuid.uuid4())).label
+    burst = REAP_CHUNK + 6
+    for p in range(burst):
+        services.call(nl.create_tap, f"vrbt{p}", master=None, mac=None, owner_uid=None,
+                      label=owner)  # fmt: skip
+        assert services.call(nl.retire, f"vrbt{p}", owner)
+    sizes: list[tuple[int, int]] = []
+    kind = rtnl.__class__
+    real, real_links = kind.delete_group, kind.links
+
+    def counted(self, deleted: int) -> None:  # type: ignore[no-untyped-def]
+        sizes.append((deleted, len(real_links(self, {deleted}))))
+        real(self, deleted)
+
+    kind.delete_group = counted  # type: ignore[method-assign]
+    try:
+        services.call(delete_groups, rtnl, {RETIRED_GROUP: Reap(checked=True, links=burst)})
+    finally:
+        kind.delete_group = real  # type: ignore[method-assign]
+    assert sizes == [(REAPING_GROUP, 6), (RETIRED_GROUP, REAP_CHUNK)]
+    assert not [n for n in host_ns.links() if n.startswith(("vrbt", "vnr"))]
+    assert Reap(checked=True, links=REAP_CHUNK).needs_dump() is False  # a few: no dump
