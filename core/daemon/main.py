@@ -267,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
     from virtnet.daemon.monitor import Monitor
     from virtnet.daemon.server import Server
 
-    api = Virtnet(state_dir, run_dir, args.netns)  # undoes what a killed daemon left half-done
+    # undoes what a killed daemon left half-done; keeps the firewall's tables between networks
+    api = Virtnet(state_dir, run_dir, args.netns, keep_tables=True)
     lock = threading.RLock()
     hub = EventHub()
     api.subscribe(hub.publish)
@@ -349,6 +350,11 @@ def run(args: argparse.Namespace) -> int:
     with lock:
         if gone:  # its links went with it; its dnsmasqs would keep it alive, unseen
             _stop_every_network(api)
+        elif not api.store.active_xml():
+            try:
+                api.drop_unused_tables()  # kept between networks while the daemon ran
+            except Exception as exc:  # the next start, or virtnet gc, finds them
+                log.warning("cannot remove virtnet's nftables tables: %s", exc)
         api.close()
     # the pid file goes while its lock is still held: a daemon starting now either fails on
     # the lock or makes a new file

@@ -54,6 +54,8 @@ class Services:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        #: virtnet's nftables tables stay when the last network stops (Virtnet.keep_tables)
+        self.keep_tables = False
         self._worker: ThreadPoolExecutor | None = None
         self._worker_thread: int | None = None
         if host.netns is not None and not _in_netns(host.netns):

@@ -152,7 +152,8 @@ def leave_firewalld_zone(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
     _flush_removals(ctx)  # the ports' elements first: the tables go only once empty
-    services(ctx).firewall.drop_unused_tables()
+    if not services(ctx).keep_tables:  # a long-lived process keeps them (Virtnet.keep_tables)
+        services(ctx).firewall.drop_unused_tables()
 
 
 def stop_dnsmasq(ctx: ApplyContext, args: dict[str, Any]) -> None:
