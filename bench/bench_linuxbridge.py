@@ -16,7 +16,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from virtnet.api import Virtnet
@@ -167,6 +168,21 @@ def bench_scaling(vn: Virtnet, networks: int, ports: int, guest: str) -> None:
     )
 
 
+@contextmanager
+def bench_lab() -> Iterator[tuple[Lab, Path]]:
+    """A lab and a run dir on a tmpfs (as a host's /run), removed with every namespace and
+    process of the lab however the benchmark ends."""
+    lab = Lab()
+    run = run_dir_for_test()
+    PROGRESS.say(f"run dir {run} ({filesystem_type(run)}, as a host's /run)")
+    try:
+        yield lab, run
+    finally:
+        PROGRESS.close()
+        lab.cleanup()
+        shutil.rmtree(run, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--networks", type=int, default=1000)
@@ -176,18 +192,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.networks, args.ports, args.repeat = 50, 200, 10
-    lab = Lab()
-    run = run_dir_for_test()
-    PROGRESS.say(f"run dir {run} ({filesystem_type(run)}, as a host's /run)")
-    try:
+    with bench_lab() as (lab, run):
         host = lab.netns("bench")
         with Virtnet(run / "state", run / "run", netns=host.name) as vn:
             bench_lifecycle(vn, host.name, run, args.repeat)
             bench_scaling(vn, args.networks, args.ports, host.name)
-    finally:
-        PROGRESS.close()
-        lab.cleanup()
-        shutil.rmtree(run, ignore_errors=True)
 
 
 if __name__ == "__main__":

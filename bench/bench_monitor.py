@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from bench_linuxbridge import PROGRESS, nat_xml
+from bench_linuxbridge import PROGRESS, bench_lab, nat_xml
 
 from virtnet.client import Client
-from virtnet.testing import Lab
 from virtnet.testing.daemon import Daemon
-from virtnet.testing.fixtures import run_dir_for_test
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -54,9 +51,7 @@ def main() -> int:
         "--shared", type=int, default=0, help="networks per dnsmasq (virtnetd.conf dnsmasq_shared)"
     )
     args = parser.parse_args()
-    lab = Lab()
-    run = run_dir_for_test()
-    try:
+    with bench_lab() as (lab, run):
         host = lab.netns("host")
         options = []
         if args.shared:
@@ -123,10 +118,6 @@ def main() -> int:
         PROGRESS.say(f"{args.networks} networks destroyed through virtnetd in "
                      f"{destroyed - began:.1f} s; the daemon stopped {stopped:.1f} s later "
                      "(it deletes the retired links first, up to 30 s)")  # fmt: skip
-    finally:
-        PROGRESS.close()
-        lab.cleanup()
-        shutil.rmtree(run, ignore_errors=True)
     return 0
 
 

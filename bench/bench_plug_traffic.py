@@ -22,27 +22,20 @@ from __future__ import annotations
 
 import argparse
 import select
-import shutil
 import socket
 import statistics
 import subprocess
-import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
-from bench_linuxbridge import PROGRESS
+from bench_linuxbridge import PROGRESS, bench_lab
 
 from virtnet.client import Client
-from virtnet.host import enter_netns
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
 from virtnet.model.port_xml import format_port
-from virtnet.testing import Lab, Namespace
+from virtnet.testing import Namespace
 from virtnet.testing.daemon import Daemon
-from virtnet.testing.fixtures import run_dir_for_test
 from virtnet.testing.frames import ETH_IP, dhcp_request, ethernet, ipv4_udp, mac_bytes
 
-T = TypeVar("T")
 NET = "plugbench"
 ETH_P_ALL = 0x0003
 GIVE_UP = 10.0  # seconds: STP on takes ~4
@@ -55,15 +48,6 @@ def network_xml(stp: str | None) -> str:
         "<ip address='10.93.0.1' prefix='24'><dhcp><range start='10.93.0.10' "
         "end='10.93.0.250'/></dhcp></ip></network>"
     )
-
-
-def in_ns(ns: Namespace, fn: Callable[[], T]) -> T:
-    """``fn()`` on a thread inside ``ns``: the sockets it opens stay there."""
-    out: list[T] = []
-    thread = threading.Thread(target=lambda: (enter_netns(ns.name), out.append(fn())))
-    thread.start()
-    thread.join()
-    return out[0]
 
 
 def raw_socket(ifname: str = "eth0") -> socket.socket:
@@ -83,7 +67,7 @@ def first_frame(client: Client, guest: Namespace, watch: socket.socket) -> float
     """Milliseconds from the plug request until ``watch`` sees the guest's first frame."""
     start = time.perf_counter()
     mac = plug(client, guest)
-    sender = in_ns(guest, raw_socket)
+    sender = guest.call(raw_socket)
     discover = ethernet("ff:ff:ff:ff:ff:ff", mac, ETH_IP,
                         ipv4_udp("0.0.0.0", "255.255.255.255", 68, 67,
                                  dhcp_request(mac, 1)))  # fmt: skip
@@ -130,9 +114,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--stp", choices=("on", "off"), help="say stp= in the XML")
     args = parser.parse_args()
-    lab = Lab()
-    run = run_dir_for_test()
-    try:
+    with bench_lab() as (lab, run):
         host = lab.netns("host")
         daemon = Daemon(host.name, run / "state", run / "run", lab).start()
         with Client.connect(daemon.socket) as client:
@@ -141,7 +123,7 @@ def main() -> None:
             PROGRESS.say(f"a NAT network whose XML says {said}; plugs through virtnetd")
             watcher = lab.netns("watch")
             plug(client, watcher)
-            watch = in_ns(watcher, raw_socket)
+            watch = watcher.call(raw_socket)
             time.sleep(0.5 if args.stp != "on" else 5)  # the watcher's own port forwards
             frames, leases = [], []
             for k in range(args.samples):
@@ -152,10 +134,6 @@ def main() -> None:
             report("plug -> first forwarded frame (veth, daemon)", frames, 50)
             report("plug -> DHCP lease (veth, udhcpc, daemon)", leases, 300)
         daemon.stop()
-    finally:
-        PROGRESS.close()
-        lab.cleanup()
-        shutil.rmtree(run, ignore_errors=True)
 
 
 if __name__ == "__main__":

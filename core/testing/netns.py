@@ -14,11 +14,16 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from virtnet.host import filesystem_type
+
+T = TypeVar("T")
 
 #: One file per lab that made a namespace: ``{"pid", "start", "namespaces"}``.
 RECORDS = Path("/run/virtnet-test-labs")
@@ -44,6 +49,24 @@ class Namespace:
 
     def popen(self, *args: str, **kwargs: object) -> subprocess.Popen[str]:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *args], text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on a short-lived thread inside this namespace: the sockets and files it
+        opens stay there (raw sockets of a guest, a tap opened by name)."""
+        from virtnet.host import enter_netns
+
+        out: list[T] = []
+
+        def inside() -> None:
+            enter_netns(self.name)
+            out.append(fn())
+
+        thread = threading.Thread(target=inside)
+        thread.start()
+        thread.join()
+        if not out:
+            raise RuntimeError(f"{fn!r} failed in namespace {self.name}")
+        return out[0]
 
     def links(self) -> set[str]:
         out = self.ip("-o", "link", "show").stdout

@@ -13,17 +13,14 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from virtnet.backend import Host
-from virtnet.host import enter_netns
 from virtnet.model.port import Attachment, AttachmentKind, NetworkPort
 from virtnet.ownership import Owner
 from virtnet.services import Services
@@ -33,22 +30,12 @@ from virtnet.testing.fixtures import needs_root
 from virtnet.testing.world import World
 
 pytestmark = [needs_root, pytest.mark.root]
-T = TypeVar("T")
 
 NAT = """<network><name>{name}</name><forward mode='nat'/><bridge name='{bridge}' stp='off'/>
   <ip address='10.79.{n}.1' prefix='24'><dhcp><range start='10.79.{n}.100'
   end='10.79.{n}.150'/></dhcp></ip></network>"""
 TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
 ETH_P_ALL, PROBE_TYPE = 0x0003, 0x88B5  # IEEE local experimental ethertype
-
-
-def in_ns(ns: Namespace, fn: Callable[[], T]) -> T:
-    """``fn()`` on a thread inside ``ns``: the sockets and files it opens stay there."""
-    out: list[T] = []
-    thread = threading.Thread(target=lambda: (enter_netns(ns.name), out.append(fn())))
-    thread.start()
-    thread.join()
-    return out[0]
 
 
 def open_tap(name: str) -> int:
@@ -105,8 +92,8 @@ def test_an_unplugged_tap_carries_no_frame_the_moment_unplug_returns(world: Worl
         ),
     )
     assert tap.mac
-    fd = in_ns(world.host, lambda: open_tap("vrtap0"))
-    ear = in_ns(peer, lambda: sniffer("eth0"))
+    fd = world.host.call(lambda: open_tap("vrtap0"))
+    ear = peer.call(lambda: sniffer("eth0"))
     try:
         assert send(fd, tap.mac, b"before unplug") and heard(ear, b"before unplug")
         world.vn.delete_port(tap.uuid or "")
