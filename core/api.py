@@ -133,11 +133,11 @@ class Virtnet:
         keep_tables: bool = False,
     ) -> None:
         self.host = make_host(state_dir, run_dir, netns)
-        #: Keep virtnet's nftables tables when the last network stops (a long-lived process:
-        #: virtnetd). Inert without networks (every rule matches a set that is then empty),
-        #: and making them again cost the next first start ~7 ms of libnftables parsing
-        #: ~100 rules. :meth:`drop_unused_tables` removes them (virtnetd's exit).
-        self.keep_tables = keep_tables
+        # keep_tables: virtnet's nftables tables stay when the last network stops (a
+        # long-lived process: virtnetd). Inert without networks (every rule matches a set that
+        # is then empty), and making them again cost the next first start ~7 ms of libnftables
+        # parsing ~100 rules. drop_unused_tables() removes them (virtnetd's exit).
+        self._keep_tables = keep_tables
         self.pm, broken, self._distributions = make_plugin_manager(plugins, autoload=autoload)
         self.hooks = Hooks(self.pm, self.host, broken, self._distributions)
         self._store: Store | None = None
@@ -182,13 +182,13 @@ class Virtnet:
         """The core's datapath services for this host, created on first use."""
         if self._services is None:
             self._services = Services(self.host)
-            self._services.keep_tables = self.keep_tables
+            self._services.keep_tables = self._keep_tables
             self._services.share()  # backends' drift checks reuse them (Services.once)
         return self._services
 
     def drop_unused_tables(self) -> None:
         """Remove virtnet's nftables tables if no network uses them (what the last network's
-        stop does unless :attr:`keep_tables`)."""
+        stop does unless made with ``keep_tables``)."""
         with host_lock(self.host):
             self.services.call(self.services.firewall.drop_unused_tables)
 

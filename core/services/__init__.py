@@ -54,7 +54,7 @@ class Services:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        #: virtnet's nftables tables stay when the last network stops (Virtnet.keep_tables)
+        #: virtnet's nftables tables stay when the last network stops (Virtnet(keep_tables=True))
         self.keep_tables = False
         self._worker: ThreadPoolExecutor | None = None
         self._worker_thread: int | None = None

@@ -152,7 +152,7 @@ def leave_firewalld_zone(ctx: ApplyContext, args: dict[str, Any]) -> None:
 
 def release_tables(ctx: ApplyContext, args: dict[str, Any]) -> None:
     _flush_removals(ctx)  # the ports' elements first: the tables go only once empty
-    if not services(ctx).keep_tables:  # a long-lived process keeps them (Virtnet.keep_tables)
+    if not services(ctx).keep_tables:  # a long-lived process keeps them (Virtnet(keep_tables=True))
         services(ctx).firewall.drop_unused_tables()
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from virtnet.host import filesystem_type
+from virtnet.host import enter_netns, filesystem_type
 
 T = TypeVar("T")
 
@@ -52,20 +52,23 @@ class Namespace:
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` on a short-lived thread inside this namespace: the sockets and files it
-        opens stay there (raw sockets of a guest, a tap opened by name)."""
-        from virtnet.host import enter_netns
-
+        opens stay there (raw sockets of a guest, a tap opened by name). What ``fn`` raises
+        is raised here."""
         out: list[T] = []
+        errors: list[BaseException] = []
 
         def inside() -> None:
-            enter_netns(self.name)
-            out.append(fn())
+            try:
+                enter_netns(self.name)
+                out.append(fn())
+            except BaseException as exc:  # re-raised in the caller
+                errors.append(exc)
 
         thread = threading.Thread(target=inside)
         thread.start()
         thread.join()
-        if not out:
-            raise RuntimeError(f"{fn!r} failed in namespace {self.name}")
+        if errors:
+            raise errors[0]
         return out[0]
 
     def links(self) -> set[str]:

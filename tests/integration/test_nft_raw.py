@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from virtnet.host import enter_netns
 from virtnet.model.network import ForwardMode
 from virtnet.services import firewall_rules as rules
 from virtnet.services.nft import Nft
@@ -99,26 +97,6 @@ SHAPES = {
 }
 
 
-def _in(ns: Namespace, fn: Callable[[], Any]) -> Any:
-    """``fn()`` on a thread inside ``ns``."""
-    result: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            enter_netns(ns.name)
-            result.append(fn())
-        except BaseException as exc:  # re-raised in the caller
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
-
-
 def _listing(ns: Namespace) -> list[dict[str, Any]]:
     """The table as the kernel has it, without handles (numbers of insertion order)."""
     out = subprocess.run(["ip", "netns", "exec", ns.name, "nft", "-j", "list", "table", "inet",
@@ -165,15 +143,15 @@ def test_raw_rules_are_the_rules_libnftables_makes(
             else:
                 nft.run("\n".join(added), "a network")
 
-        _in(ns, add)
+        ns.call(add)
         listings.append(_listing(ns))
     assert listings[0] == listings[1]
     names = {item["chain"]["name"] for item in listings[1] if "chain" in item}
     assert set(r.chains) <= names  # the network's own chains, made raw
     monkeypatch.setenv("VIRTNET_NFT_RAW", "0")
-    _in(text, lambda: Nft().run("\n".join(removed), "its removal"))
+    text.call(lambda: Nft().run("\n".join(removed), "its removal"))
     monkeypatch.setenv("VIRTNET_NFT_RAW", "1")
-    assert _in(raw, lambda: Nft().run_raw("\n".join(removed)))
+    assert raw.call(lambda: Nft().run_raw("\n".join(removed)))
     after = [_listing(text), _listing(raw)]
     assert after[0] == after[1]
     assert not any("chain" in item and item["chain"]["name"].startswith("n") for item in after[1])
@@ -201,7 +179,7 @@ def test_neighbouring_subnets_share_an_interval_boundary(
         for r in (first, second):
             nft.run("\n".join(rules.add_network(r)), "a network")
 
-    _in(text, by_text)
+    text.call(by_text)
     monkeypatch.setenv("VIRTNET_NFT_RAW", "1")
 
     def by_raw() -> None:
@@ -210,12 +188,12 @@ def test_neighbouring_subnets_share_an_interval_boundary(
         for r in (first, second):
             assert nft.run_raw("\n".join(rules.add_network(r)))
 
-    _in(raw, by_raw)
+    raw.call(by_raw)
     assert _listing(text) == _listing(raw)
     monkeypatch.setenv("VIRTNET_NFT_RAW", "0")
-    _in(text, lambda: Nft().run("\n".join(rules.remove_network(first)), "removal"))
+    text.call(lambda: Nft().run("\n".join(rules.remove_network(first)), "removal"))
     monkeypatch.setenv("VIRTNET_NFT_RAW", "1")
-    assert _in(raw, lambda: Nft().run_raw("\n".join(rules.remove_network(first))))
+    assert raw.call(lambda: Nft().run_raw("\n".join(rules.remove_network(first))))
     assert _listing(text) == _listing(raw)
     masq4 = [i["set"] for i in _listing(raw) if i.get("set", {}).get("name") == "masq4"]
     assert masq4[0]["elem"] == [
